@@ -1,0 +1,33 @@
+"""The umbrella ``ollama-wire`` command. Subcommands live in their own modules and load lazily."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module, attribute); loaded only when used so `ollama-wire --help` stays fast.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "emulate": ("analyzer.cli.emulate", "emulate"),
+    "logs": ("analyzer.cli.logs", "logs"),
+    "analyze": ("analyzer.cli.analyze", "analyze_pcap"),
+    "demo": ("analyzer.cli.demo", "demo"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in SUBCOMMANDS:
+            return None
+        module_name, attr = SUBCOMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="ollama-wire")
+def cli() -> None:
+    """ollama-wire: see exactly what went over the wire to Ollama, and how fast."""

@@ -1,0 +1,109 @@
+"""The one interaction record shared by the proxy log, pcap tables, CSV, SQLite and DataFrames.
+
+Every producer (the mitmproxy addon, the pcap analyzer) builds an :class:`InteractionRecord`
+through :class:`analyzer.interaction.InteractionBuilder`; every consumer reads the same names.
+The column list and meanings are documented in ``docs/record.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Flags a record can carry. Documented in docs/record.md; kept here so producers share spelling.
+FLAG_CLIENT_ABORTED = "client_aborted"
+FLAG_UPSTREAM_FAILED = "upstream_failed"
+FLAG_ERROR_MID_STREAM = "error_mid_stream"
+FLAG_TRUNCATED_BODY = "truncated_body"
+FLAG_GAP_IN_CAPTURE = "gap_in_capture"
+FLAG_CAPTURE_STARTED_MID_RESPONSE = "capture_started_mid_response"
+FLAG_CAPTURE_STARTED_MID_REQUEST = "capture_started_mid_request"
+FLAG_CAPTURE_ENDED_MID_RESPONSE = "capture_ended_mid_response"
+FLAG_CAPTURE_ENDED_MID_REQUEST = "capture_ended_mid_request"
+FLAG_UNPARSABLE_LINE = "unparsable_line"
+FLAG_ENCODED_BODY = "encoded_body"
+FLAG_NO_RESPONSE = "no_response"
+FLAG_SHUTDOWN = "proxy_shutdown"
+FLAG_REDACTED = "redacted"
+
+
+@dataclass
+class InteractionRecord:
+    """One request/response exchange with an Ollama server. See docs/record.md for every column."""
+
+    id: str = ""
+    source: str = ""  # "proxy" | "pcap"
+    started_at: str = ""  # ISO-8601 UTC of the first request byte
+    client: str = ""  # "ip:port"
+    server: str = ""  # "ip:port" (or "host:port")
+    method: str = ""
+    path: str = ""
+    status: int | None = None
+    api: str = ""  # "ollama" | "openai"
+    kind: str = ""  # generate | chat | embed | embeddings | pull | push | create | tags | ps | show | ...
+    model: str | None = None
+    stream: bool | None = None
+    prompt: str | None = None
+    system: str | None = None
+    messages: list[Any] | None = None
+    response_text: str = ""
+    thinking_text: str = ""
+    tool_calls: list[Any] = field(default_factory=list)
+    done_reason: str | None = None
+    error: str | None = None
+    complete: bool = False
+    flags: list[str] = field(default_factory=list)
+    ttfb_ms: float | None = None
+    ttft_ms: float | None = None
+    total_ms: float | None = None
+    gen_ms: float | None = None
+    chunks: int = 0
+    wire_tokens_per_s: float | None = None
+    gap_p50_ms: float | None = None
+    gap_p95_ms: float | None = None
+    gap_max_ms: float | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    total_duration_ms: float | None = None
+    load_duration_ms: float | None = None
+    prompt_eval_duration_ms: float | None = None
+    eval_duration_ms: float | None = None
+    eval_tokens_per_s: float | None = None
+    prompt_tokens_per_s: float | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict, keys in column order."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """One compact JSON line (no trailing newline), as written to the interaction log."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InteractionRecord:
+        """Build a record from a dict, ignoring unknown keys (logs written by newer versions)."""
+        known = {name: data[name] for name in COLUMNS if name in data}
+        return cls(**known)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(InteractionRecord))
+LIST_COLUMNS: tuple[str, ...] = ("messages", "tool_calls", "flags")
+
+
+def scalar_row(record: InteractionRecord | dict[str, Any]) -> dict[str, Any]:
+    """The record flattened for CSV/SQLite/table output: ``flags`` joined with ``;``,
+    ``messages`` and ``tool_calls`` as compact JSON text (empty string when absent)."""
+    data = record.to_dict() if isinstance(record, InteractionRecord) else record
+    row: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = data.get(name)
+        if name == "flags":
+            row[name] = ";".join(value or [])
+        elif name in LIST_COLUMNS:
+            row[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else ""
+        else:
+            row[name] = value
+    return row
