@@ -7,11 +7,86 @@ de-chunked HTTP body in any fragmentation; the builder never assumes a fragment 
 
 from __future__ import annotations
 
+import json
+import uuid
+import zlib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-from analyzer.record import InteractionRecord
+from analyzer.endpoints import API_OLLAMA, Endpoint, classify
+from analyzer.framing import LineSplitter, SseSplitter
+from analyzer.record import (
+    FLAG_CAPTURE_STARTED_MID_RESPONSE,
+    FLAG_CLIENT_ABORTED,
+    FLAG_ENCODED_BODY,
+    FLAG_ERROR_MID_STREAM,
+    FLAG_TRUNCATED_BODY,
+    FLAG_UNPARSABLE_LINE,
+    InteractionRecord,
+)
+from analyzer.redact import REDACT_IMAGES, redact
+from analyzer.request_content import RequestContent, parse_request
+from analyzer.response_content import ResponseContent
+from analyzer.timing import GapStats, ms_between
 
 DEFAULT_MAX_TEXT_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+# Flags after which a response cannot be called complete, whatever it contained.
+_INCOMPLETE_FLAGS = frozenset(
+    {FLAG_CLIENT_ABORTED, "upstream_failed", "capture_ended_mid_response", "proxy_shutdown", "no_response"}
+)
+
+MODE_NDJSON = "ndjson"
+MODE_SSE = "sse"
+MODE_JSON = "json"
+MODE_TEXT = "text"
+MODE_SNIFF = "sniff"
+
+
+def iso_utc(ts: float) -> str:
+    """POSIX seconds as ISO-8601 UTC with microseconds and a ``Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def body_mode(content_type: str | None) -> str:
+    """How to read a response body, told by its Content-Type (never by its framing)."""
+    ct = (content_type or "").lower()
+    if "ndjson" in ct:
+        return MODE_NDJSON
+    if "event-stream" in ct:
+        return MODE_SSE
+    if "json" in ct:
+        return MODE_JSON
+    return MODE_TEXT
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+class _Decoder:
+    """Undo gzip/deflate content-encoding incrementally; other encodings are left alone."""
+
+    def __init__(self, encoding: str) -> None:
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        self._inflater = zlib.decompressobj(wbits)
+        self.failed = False
+
+    def decode(self, data: bytes) -> bytes:
+        if self.failed:
+            return b""
+        try:
+            return self._inflater.decompress(data)
+        except zlib.error:
+            self.failed = True
+            return b""
 
 
 class InteractionBuilder:
@@ -30,16 +105,60 @@ class InteractionBuilder:
         server: str = "",
         record_id: str = "",
         max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        redaction: str = REDACT_IMAGES,
     ) -> None:
-        raise NotImplementedError
+        self.source = source
+        self.client = client
+        self.server = server
+        self.record_id = record_id or uuid.uuid4().hex
+        self._max_text = max_text_bytes
+        self._max_request = max_request_bytes
+        self._redaction = redaction
+        self._flags: dict[str, None] = {}
+        # request
+        self.started_at: float | None = None
+        self.method = ""
+        self.path = ""
+        self.endpoint: Endpoint | None = None
+        self._request_body = bytearray()
+        self._request_bytes = 0
+        # response
+        self.status: int | None = None
+        self._response_at: float | None = None
+        self._last_byte_at: float | None = None
+        self._response_bytes = 0
+        self._mode: str | None = None
+        self._decoder: _Decoder | None = None
+        self._lines: LineSplitter | None = None
+        self._events: SseSplitter | None = None
+        self._body = bytearray()  # single JSON / text bodies, capped
+        self._sniffed: list[tuple[bytes, float]] = []
+        self._sse_done = False
+        self._content = ResponseContent(max_text_chars=max_text_bytes)
+        self._chunks = 0
+        self._unparsable = 0
+        self._had_error_line = False
+        self._json_parsed = False
+        self._gaps = GapStats()
+        self._finished: InteractionRecord | None = None
 
+    # -- feeding ------------------------------------------------------------------------------
     def request_started(self, at: float, method: str, path: str, headers: Mapping[str, str]) -> None:
         """The request line and headers; ``at`` is the time of the first request byte."""
-        raise NotImplementedError
+        self.started_at = at
+        self.method = method
+        self.path = path
+        self.endpoint = classify(path)
 
     def request_body(self, data: bytes, at: float) -> None:
         """A fragment of the (de-chunked) request body."""
-        raise NotImplementedError
+        self._request_bytes += len(data)
+        room = self._max_request - len(self._request_body)
+        if len(data) > room:
+            self.add_flags([FLAG_TRUNCATED_BODY])
+            data = data[: max(room, 0)]
+        self._request_body += data
 
     def response_started(
         self,
@@ -52,19 +171,271 @@ class InteractionBuilder:
         """Status line and headers; ``at`` is the time of the first response byte.
 
         ``mid_response=True`` (pcap only): the capture began inside the response body, so
-        ``status``/``headers`` are unknown (pass ``None``); the builder sniffs NDJSON vs SSE vs JSON
-        and discards bytes up to the first line/event boundary before parsing.
+        ``status``/``headers`` are unknown (pass ``None``); the builder sniffs NDJSON vs SSE and
+        discards bytes up to the first line boundary before parsing.
         """
-        raise NotImplementedError
+        self._response_at = at
+        self._last_byte_at = at
+        self.status = status
+        if mid_response:
+            self.add_flags([FLAG_CAPTURE_STARTED_MID_RESPONSE])
+            self._mode = MODE_SNIFF
+            return
+        encoding = (_header(headers, "content-encoding") or "").strip().lower()
+        if encoding in ("gzip", "deflate"):
+            self._decoder = _Decoder(encoding)
+        elif encoding and encoding != "identity":
+            self.add_flags([FLAG_ENCODED_BODY])
+        self._set_mode(body_mode(_header(headers, "content-type")), skip_first_partial=False)
+
+    def _set_mode(self, mode: str, *, skip_first_partial: bool) -> None:
+        self._mode = mode
+        if mode == MODE_NDJSON:
+            self._lines = LineSplitter(self._max_text, skip_first_partial=skip_first_partial)
+        elif mode == MODE_SSE:
+            self._events = SseSplitter(self._max_text, skip_first_partial=skip_first_partial)
 
     def response_body(self, data: bytes, at: float) -> None:
         """A fragment of the de-chunked response body, as it arrived at ``at``."""
-        raise NotImplementedError
+        if not data:
+            return
+        if self._mode is None:  # body without a status line: treat as captured mid-response
+            self.response_started(at, None, None, mid_response=True)
+        self._response_bytes += len(data)
+        self._last_byte_at = at
+        if FLAG_ENCODED_BODY in self._flags:
+            return
+        if self._decoder is not None:
+            data = self._decoder.decode(data)
+            if self._decoder.failed:
+                self.add_flags([FLAG_ENCODED_BODY])
+                return
+        self._consume(data, at)
+
+    def _consume(self, data: bytes, at: float) -> None:
+        mode = self._mode
+        if mode == MODE_NDJSON:
+            assert self._lines is not None
+            for line in self._lines.feed(data):
+                self._take_ndjson(line, at)
+        elif mode == MODE_SSE:
+            assert self._events is not None
+            for event in self._events.feed(data):
+                self._take_sse(event, at)
+        elif mode == MODE_SNIFF:
+            self._sniff(data, at)
+        else:
+            room = self._max_text - len(self._body)
+            if len(data) > room:
+                self.add_flags([FLAG_TRUNCATED_BODY])
+                data = data[: max(room, 0)]
+            self._body += data
+
+    def _sniff(self, data: bytes, at: float) -> None:
+        """Mid-response capture: wait for a whole line after the cut one, then pick NDJSON or SSE."""
+        self._sniffed.append((data, at))
+        joined = b"".join(d for d, _ in self._sniffed)
+        first_newline = joined.find(b"\n")
+        if first_newline < 0:
+            if len(joined) > self._max_text:
+                self._sniffed.clear()
+            return
+        rest = joined[first_newline + 1 :].lstrip(b"\r\n")
+        if len(rest) < 6 and b"\n" not in rest and len(joined) < 64 * 1024:
+            return  # not enough of the next line yet to tell "data:" from "{"
+        is_sse = rest.startswith((b"data:", b"event:", b"id:", b":"))
+        self._set_mode(MODE_SSE if is_sse else MODE_NDJSON, skip_first_partial=True)
+        pending, self._sniffed = self._sniffed, []
+        for fragment, when in pending:
+            self._consume(fragment, when)
+
+    def _take_ndjson(self, line: bytes, at: float) -> None:
+        line = line.strip()
+        if not line:
+            return
+        obj = self._parse_object(line)
+        if obj is None:
+            return
+        self._chunks += 1
+        if "error" in obj:
+            self._had_error_line = True
+        self._note_token(self._content.apply_native(obj), at)
+
+    def _take_sse(self, event: bytes, at: float) -> None:
+        payload = event.strip()
+        if payload == b"[DONE]":
+            self._sse_done = True
+            return
+        obj = self._parse_object(payload)
+        if obj is None:
+            return
+        self._chunks += 1
+        if "error" in obj:
+            self._had_error_line = True
+        self._note_token(self._content.apply_openai(obj), at)
+
+    def _parse_object(self, raw: bytes) -> dict[str, Any] | None:
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            obj = None
+        if not isinstance(obj, dict):
+            self._unparsable += 1
+            self.add_flags([FLAG_UNPARSABLE_LINE])
+            return None
+        return obj
+
+    def _note_token(self, carried_token: bool, at: float) -> None:
+        if carried_token:
+            self._gaps.add(at)
 
     def add_flags(self, flags: Iterable[str]) -> None:
         """Attach flags found by the producer (e.g. gap_in_capture, client_aborted)."""
-        raise NotImplementedError
+        for flag in flags:
+            self._flags[flag] = None
 
+    # -- finishing ----------------------------------------------------------------------------
     def finish(self, at: float | None = None, *, error: str | None = None) -> InteractionRecord:
         """Close the exchange (``at`` = time of the last response byte or of the abort) and build the record."""
-        raise NotImplementedError
+        if self._finished is not None:
+            return self._finished
+        self._flush_body()
+        content = self._content
+        request = parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()
+        endpoint = self.endpoint
+        if endpoint is None and content.detected_kind:
+            endpoint = Endpoint(content.detected_api or API_OLLAMA, content.detected_kind)
+
+        if error and not content.error:
+            content.error = error
+        if self.status is not None and self.status >= 400 and not content.error:
+            content.error = f"HTTP {self.status}"
+        if self._had_error_line and self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF):
+            self.add_flags([FLAG_ERROR_MID_STREAM])
+        if content.truncated or self._oversized():
+            self.add_flags([FLAG_TRUNCATED_BODY])
+
+        started = self.started_at if self.started_at is not None else self._response_at
+        end = at if at is not None else self._last_byte_at
+        stream = request.stream
+        if stream is None and self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF):
+            stream = True
+        response_text = "".join(content.text)
+        if not response_text and content.progress_status is not None:
+            response_text = content.progress_status
+
+        record = InteractionRecord(
+            id=self.record_id,
+            source=self.source,
+            started_at=iso_utc(started) if started is not None else "",
+            client=self.client,
+            server=self.server,
+            method=self.method,
+            path=self.path,
+            status=self.status,
+            api=endpoint.api if endpoint else "",
+            kind=endpoint.kind if endpoint else "",
+            model=request.model or content.model,
+            stream=stream,
+            prompt=request.prompt,
+            system=request.system,
+            messages=request.messages,
+            response_text=response_text,
+            thinking_text="".join(content.thinking),
+            tool_calls=list(content.tool_calls),
+            done_reason=content.done_reason,
+            error=content.error,
+            complete=self._is_complete(),
+            flags=list(self._flags),
+            ttfb_ms=ms_between(started, self._response_at),
+            ttft_ms=ms_between(started, self._gaps.first_at),
+            total_ms=ms_between(started, end),
+            gen_ms=ms_between(self._gaps.first_at, self._gaps.last_at),
+            chunks=self._chunks,
+            wire_tokens_per_s=self._gaps.rate_per_s(),
+            gap_p50_ms=self._gaps.percentile_ms(50),
+            gap_p95_ms=self._gaps.percentile_ms(95),
+            gap_max_ms=self._gaps.max_ms(),
+            prompt_eval_count=content.counters.get("prompt_eval_count"),
+            eval_count=content.counters.get("eval_count"),
+            total_duration_ms=content.counter_ms("total_duration"),
+            load_duration_ms=content.counter_ms("load_duration"),
+            prompt_eval_duration_ms=content.counter_ms("prompt_eval_duration"),
+            eval_duration_ms=content.counter_ms("eval_duration"),
+            eval_tokens_per_s=content.tokens_per_s("eval_count", "eval_duration"),
+            prompt_tokens_per_s=content.tokens_per_s("prompt_eval_count", "prompt_eval_duration"),
+            request_bytes=self._request_bytes,
+            response_bytes=self._response_bytes,
+        )
+        self._finished = redact(record, self._redaction)
+        return self._finished
+
+    def _oversized(self) -> bool:
+        splitter_oversized = self._lines.oversized if self._lines else 0
+        if self._events is not None:
+            splitter_oversized += self._events.oversized_total
+        return splitter_oversized > 0
+
+    def _flush_body(self) -> None:
+        """End of body: parse what is left (an unterminated last line, a single JSON/text body)."""
+        if self._mode == MODE_SNIFF and self._sniffed:
+            # Never saw a second line: decide on what we have, so a short tail is not lost.
+            pending, self._sniffed = self._sniffed, []
+            joined = b"".join(d for d, _ in pending)
+            is_sse = b"data:" in joined
+            self._set_mode(MODE_SSE if is_sse else MODE_NDJSON, skip_first_partial=True)
+            for fragment, when in pending:
+                self._consume(fragment, when)
+        when = self._last_byte_at or 0.0
+        if self._lines is not None:
+            rest = self._lines.flush()
+            if rest is not None and rest.strip():
+                self._take_ndjson(rest, when)
+        if self._events is not None:
+            for event in self._events.flush():
+                self._take_sse(event, when)
+        if self._mode in (MODE_JSON, MODE_TEXT) and self._body:
+            self._take_single_body(bytes(self._body))
+
+    def _take_single_body(self, body: bytes) -> None:
+        content = self._content
+        if self._mode == MODE_JSON:
+            try:
+                obj = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                obj = None
+            if isinstance(obj, dict):
+                self._chunks = 1
+                is_openai = (self.endpoint is not None and self.endpoint.api != API_OLLAMA) or (
+                    "choices" in obj or "object" in obj
+                )
+                at = self._last_byte_at or 0.0
+                if is_openai:
+                    self._note_token(content.apply_openai(obj), at)
+                else:
+                    self._note_token(content.apply_native(obj), at)
+                self._json_parsed = True
+                return
+            if self.status is not None and self.status >= 400:
+                content.error = body.decode("utf-8", "replace").strip()
+            else:
+                self.add_flags([FLAG_UNPARSABLE_LINE])
+            return
+        text = body.decode("utf-8", "replace")
+        if self.status is not None and self.status >= 400:
+            content.error = text.strip() or None
+        else:
+            content.text.append(text)
+
+    def _is_complete(self) -> bool:
+        if any(flag in self._flags for flag in _INCOMPLETE_FLAGS) or self._response_at is None:
+            return False
+        if self._had_error_line:
+            return False
+        if self._mode == MODE_SSE:
+            return self._sse_done
+        if self._mode in (MODE_NDJSON, MODE_SNIFF):
+            return self._content.done
+        if self._mode == MODE_JSON:
+            return self._json_parsed or (self.status is not None and self.status >= 400)
+        return True

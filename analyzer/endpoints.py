@@ -1,0 +1,71 @@
+"""Which HTTP requests are Ollama traffic, and what kind of interaction each is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+API_OLLAMA = "ollama"
+API_OPENAI = "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An Ollama endpoint: which API it belongs to, the record's ``kind``, and whether it streams by default."""
+
+    api: str
+    kind: str
+    streams_by_default: bool = False
+
+
+_EXACT: dict[str, Endpoint] = {
+    "/api/generate": Endpoint(API_OLLAMA, "generate", True),
+    "/api/chat": Endpoint(API_OLLAMA, "chat", True),
+    "/api/embed": Endpoint(API_OLLAMA, "embed"),
+    "/api/embeddings": Endpoint(API_OLLAMA, "embeddings"),
+    "/api/pull": Endpoint(API_OLLAMA, "pull", True),
+    "/api/push": Endpoint(API_OLLAMA, "push", True),
+    "/api/create": Endpoint(API_OLLAMA, "create", True),
+    "/api/tags": Endpoint(API_OLLAMA, "tags"),
+    "/api/ps": Endpoint(API_OLLAMA, "ps"),
+    "/api/show": Endpoint(API_OLLAMA, "show"),
+    "/api/version": Endpoint(API_OLLAMA, "version"),
+    "/api/copy": Endpoint(API_OLLAMA, "copy"),
+    "/api/delete": Endpoint(API_OLLAMA, "delete"),
+    "/v1/chat/completions": Endpoint(API_OPENAI, "chat"),
+    "/v1/completions": Endpoint(API_OPENAI, "generate"),
+    "/v1/embeddings": Endpoint(API_OPENAI, "embed"),
+    "/v1/models": Endpoint(API_OPENAI, "models"),
+    "/": Endpoint(API_OLLAMA, "root"),
+}
+
+_PREFIXES: tuple[tuple[str, Endpoint], ...] = (
+    ("/api/blobs/", Endpoint(API_OLLAMA, "blobs")),
+    ("/v1/models/", Endpoint(API_OPENAI, "models")),
+)
+
+
+def path_only(target: str) -> str:
+    """The path of a request target, without query string or fragment (absolute-form targets too)."""
+    if "://" in target:
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    for sep in ("?", "#"):
+        cut = target.find(sep)
+        if cut >= 0:
+            target = target[:cut]
+    return target or "/"
+
+
+def classify(path: str) -> Endpoint | None:
+    """The Ollama endpoint a request path belongs to, or None for anything that is not Ollama's API."""
+    clean = path_only(path)
+    if len(clean) > 1:
+        clean = clean.rstrip("/")
+    found = _EXACT.get(clean)
+    if found is not None:
+        return found
+    for prefix, endpoint in _PREFIXES:
+        if clean.startswith(prefix):
+            return endpoint
+    return None
