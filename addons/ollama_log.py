@@ -1,0 +1,223 @@
+"""Record every Ollama interaction that passes through mitmproxy, without slowing the stream.
+
+    mitmdump --mode reverse:http://127.0.0.1:11434@127.0.0.1:11435 -s addons/ollama_log.py
+
+Each response is streamed through a ``flow.response.stream`` callable that returns every fragment
+unchanged the moment it arrives; the callable only timestamps the bytes and feeds the shared
+protocol core (``analyzer.interaction``). One JSON line per finished interaction goes to
+``<ollama_log_dir>/YYYY-MM-DD.jsonl`` and one summary line to the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+try:
+    import analyzer  # noqa: F401  (the installed package)
+except ImportError:  # loaded by path from a checkout whose package is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mitmproxy import ctx, exceptions, http
+
+from analyzer.endpoints import classify
+from analyzer.interaction import DEFAULT_MAX_TEXT_BYTES, InteractionBuilder
+from analyzer.log import DEFAULT_LOG_DIR, InteractionLog, LogError
+from analyzer.record import (
+    FLAG_CLIENT_ABORTED,
+    FLAG_NO_RESPONSE,
+    FLAG_SHUTDOWN,
+    FLAG_UPSTREAM_FAILED,
+    InteractionRecord,
+)
+from analyzer.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.summary import format_address, one_line
+
+logger = logging.getLogger(__name__)
+CLIENT_DISCONNECTED = "Client disconnected."
+
+
+def _address(address: tuple | None) -> str:
+    if not address:
+        return ""
+    return format_address(str(address[0]), int(address[1]))
+
+
+class OllamaLog:
+    """The addon. Per flow it keeps one InteractionBuilder, bounded by ``ollama_max_text``."""
+
+    def __init__(self) -> None:
+        self.builders: dict[str, InteractionBuilder] = {}
+        self.log = InteractionLog(DEFAULT_LOG_DIR)
+        self.recorded = 0
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "ollama_log_dir",
+            str,
+            str(DEFAULT_LOG_DIR),
+            "Directory of the interaction log: one append-only JSONL file per UTC day.",
+        )
+        loader.add_option(
+            "ollama_redact",
+            str,
+            REDACT_IMAGES,
+            "What to keep of prompts and responses: none (keep all), images (replace images by a hash), "
+            "hash (replace every text by its sha256), drop (remove prompts and responses).",
+            choices=REDACTION_MODES,
+        )
+        loader.add_option(
+            "ollama_hosts",
+            Sequence[str],
+            [],
+            "Hosts (host or host:port) whose traffic counts as Ollama. Empty: any host, "
+            "as long as the path is an Ollama or OpenAI-compatible endpoint.",
+        )
+        loader.add_option(
+            "ollama_extra_paths",
+            Sequence[str],
+            [],
+            "Extra path prefixes to record besides Ollama's own /api/* and /v1/* endpoints.",
+        )
+        loader.add_option(
+            "ollama_max_text",
+            int,
+            DEFAULT_MAX_TEXT_BYTES,
+            "Most characters of response text kept per interaction; the rest is dropped and the "
+            "record flagged truncated_body. Bounds the addon's memory per flow.",
+        )
+        loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "ollama_log_dir" in updated:
+            directory = Path(ctx.options.ollama_log_dir).expanduser()
+            if directory.exists() and not directory.is_dir():
+                raise exceptions.OptionsError(f"ollama_log_dir: {directory} exists and is not a directory")
+            self.log = InteractionLog(directory)
+        if "ollama_redact" in updated and ctx.options.ollama_redact not in REDACTION_MODES:
+            raise exceptions.OptionsError(
+                f"ollama_redact: {ctx.options.ollama_redact!r} is not one of {', '.join(REDACTION_MODES)}"
+            )
+        if "ollama_max_text" in updated and ctx.options.ollama_max_text <= 0:
+            raise exceptions.OptionsError("ollama_max_text must be a positive number of characters")
+
+    # -- which flows ------------------------------------------------------------------------
+    def is_ollama(self, flow: http.HTTPFlow) -> bool:
+        """Whether this request is Ollama traffic under the ``ollama_hosts``/``ollama_extra_paths`` options."""
+        hosts = ctx.options.ollama_hosts
+        if hosts:
+            request = flow.request
+            names = {request.pretty_host, f"{request.pretty_host}:{request.port}", request.host}
+            if not names.intersection(hosts):
+                return False
+        path = flow.request.path
+        return classify(path) is not None or any(path.startswith(p) for p in ctx.options.ollama_extra_paths)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.response is None or not self.is_ollama(flow):
+                return
+            builder = self._start(flow)
+            response = flow.response
+            builder.response_started(response.timestamp_start, response.status_code, dict(response.headers))
+            flow.response.stream = self._stream_callable(flow.id, builder, flow.response.stream)
+        except Exception:  # never raise into mitmproxy: the flow passes unrecorded
+            logger.warning("ollama_log: could not start recording %s", flow.request.path, exc_info=True)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        builder = self.builders.get(flow.id)
+        if builder is None:
+            return
+        try:
+            response = flow.response
+            assert response is not None
+            if not response.stream and response.raw_content:  # body came with the headers
+                builder.response_body(response.raw_content, response.timestamp_end or time.time())
+            self._finish(flow.id, response.timestamp_end)
+        except Exception:
+            logger.warning("ollama_log: could not record %s", flow.request.path, exc_info=True)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        try:
+            message = flow.error.msg if flow.error else "unknown error"
+            builder = self.builders.get(flow.id)
+            if builder is None:
+                if flow.response is not None or not self.is_ollama(flow):
+                    return
+                builder = self._start(flow)  # upstream never answered
+                builder.add_flags([FLAG_NO_RESPONSE])
+            if message == CLIENT_DISCONNECTED:
+                builder.add_flags([FLAG_CLIENT_ABORTED])
+                self._finish(flow.id, time.time())
+            else:
+                builder.add_flags([FLAG_UPSTREAM_FAILED])
+                self._finish(flow.id, time.time(), error=message)
+        except Exception:
+            logger.warning("ollama_log: could not record failed flow %s", flow.request.path, exc_info=True)
+
+    def done(self) -> None:
+        """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged."""
+        for flow_id in list(self.builders):
+            self.builders[flow_id].add_flags([FLAG_SHUTDOWN])
+            self._finish(flow_id, time.time())
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _start(self, flow: http.HTTPFlow) -> InteractionBuilder:
+        request = flow.request
+        builder = InteractionBuilder(
+            source="proxy",
+            client=_address(flow.client_conn.peername),
+            server=_address(flow.server_conn.address) or format_address(request.host, request.port),
+            record_id=flow.id,
+            max_text_bytes=ctx.options.ollama_max_text,
+            redaction=ctx.options.ollama_redact,
+        )
+        builder.request_started(request.timestamp_start, request.method, request.path, dict(request.headers))
+        body = request.raw_content
+        if body:
+            builder.request_body(body, request.timestamp_end or request.timestamp_start)
+        self.builders[flow.id] = builder
+        return builder
+
+    def _stream_callable(
+        self, flow_id: str, builder: InteractionBuilder, previous: object
+    ) -> Callable[[bytes], bytes | list[bytes]]:
+        """The pass-through callable: every fragment goes back to mitmproxy unchanged, at once."""
+        chained = previous if callable(previous) else None
+        broken = False
+
+        def observe(data: bytes) -> bytes | list[bytes]:
+            nonlocal broken
+            if data and not broken:
+                try:
+                    builder.response_body(data, time.time())
+                except Exception:  # stop observing this flow; the bytes still pass
+                    broken = True
+                    logger.warning("ollama_log: stopped parsing flow %s", flow_id, exc_info=True)
+            # Returning b"" for a non-empty fragment would end the client's body early.
+            return chained(data) if chained is not None else data
+
+        return observe
+
+    def _finish(self, flow_id: str, at: float | None, *, error: str | None = None) -> None:
+        builder = self.builders.pop(flow_id, None)
+        if builder is None:
+            return
+        record = builder.finish(at, error=error)
+        self._write(record)
+
+    def _write(self, record: InteractionRecord) -> None:
+        try:
+            self.log.append(record)
+            self.recorded += 1
+        except LogError as exc:
+            logger.warning("ollama_log: %s (record %s not saved)", exc, record.id)
+        if ctx.options.ollama_console:
+            logger.info("ollama %s", one_line(record))
+
+
+addons = [OllamaLog()]

@@ -1,0 +1,41 @@
+"""Human-readable one-line summaries of records (the addon's console line, `logs` listings)."""
+
+from __future__ import annotations
+
+from analyzer.record import InteractionRecord
+
+
+def format_address(host: str, port: int | None) -> str:
+    """``host:port`` with IPv6 hosts in brackets (``[::1]:11434``); the one spelling every producer uses."""
+    if port is None:
+        return host
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f}s" if value >= 10_000 else f"{value:.0f}ms"
+
+
+def one_line(record: InteractionRecord) -> str:
+    """``POST /api/chat llama3.2:1b 200 ttft 85ms 24 tok 41.2 tok/s 0.66s [flags]``."""
+    tokens = record.eval_count if record.eval_count is not None else None
+    rate = record.eval_tokens_per_s if record.eval_tokens_per_s is not None else record.wire_tokens_per_s
+    parts = [
+        record.method or "?",
+        record.path or "?",
+        record.model or "-",
+        str(record.status) if record.status is not None else "-",
+        f"ttft {_ms(record.ttft_ms)}",
+        f"{tokens} tok" if tokens is not None else f"{record.chunks} chunks",
+        f"{rate:.1f} tok/s" if rate is not None else "- tok/s",
+        _ms(record.total_ms),
+    ]
+    if record.error:
+        parts.append(f"error: {record.error}")
+    if record.flags:
+        parts.append("[" + ",".join(record.flags) + "]")
+    return " ".join(parts)
