@@ -1,0 +1,173 @@
+"""Records as tables: pandas DataFrames, CSV, JSON Lines, SQLite, per-model summaries, text tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from analyzer.record import COLUMNS, LIST_COLUMNS, InteractionRecord, scalar_row
+from analyzer.timing import percentile
+
+# The columns of the default human-readable listing.
+LISTING_COLUMNS = (
+    "started_at",
+    "method",
+    "path",
+    "model",
+    "status",
+    "ttft_ms",
+    "eval_count",
+    "tok_per_s",
+    "total_ms",
+    "flags",
+)
+
+_INT_COLUMNS = ("status", "chunks", "prompt_eval_count", "eval_count", "request_bytes", "response_bytes")
+
+
+def records_to_frame(records: Iterable[InteractionRecord]) -> pd.DataFrame:
+    """A DataFrame with one row per record and exactly the record's columns, in order.
+
+    ``started_at`` becomes a UTC timestamp; integer counters are nullable integers; list columns
+    (``messages``, ``tool_calls``, ``flags``) stay Python lists.
+    """
+    frame = pd.DataFrame([r.to_dict() for r in records], columns=list(COLUMNS))
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
+    for name in _INT_COLUMNS:
+        frame[name] = frame[name].astype("Int64")
+    return frame
+
+
+def write_csv(records: Iterable[InteractionRecord], out: TextIO) -> int:
+    """Every column, list columns flattened (``flags`` joined with ``;``). Returns rows written."""
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for record in records:
+        writer.writerow(scalar_row(record))
+        count += 1
+    return count
+
+
+def write_jsonl(records: Iterable[InteractionRecord], out: TextIO) -> int:
+    """One JSON object per line, the interaction log's own format."""
+    count = 0
+    for record in records:
+        out.write(record.to_json() + "\n")
+        count += 1
+    return count
+
+
+def write_json(records: Iterable[InteractionRecord], out: TextIO) -> int:
+    """One JSON array of records."""
+    items = [r.to_dict() for r in records]
+    json.dump(items, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+    return len(items)
+
+
+def write_sqlite(records: Iterable[InteractionRecord], path: Path) -> int:
+    """Insert (or replace, by ``id``) records into table ``interactions`` of a SQLite database."""
+    columns = ", ".join(f'"{name}"' + (" TEXT PRIMARY KEY" if name == "id" else "") for name in COLUMNS)
+    placeholders = ", ".join("?" for _ in COLUMNS)
+    connection = sqlite3.connect(path)
+    count = 0
+    try:
+        with connection:
+            connection.execute(f"CREATE TABLE IF NOT EXISTS interactions ({columns})")
+            for record in records:
+                row = scalar_row(record)
+                values = [row[name] for name in COLUMNS]
+                connection.execute(f"INSERT OR REPLACE INTO interactions VALUES ({placeholders})", values)
+                count += 1
+    finally:
+        connection.close()
+    return count
+
+
+def _rate(record: InteractionRecord) -> float | None:
+    return record.eval_tokens_per_s if record.eval_tokens_per_s is not None else record.wire_tokens_per_s
+
+
+def listing_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
+    """The short human listing: one dict per record with LISTING_COLUMNS."""
+    rows = []
+    for r in records:
+        rows.append(
+            {
+                "started_at": r.started_at[:23].replace("T", " "),
+                "method": r.method,
+                "path": r.path,
+                "model": r.model or "",
+                "status": "" if r.status is None else r.status,
+                "ttft_ms": _fmt(r.ttft_ms),
+                "eval_count": "" if r.eval_count is None else r.eval_count,
+                "tok_per_s": _fmt(_rate(r)),
+                "total_ms": _fmt(r.total_ms),
+                "flags": ";".join(r.flags) + (f" error: {r.error}" if r.error else ""),
+            }
+        )
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def summary_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
+    """Per model: count, errors, TTFT p50/p95 (ms), median tokens/s, tokens generated."""
+    by_model: dict[str, list[InteractionRecord]] = {}
+    for r in records:
+        by_model.setdefault(r.model or "(none)", []).append(r)
+    rows = []
+    for model, group in sorted(by_model.items()):
+        ttfts = sorted(r.ttft_ms for r in group if r.ttft_ms is not None)
+        rates = sorted(rate for r in group if (rate := _rate(r)) is not None)
+        rows.append(
+            {
+                "model": model,
+                "count": len(group),
+                "errors": sum(1 for r in group if r.error),
+                "ttft_p50_ms": _fmt(percentile(ttfts, 50)) if ttfts else "",
+                "ttft_p95_ms": _fmt(percentile(ttfts, 95)) if ttfts else "",
+                "tok_per_s_p50": _fmt(percentile(rates, 50)) if rates else "",
+                "eval_tokens": sum(r.eval_count or 0 for r in group),
+            }
+        )
+    return rows
+
+
+def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain aligned text table (no dependencies, no colours): header, rule, rows."""
+    if not rows:
+        return ""
+    names = list(columns or rows[0].keys())
+    cells = [[str(row.get(n, "")) for n in names] for row in rows]
+    widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(names)]
+    out = io.StringIO()
+    out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for c in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip() + "\n")
+    return out.getvalue()
+
+
+__all__ = [
+    "LISTING_COLUMNS",
+    "LIST_COLUMNS",
+    "listing_rows",
+    "records_to_frame",
+    "summary_rows",
+    "text_table",
+    "write_csv",
+    "write_json",
+    "write_jsonl",
+    "write_sqlite",
+]
