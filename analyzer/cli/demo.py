@@ -1,0 +1,117 @@
+"""``ollama-wire demo``: a real mitmdump with the addon in front of Ollama (or the emulator), real clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from analyzer.emulator import EmulatorConfig, EmulatorThread
+from analyzer.log import read_log
+from analyzer.proxy_process import MitmdumpProcess, ProxyError
+from analyzer.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
+
+REAL_OLLAMA = "http://127.0.0.1:11434"
+
+
+def real_ollama_models(url: str = REAL_OLLAMA) -> list[str] | None:
+    """The models of a real Ollama answering at ``url``, or None when nothing answers there."""
+    try:
+        with urllib.request.urlopen(url + "/", timeout=0.5) as reply:
+            if b"Ollama is running" not in reply.read(64):
+                return None
+        with urllib.request.urlopen(url + "/api/tags", timeout=2) as reply:
+            tags = json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
+    return [m["name"] for m in tags.get("models", []) if isinstance(m, dict) and "name" in m]
+
+
+@contextlib.contextmanager
+def upstream_server(use_emulator: bool, model: str | None) -> Iterator[tuple[str, str, str]]:
+    """Yields (url, model, description): a real Ollama if one answers (and has a model), else the emulator."""
+    if not use_emulator:
+        models = real_ollama_models()
+        if models:
+            yield REAL_OLLAMA, model or models[0], f"real Ollama at {REAL_OLLAMA}"
+            return
+    with EmulatorThread(EmulatorConfig(prefill_ms=40.0, token_ms=8.0)) as emulator:
+        yield emulator.url, model or emulator.config.models[0], f"built-in emulator at {emulator.url}"
+
+
+def send_demo_traffic(proxy_url: str, model: str) -> list[str]:
+    """Generate (stream), chat (stream) and an OpenAI-compatible stream with usage, through the proxy."""
+    import ollama
+    import openai
+
+    seen: list[str] = []
+    client = ollama.Client(host=proxy_url)
+    text = "".join(
+        part.response or "" for part in client.generate(model=model, prompt="Why is the sky blue?", stream=True)
+    )
+    seen.append(f"ollama generate  → {len(text)} chars: {text[:60]!r}…")
+    text = "".join(
+        part.message.content or ""
+        for part in client.chat(model=model, messages=[{"role": "user", "content": "Name three colours."}], stream=True)
+    )
+    seen.append(f"ollama chat      → {len(text)} chars: {text[:60]!r}…")
+    oa = openai.OpenAI(base_url=proxy_url + "/v1", api_key="ollama")
+    chunks = oa.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Say hello."}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+    seen.append(f"openai chat      → {len(text)} chars: {text[:60]!r}…")
+    return seen
+
+
+def wait_for_records(log_dir: Path, count: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(read_log(log_dir)) < count:
+        time.sleep(0.05)
+
+
+@click.command()
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("logs/demo"),
+    show_default=True,
+    help="Where the addon writes the demo's interaction log.",
+)
+@click.option("--emulator", "use_emulator", is_flag=True, help="Use the built-in emulator even if Ollama runs.")
+@click.option("--model", help="Model to ask (default: the first one the server has).")
+def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
+    """Record live traffic end to end: mitmdump + the addon in front of Ollama, official clients.
+
+    Uses a real Ollama at 127.0.0.1:11434 when one answers, else the built-in emulator;
+    sends a generate, a chat and an OpenAI-compatible stream through a real `mitmdump -s
+    addons/ollama_log.py` reverse proxy, then prints what was recorded.
+    """
+    before = len(read_log(log_dir))
+    with upstream_server(use_emulator, model) as (upstream, chosen_model, description):
+        click.echo(f"upstream: {description} (model {chosen_model})")
+        try:
+            proxy = MitmdumpProcess(upstream, options={"ollama_log_dir": str(log_dir)}).start()
+        except ProxyError as exc:
+            raise click.ClickException(str(exc)) from exc
+        try:
+            click.echo(f"proxy:    mitmdump -s addons/ollama_log.py listening on {proxy.url}")
+            for line in send_demo_traffic(proxy.url, chosen_model):
+                click.echo("client:   " + line)
+            wait_for_records(log_dir, before + 3)
+        except Exception as exc:  # a client error: show it on one line, still shut down cleanly
+            raise click.ClickException(f"demo traffic failed: {exc}") from exc
+        finally:
+            proxy.stop()
+    records = read_log(log_dir)[before:]
+    click.echo(f"\nrecorded {len(records)} interactions in {log_dir}/ (see: ollama-wire logs --log-dir {log_dir})\n")
+    click.echo(text_table(listing_rows(records), LISTING_COLUMNS))
+    click.echo(text_table(summary_rows(records)))

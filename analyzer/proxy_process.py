@@ -1,0 +1,141 @@
+"""Run ``mitmdump`` with the ollama_log addon as a child process (the demo, tests and benchmarks use it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+from analyzer.summary import format_address
+
+ADDON_PATH = Path(__file__).resolve().parent.parent / "addons" / "ollama_log.py"
+
+
+class ProxyError(Exception):
+    """mitmdump could not be found or did not start; the message says why."""
+
+
+def find_mitmdump() -> str:
+    """The ``mitmdump`` beside this Python (the project's venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mitmdump"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mitmdump")
+    if not found:
+        raise ProxyError("mitmdump not found: install mitmproxy in this environment (pip install mitmproxy)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> bool:
+    """Poll until something accepts connections on host:port (bounded by ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class MitmdumpProcess:
+    """``mitmdump --mode reverse:UPSTREAM@HOST:PORT -s <addon> --set …`` as a context manager.
+
+    ``addon`` defaults to this checkout's ``addons/ollama_log.py``; pass ``None`` for a bare proxy.
+    Console output goes to ``console_path`` (a temp file unless given).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        addon: Path | None = ADDON_PATH,
+        options: dict[str, str] | None = None,
+        console_path: Path | None = None,
+        start_timeout_s: float = 30.0,
+    ) -> None:
+        self.upstream = upstream
+        self.host = host
+        self.port = port or free_port(host)
+        self.addon = addon
+        self.options = options or {}
+        self.console_path = console_path or Path(tempfile.mkstemp(prefix="mitmdump-", suffix=".log")[1])
+        self.start_timeout_s = start_timeout_s
+        self.process: subprocess.Popen | None = None
+        self._console: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return "http://" + format_address(self.host, self.port)
+
+    def command(self) -> list[str]:
+        listen = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        argv = [find_mitmdump(), "--mode", f"reverse:{self.upstream}@{listen}", "--set", "termlog_verbosity=info"]
+        if self.addon is not None:
+            argv += ["-s", str(self.addon)]
+        for name, value in self.options.items():
+            argv += ["--set", f"{name}={value}"]
+        return argv
+
+    def start(self) -> MitmdumpProcess:
+        if self.addon is not None and not self.addon.exists():
+            raise ProxyError(f"{self.addon}: addon not found (run from a checkout of ollama-wire)")
+        self._console = self.console_path.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            self.command(), stdout=self._console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+        if not wait_for_port(self.host, self.port, self.start_timeout_s, self.process):
+            self.stop()
+            raise ProxyError(f"mitmdump did not start listening on {self.url}: {self.console()[-500:]}")
+        return self
+
+    def console(self) -> str:
+        """Everything mitmdump printed so far."""
+        try:
+            return self.console_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGINT (mitmdump's clean shutdown: the addon flushes open interactions), then kill if it hangs."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout_s)
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        self.process = None
+        return process.returncode
+
+    def __enter__(self) -> MitmdumpProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
