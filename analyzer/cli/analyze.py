@@ -1,0 +1,179 @@
+"""``analyze-pcap`` (also ``ollama-wire analyze``): captures → Ollama interactions and timing tables."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import click
+
+from analyzer.cli.output import emit_records, output_options
+from analyzer.pcap.analyze import DEFAULT_PORTS, ENGINES, AnalyzeOptions, CaptureResult, analyze_paths
+from analyzer.pcap.batch import analyze_into_log_results
+from analyzer.pcap.inputs import InputError, expand_paths, sort_by_capture_time
+from analyzer.record import InteractionRecord
+from analyzer.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.tables import LISTING_COLUMNS, listing_rows, text_table
+
+EXIT_BAD_INPUT = 1
+
+TIMING_COLUMNS = (*LISTING_COLUMNS[:6], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[6:])
+
+
+def timing_table(records: Sequence[InteractionRecord]) -> str:
+    """The default view: one row per request with its timings."""
+    if not records:
+        return "no Ollama interactions found\n"
+    rows = listing_rows(records)
+    for row, record in zip(rows, records, strict=True):
+        row["ttfb_ms"] = "" if record.ttfb_ms is None else f"{record.ttfb_ms:.1f}"
+        row["gap_p95_ms"] = "" if record.gap_p95_ms is None else f"{record.gap_p95_ms:.1f}"
+    return text_table(rows, TIMING_COLUMNS)
+
+
+def responses_text(records: Sequence[InteractionRecord]) -> str:
+    """Every interaction's reassembled texts, one block each."""
+    blocks = []
+    for r in records:
+        head = f"=== {r.started_at} {r.method} {r.path} {r.model or '-'} {r.status or '-'}"
+        if r.flags:
+            head += " [" + ",".join(r.flags) + "]"
+        parts = [head]
+        if r.prompt:
+            parts.append(f"--- prompt\n{r.prompt}")
+        if r.thinking_text:
+            parts.append(f"--- thinking\n{r.thinking_text}")
+        parts.append(f"--- response\n{r.response_text}")
+        if r.error:
+            parts.append(f"--- error\n{r.error}")
+        blocks.append("\n".join(parts))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _with_progress(results: Iterator[CaptureResult], total: int) -> Iterator[CaptureResult]:
+    """A progress bar on stderr for runs over several files (only when stderr is a terminal)."""
+    if total < 2 or not sys.stderr.isatty():
+        yield from results
+        return
+    with click.progressbar(length=total, label="analyzing", file=sys.stderr) as bar:
+        for result in results:
+            bar.update(1)
+            yield result
+
+
+def _report(result: CaptureResult) -> bool:
+    """Warnings and errors of one file on stderr; True when the file could not be analyzed."""
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.error:
+        click.echo(f"error: {result.error}", err=True)
+        return True
+    skipped = result.stats.non_http_connections
+    if skipped:
+        click.echo(f"note: {result.path}: {skipped} connection(s) on the port were not Ollama HTTP, skipped", err=True)
+    return False
+
+
+def _collect(results: Iterable[CaptureResult]) -> tuple[list[InteractionRecord], int]:
+    records: list[InteractionRecord] = []
+    failed = 0
+    for result in results:
+        failed += _report(result)
+        records.extend(result.records)
+    return records, failed
+
+
+@click.command(name="analyze-pcap")
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--port",
+    "ports",
+    type=click.IntRange(1, 65535),
+    multiple=True,
+    help="An Ollama server port (default 11434); repeat for more.",
+)
+@click.option("--responses", is_flag=True, help="Print the reassembled prompts and responses instead of a table.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="fast: built-in pcap/pcapng reader; tshark: Wireshark's dissectors (any link type, TLS); "
+    "auto: fast, falling back to tshark.",
+)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Analyze this many files in parallel."
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Append the records to this interaction log (the addon's), skipping captures already analyzed.",
+)
+@click.option(
+    "--tls-keylog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TLS key log (SSLKEYLOGFILE) to decrypt Ollama behind an HTTPS proxy (uses tshark).",
+)
+@click.option(
+    "--redact",
+    type=click.Choice(REDACTION_MODES),
+    default=REDACT_IMAGES,
+    show_default=True,
+    help="What to keep of prompts and responses (as the addon's ollama_redact).",
+)
+@output_options
+def analyze_pcap(
+    paths: tuple[str, ...],
+    ports: tuple[int, ...],
+    responses: bool,
+    engine: str,
+    jobs: int,
+    log_dir: Path | None,
+    tls_keylog: Path | None,
+    redact: str,
+    fmt: str,
+    output: Path | None,
+    sqlite_path: Path | None,
+) -> None:
+    """Turn packet captures into Ollama interactions: reassembled responses and per-request timings.
+
+    PATHS are capture files (pcap or pcapng, from tcpdump, dumpcap or Wireshark, Linux or macOS),
+    directories of them, or globs; they are analyzed oldest capture first.
+
+    \b
+    analyze-pcap capture.pcap                 a timing table
+    analyze-pcap capture.pcap --csv -o t.csv  every record column as CSV
+    analyze-pcap capture.pcap --responses     the reassembled texts
+    analyze-pcap /var/spool/ollama-capture --log-dir logs/ollama_interactions --jobs 2
+
+    Exit status: 0 when every file was read, 1 when some could not be (the others are still
+    reported), 2 for bad arguments.
+    """
+    try:
+        files = sort_by_capture_time(expand_paths(paths))
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    options = AnalyzeOptions(
+        ports=tuple(dict.fromkeys(ports or DEFAULT_PORTS)),
+        engine=engine,
+        tls_keylog=tls_keylog,
+        redaction=redact,
+    )
+    if log_dir is not None:
+
+        def note_skipped(count: int) -> None:
+            if count:
+                click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
+
+        results = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=note_skipped)
+    else:
+        results = analyze_paths(files, options, jobs=jobs)
+    records, failed = _collect(_with_progress(results, len(files)))
+
+    def render(rows: Sequence[InteractionRecord]) -> str:
+        return responses_text(rows) if responses else timing_table(rows)
+
+    emit_records(records, "table" if responses else fmt, output, sqlite_path, table=render)
+    if failed:
+        sys.exit(EXIT_BAD_INPUT)

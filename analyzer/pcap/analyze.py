@@ -1,0 +1,118 @@
+"""One capture file → interaction records, with either packet engine, through the shared protocol core."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.interaction import DEFAULT_MAX_TEXT_BYTES, InteractionBuilder
+from analyzer.pcap.errors import CaptureError, UnsupportedLinkTypeError
+from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_capture, exchanges_from_segments
+from analyzer.record import InteractionRecord
+from analyzer.redact import REDACT_IMAGES
+
+DEFAULT_PORTS = (11434,)
+ENGINES = ("auto", "fast", "tshark")
+
+
+@dataclass
+class AnalyzeOptions:
+    """How to read captures: Ollama ports, engine, TLS key log, redaction, text cap."""
+
+    ports: tuple[int, ...] = DEFAULT_PORTS
+    engine: str = "auto"
+    tls_keylog: Path | None = None
+    redaction: str = REDACT_IMAGES
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+
+
+@dataclass
+class CaptureResult:
+    """What one file gave: records, counters, warnings, the engine used, or the error that stopped it."""
+
+    path: Path
+    records: list[InteractionRecord] = field(default_factory=list)
+    stats: ExchangeStats = field(default_factory=ExchangeStats)
+    warnings: list[str] = field(default_factory=list)
+    engine: str = ""
+    error: str | None = None
+
+
+def record_id(record: InteractionRecord) -> str:
+    """A stable id for a captured interaction: the same exchange in two overlapping captures gets the same id."""
+    key = "|".join((record.client, record.server, record.started_at, record.method, record.path))
+    return "pcap-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _builder_factory(options: AnalyzeOptions) -> Callable[[str, str], InteractionBuilder]:
+    def make(client: str, server: str) -> InteractionBuilder:
+        return InteractionBuilder(
+            source="pcap",
+            client=client,
+            server=server,
+            record_id="pending",
+            max_text_bytes=options.max_text_bytes,
+            redaction=options.redaction,
+        )
+
+    return make
+
+
+def _iter_records(
+    path: Path, options: AnalyzeOptions, engine: str, stats: ExchangeStats, warnings: list[str]
+) -> Iterator[InteractionRecord]:
+    factory = _builder_factory(options)
+    if engine == "fast":
+        results = exchanges_from_capture(str(path), options.ports, factory, stats, on_warning=warnings.append)
+    else:
+        from analyzer.pcap.tshark_engine import iter_tshark_segments
+
+        segments = iter_tshark_segments(path, set(options.ports), tls_keylog=options.tls_keylog)
+        results = exchanges_from_segments(segments, options.ports, factory, stats)
+    for record in results:
+        record.id = record_id(record)
+        yield record
+
+
+def analyze_capture(path: Path, options: AnalyzeOptions) -> CaptureResult:
+    """Every Ollama interaction in one capture file. Never raises for bad input: see ``error``.
+
+    ``auto`` reads with the fast engine and falls back to tshark for link types it cannot read
+    (and always uses tshark when a TLS key log is given).
+    """
+    engine = options.engine
+    if engine == "auto":
+        engine = "tshark" if options.tls_keylog else "fast"
+    result = CaptureResult(path=Path(path), engine=engine)
+    try:
+        result.records = list(_iter_records(result.path, options, engine, result.stats, result.warnings))
+    except UnsupportedLinkTypeError as exc:
+        if options.engine != "auto":
+            result.error = str(exc)
+            return result
+        result.warnings.append(f"{path}: {exc.problem}; reading it with tshark instead")
+        fallback = CaptureResult(path=result.path, engine="tshark", warnings=result.warnings)
+        try:
+            fallback.records = list(_iter_records(result.path, options, "tshark", fallback.stats, fallback.warnings))
+        except CaptureError as inner:
+            fallback.error = str(inner)
+        return fallback
+    except CaptureError as exc:
+        result.error = str(exc)
+    except OSError as exc:
+        result.error = f"{path}: {exc.strerror or exc}"
+    return result
+
+
+def analyze_paths(paths: Collection[Path], options: AnalyzeOptions, *, jobs: int = 1) -> Iterator[CaptureResult]:
+    """Analyze files in the given order (``jobs`` > 1: in parallel processes, results still in order)."""
+    if jobs <= 1 or len(paths) <= 1:
+        for path in paths:
+            yield analyze_capture(path, options)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(analyze_capture, paths, [options] * len(paths))

@@ -1,0 +1,56 @@
+"""Many captures → one interaction log, resumable (the capture runner's and ``--log-dir``'s hand-off)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from analyzer.log import InteractionLog
+from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_paths
+from analyzer.pcap.ledger import Ledger, content_hash
+
+
+def pending_captures(paths: Sequence[Path], ledger: Ledger) -> tuple[list[tuple[Path, str]], int]:
+    """The files (with their content hashes) not yet in the ledger, and how many were skipped."""
+    done = ledger.analyzed()
+    pending, skipped = [], 0
+    for path in paths:
+        digest = content_hash(path)
+        if digest in done:
+            skipped += 1
+        else:
+            pending.append((path, digest))
+            done.add(digest)  # the same bytes twice in one run count once
+    return pending, skipped
+
+
+def analyze_into_log_results(
+    paths: Sequence[Path],
+    log_dir: Path,
+    options: AnalyzeOptions,
+    *,
+    jobs: int = 1,
+    on_skip: Callable[[int], None] | None = None,
+) -> Iterator[CaptureResult]:
+    """Analyze the files not yet in ``log_dir``'s ledger, append their records, yield each result.
+
+    A file that failed to parse is not entered in the ledger, so a later run tries it again.
+    """
+    ledger = Ledger(log_dir)
+    log = InteractionLog(log_dir)
+    pending, skipped = pending_captures(paths, ledger)
+    if on_skip is not None:
+        on_skip(skipped)
+    hashes = dict(pending)
+    for result in analyze_paths([p for p, _ in pending], options, jobs=jobs):
+        if result.error is None:
+            if result.records:
+                log.append_many(result.records)
+            ledger.add(hashes[result.path], result.path, len(result.records))
+        yield result
+
+
+def analyze_into_log(paths: list[Path], log_dir: Path, ports: list[int]) -> int:
+    """Append the records of every not-yet-analyzed capture in ``paths`` to the log; returns how many."""
+    options = AnalyzeOptions(ports=tuple(ports))
+    return sum(len(r.records) for r in analyze_into_log_results(paths, log_dir, options))

@@ -1,0 +1,50 @@
+"""Which files a list of PATH arguments means: files, directories and globs, sorted by capture time."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+
+from analyzer.pcap.captures import first_packet_time
+from analyzer.pcap.errors import CaptureError
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
+
+
+class InputError(Exception):
+    """A PATH argument that names nothing usable."""
+
+
+def expand_paths(arguments: Iterable[str]) -> list[Path]:
+    """Files named directly, capture files inside directories (not recursive), and glob matches; no repeats."""
+    found: dict[Path, None] = {}
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.is_file() and child.suffix.lower() in CAPTURE_SUFFIXES:
+                    found[child] = None
+        elif path.exists():
+            found[path] = None
+        elif glob.has_magic(argument):
+            matches = sorted(Path(m) for m in glob.glob(argument) if Path(m).is_file())
+            if not matches:
+                raise InputError(f"{argument}: no files match")
+            found.update(dict.fromkeys(matches))
+        else:
+            raise InputError(f"{argument}: no such file or directory")
+    return list(found)
+
+
+def sort_by_capture_time(paths: Iterable[Path]) -> list[Path]:
+    """Oldest capture first, by the first packet's timestamp; unreadable files last, by name."""
+
+    def key(path: Path) -> tuple[int, float, str]:
+        try:
+            first = first_packet_time(str(path))
+        except (CaptureError, OSError):
+            first = None
+        return (0, first, str(path)) if first is not None else (1, 0.0, str(path))
+
+    return sorted(paths, key=key)
