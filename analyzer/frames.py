@@ -1,0 +1,30 @@
+"""pandas entry points for notebooks: the interaction log and capture files as DataFrames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analyzer.log import DEFAULT_LOG_DIR, read_log
+from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
+from analyzer.pcap.errors import CaptureError
+from analyzer.tables import records_to_frame
+
+
+def load_log(log_dir: Path | str = DEFAULT_LOG_DIR) -> pd.DataFrame:
+    """Every record of the interaction log (the addon's JSONL files), one row each, record columns."""
+    return records_to_frame(read_log(log_dir))
+
+
+def read_capture(
+    path: Path | str, *, ports: tuple[int, ...] = DEFAULT_PORTS, engine: str = "auto"
+) -> pd.DataFrame:
+    """The Ollama interactions in one pcap/pcapng file, one row each, the same columns as ``load_log``.
+
+    Raises :class:`analyzer.pcap.errors.CaptureError` (message names the file and the problem).
+    """
+    result = analyze_capture(Path(path), AnalyzeOptions(ports=ports, engine=engine))
+    if result.error:
+        raise CaptureError(str(path), result.error.removeprefix(f"{path}: "))
+    return records_to_frame(result.records)
