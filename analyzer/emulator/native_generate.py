@@ -1,0 +1,133 @@
+"""``/api/generate`` and ``/api/chat``: NDJSON streams (one object per chunk) or one JSON object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analyzer.emulator.http11 import Request, ResponseWriter
+from analyzer.emulator.pacing import Fault, Timing, Token, paced_tokens
+from analyzer.emulator.plan import Endpoint, PlanError, ReplyPlan, plan_reply
+from analyzer.emulator.replies import NDJSON_TYPE, RequestFailed, fail_message, parse_body, send_json
+from analyzer.emulator.state import ServerState
+from analyzer.emulator.wire import go_json, rfc3339_nano
+
+
+def check_model(state: ServerState, body: dict[str, Any]) -> str:
+    """The requested model name; RequestFailed when it is missing or unknown."""
+    model = body.get("model")
+    if not model or not isinstance(model, str):
+        raise RequestFailed(400, "model is required")
+    if state.resolve(model) is None:
+        raise RequestFailed(404, f"model '{model}' not found")
+    return model
+
+
+def prepare(state: ServerState, endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], ReplyPlan]:
+    """Parse, validate and plan a generation request; injected ``fail_status`` raises here."""
+    body = parse_body(request.body)
+    model = check_model(state, body)
+    try:
+        plan = plan_reply(endpoint, body, state.config)
+    except PlanError as exc:
+        raise RequestFailed(400, str(exc)) from None
+    if plan.fail_status:
+        raise RequestFailed(plan.fail_status, fail_message(plan.fail_status))
+    state.mark_loaded(state.resolve(model) or model)
+    return body, plan
+
+
+def _head(model: str) -> dict[str, Any]:
+    return {"model": model, "created_at": rfc3339_nano()}
+
+
+def _tool_calls(plan: ReplyPlan) -> list[dict[str, Any]]:
+    return [
+        {"function": {"index": i, "name": call.name, "arguments": call.arguments}}
+        for i, call in enumerate(plan.tool_calls)
+    ]
+
+
+def _chunk(endpoint: Endpoint, model: str, token: Token) -> dict[str, Any]:
+    if endpoint == "generate":
+        if token.kind == "thinking":
+            return {**_head(model), "response": "", "thinking": token.text, "done": False}
+        return {**_head(model), "response": token.text, "done": False}
+    message = {"role": "assistant", "content": ""}
+    message["thinking" if token.kind == "thinking" else "content"] = token.text
+    return {**_head(model), "message": message, "done": False}
+
+
+def _final(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timing, whole: bool) -> dict[str, Any]:
+    """The ``done: true`` object; ``whole`` puts the full text in it (non-streamed reply)."""
+    if endpoint == "generate":
+        reply: dict[str, Any] = {**_head(model), "response": plan.text if whole else ""}
+        if whole and plan.thinking:
+            reply["thinking"] = plan.thinking_text
+        reply |= {"done": True, "done_reason": plan.done_reason}
+        reply["context"] = list(plan.prompt_token_ids + plan.content_token_ids)
+    else:
+        message: dict[str, Any] = {"role": "assistant", "content": plan.text if whole else ""}
+        if whole and plan.thinking:
+            message["thinking"] = plan.thinking_text
+        if whole and plan.tool_calls:
+            message["tool_calls"] = _tool_calls(plan)
+        reply = {**_head(model), "message": message, "done_reason": plan.done_reason, "done": True}
+    return reply | timing.metrics(plan)
+
+
+def _load_reply(endpoint: Endpoint, model: str) -> dict[str, Any]:
+    if endpoint == "generate":
+        return {**_head(model), "response": "", "done": True, "done_reason": "load"}
+    return {**_head(model), "message": {"role": "assistant", "content": ""}, "done_reason": "load", "done": True}
+
+
+async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, response: ResponseWriter) -> None:
+    timing = Timing()
+    response.start_stream(200, NDJSON_TYPE)
+    async for event in paced_tokens(plan, timing):
+        if isinstance(event, Fault):
+            if event.kind == "close":
+                response.abort()
+                return
+            await response.write_chunk(go_json({"error": event.message}) + b"\n")
+            await response.end_stream()
+            return
+        await response.write_chunk(go_json(_chunk(endpoint, model, event)) + b"\n")
+    if endpoint == "chat" and plan.tool_calls:
+        message = {"role": "assistant", "content": "", "tool_calls": _tool_calls(plan)}
+        await response.write_chunk(go_json({**_head(model), "message": message, "done": False}) + b"\n")
+    await response.write_chunk(go_json(_final(endpoint, model, plan, timing, whole=False)) + b"\n")
+    await response.end_stream()
+
+
+async def _whole(endpoint: Endpoint, model: str, plan: ReplyPlan, response: ResponseWriter) -> None:
+    timing = Timing()
+    async for event in paced_tokens(plan, timing):
+        if isinstance(event, Fault):
+            if event.kind == "close":
+                response.abort()
+                return
+            raise RequestFailed(500, event.message)
+    await send_json(response, _final(endpoint, model, plan, timing, whole=True))
+
+
+async def handle_generation(endpoint: Endpoint, state: ServerState, request: Request, response: ResponseWriter) -> None:
+    """Answer a native generate/chat request (streams unless ``"stream": false``)."""
+    body, plan = prepare(state, endpoint, request)
+    model = str(body["model"])
+    if plan.done_reason == "load":
+        await send_json(response, _load_reply(endpoint, model))
+    elif body.get("stream", True) is False:
+        await _whole(endpoint, model, plan, response)
+    else:
+        await _stream(endpoint, model, plan, response)
+
+
+async def generate(state: ServerState, request: Request, response: ResponseWriter) -> None:
+    """``POST /api/generate``."""
+    await handle_generation("generate", state, request, response)
+
+
+async def chat(state: ServerState, request: Request, response: ResponseWriter) -> None:
+    """``POST /api/chat``."""
+    await handle_generation("chat", state, request, response)

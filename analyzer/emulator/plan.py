@@ -1,0 +1,169 @@
+"""What a generation request will produce: the single source of truth for handlers and tests.
+
+``plan_reply`` is pure: the same request body and config always give the same tokens, so a test can call
+``expected_text`` and compare it with what a client received over the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from analyzer.emulator import text
+from analyzer.emulator.config import EmulatorConfig
+
+Endpoint = Literal["generate", "chat", "openai_chat", "openai_completion"]
+NATIVE_ENDPOINTS = ("generate", "chat")
+THINK_LEVELS = ("low", "medium", "high")
+
+
+class PlanError(ValueError):
+    """A request field the emulator cannot use (answered with HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call the emulated model makes."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """Everything about one generation: the tokens, why it stops, its pacing and any injected fault."""
+
+    model: str
+    content: tuple[str, ...]
+    thinking: tuple[str, ...]
+    tool_calls: tuple[ToolCall, ...]
+    done_reason: str
+    prompt_tokens: int
+    prompt_token_ids: tuple[int, ...]
+    content_token_ids: tuple[int, ...]
+    prefill_ms: float
+    token_ms: float
+    error_after: int | None
+    close_after: int | None
+    fail_status: int | None
+
+    @property
+    def text(self) -> str:
+        """The whole reply text (content only)."""
+        return "".join(self.content)
+
+    @property
+    def thinking_text(self) -> str:
+        """The whole thinking text (empty unless thinking was requested)."""
+        return "".join(self.thinking)
+
+    @property
+    def eval_count(self) -> int:
+        """Generated tokens, thinking included (Ollama's ``eval_count``)."""
+        return len(self.content) + len(self.thinking)
+
+
+def _number(source: Mapping[str, Any], key: str, kind: type[int] | type[float]) -> Any:
+    value = source.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PlanError(f"option {key} must be a number, got {value!r}")
+    return kind(value)
+
+
+def _overrides(endpoint: Endpoint, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], int | None]:
+    """The mapping holding per-request overrides and the requested length limit, if any."""
+    if endpoint in NATIVE_ENDPOINTS:
+        options = body.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise PlanError("options must be an object")
+        return options, _number(options, "num_predict", int)
+    limit = _number(body, "max_completion_tokens", int)
+    if limit is None:
+        limit = _number(body, "max_tokens", int)
+    return body, limit
+
+
+def _wants_thinking(endpoint: Endpoint, body: Mapping[str, Any]) -> bool:
+    think = body.get("think")
+    if think is True or think in THINK_LEVELS:
+        return True
+    if endpoint == "openai_chat":
+        reasoning = body.get("reasoning")
+        effort = reasoning.get("effort") if isinstance(reasoning, Mapping) else body.get("reasoning_effort")
+        return effort in THINK_LEVELS
+    return False
+
+
+def prompt_key(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
+    """The text the tokens are derived from: the prompt, or the chat's ``role: content`` lines."""
+    if endpoint in ("chat", "openai_chat"):
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            raise PlanError("messages must be a list")
+        return text.messages_key(messages)
+    prompt = body.get("prompt") or ""
+    if isinstance(prompt, list):  # OpenAI completions accept a list of prompts; the first one is used
+        prompt = prompt[0] if prompt else ""
+    if not isinstance(prompt, str):
+        raise PlanError("prompt must be a string")
+    return prompt
+
+
+def _is_empty(endpoint: Endpoint, body: Mapping[str, Any]) -> bool:
+    if endpoint in ("chat", "openai_chat"):
+        return not body.get("messages")
+    return not body.get("prompt")
+
+
+def plan_reply(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConfig | None = None) -> ReplyPlan:
+    """Plan the reply to a generation request ``body`` sent to ``endpoint`` on a server with ``config``."""
+    config = config or EmulatorConfig()
+    model = str(body.get("model") or "")
+    source, limit = _overrides(endpoint, body)
+    natural = _number(source, "emulator_tokens", int)
+    natural = config.tokens if natural is None else max(0, natural)
+    key = prompt_key(endpoint, body)
+    count, reason = natural, "stop"
+    if limit is not None and 0 < limit < natural:
+        count, reason = limit, "length"
+    thinking: tuple[str, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    if _is_empty(endpoint, body) and endpoint in NATIVE_ENDPOINTS:
+        count, reason = 0, "load"
+    else:
+        if _wants_thinking(endpoint, body):
+            thinking = tuple(text.tokens(model, key, config.think_tokens, salt="thinking"))
+        tools = body.get("tools") if endpoint in ("chat", "openai_chat") else None
+        if isinstance(tools, list) and tools and isinstance(tools[0], Mapping):
+            tool_calls = (ToolCall(text.tool_name(tools[0]), text.tool_arguments(tools[0], model, key)),)
+
+    def pick(name: str, default: Any, kind: type[int] | type[float]) -> Any:
+        value = _number(source, name, kind)
+        return default if value is None else value
+
+    prompt_ids = tuple(
+        text.TOKEN_ID_BASE + i for i in text.token_ids(model, key, text.prompt_token_count(key), "prompt")
+    )
+    return ReplyPlan(
+        model=model,
+        content=tuple(text.tokens(model, key, count)),
+        thinking=thinking,
+        tool_calls=tool_calls,
+        done_reason=reason,
+        prompt_tokens=len(prompt_ids),
+        prompt_token_ids=prompt_ids,
+        content_token_ids=tuple(text.TOKEN_ID_BASE + i for i in text.token_ids(model, key, count)),
+        prefill_ms=max(0.0, pick("emulator_prefill_ms", config.prefill_ms, float)),
+        token_ms=max(0.0, pick("emulator_token_ms", config.token_ms, float)),
+        error_after=pick("emulator_error_after", config.error_after, int),
+        close_after=pick("emulator_close_after", config.close_after, int),
+        fail_status=pick("emulator_fail_status", config.fail_status, int),
+    )
+
+
+def expected_text(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConfig | None = None) -> str:
+    """The exact reply text (content, not thinking) the emulator sends for this request."""
+    return plan_reply(endpoint, body, config).text
