@@ -1,0 +1,405 @@
+#!/usr/bin/python3 -I
+"""ollama-capture-helper: the only program the ollama-capture sudoers rule allows.
+
+It takes one packet snapshot with tcpdump and hands the finished file to the user who invoked it through
+sudo. Everything it passes to tcpdump it builds itself from strictly validated inputs:
+
+    ollama-capture-helper check
+    ollama-capture-helper capture --interface IF --duration S --port N [--port N]... [--name NAME]
+
+* IF must be one of this machine's interfaces (or ``any`` on Linux);
+* S is an integer number of seconds, 1..MAX_DURATION; the helper stops tcpdump itself when it is up,
+  whether or not any packet arrived;
+* N are decimal port numbers (at most MAX_PORTS); the BPF filter is ``tcp port N or tcp port M`` made from
+  the parsed integers, never from the user's text;
+* NAME is a bare file name ``[A-Za-z0-9][A-Za-z0-9_-]*.pcap``; the default is ``ollama-<UTC start>.pcap``.
+
+The capture is written to a file the helper creates itself (O_CREAT|O_EXCL|O_NOFOLLOW) in the root-only
+directory ``SPOOL_DIR/.partial`` and given to tcpdump as its standard output (``-w -``), so tcpdump never opens
+a path and can drop privileges (``-Z``) to its own account. When tcpdump is done the file is fsynced, chowned
+to the invoking user, made mode 0600 and hard-linked under its final name into ``SPOOL_DIR/<user>/``; a
+half-written ``.pcap`` is never visible under a final name. The last stdout line is a JSON summary.
+
+This file is installed root-owned by ``ollama-capture setup``, which writes the settings block below. It uses
+only the Python standard library and runs in isolated mode (``-I``) so no environment variable, user site
+directory or working directory can inject code. Exit codes: 0 done, 2 refused (bad arguments), 3 environment
+problem (spool, tcpdump, disk space, too many captures), 4 tcpdump failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import re
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+# --- settings written by `ollama-capture setup` ---
+SPOOL_DIR = "/var/spool/ollama-wire"
+MAX_DURATION = 600
+# --- end of settings ---
+
+MAX_PORTS = 16
+MAX_FILE_BYTES = 2 * 1024**3
+MIN_FREE_BYTES = 256 * 1024**2
+MAX_CONCURRENT = 4
+STOP_GRACE = 10.0
+TCPDUMP_CANDIDATES = ("/usr/bin/tcpdump", "/usr/sbin/tcpdump", "/sbin/tcpdump", "/bin/tcpdump")
+DROP_USERS = ("tcpdump", "_tcpdump", "nobody")
+SAFE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+EXIT_OK, EXIT_REFUSED, EXIT_ENV, EXIT_CAPTURE = 0, 2, 3, 4
+
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}")
+_NUMBER = re.compile(r"[0-9]{1,6}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}\.pcap")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+class Refused(Exception):
+    """An argument failed validation; nothing was started."""
+
+
+class EnvironmentProblem(Exception):
+    """The machine is not in a state the helper can safely capture in."""
+
+
+def machine_interfaces() -> set[str]:
+    """Return the names of this machine's network interfaces (plus ``any`` where tcpdump supports it)."""
+    if os.path.isdir("/sys/class/net"):
+        return set(os.listdir("/sys/class/net")) | {"any"}
+    for ifconfig in ("/sbin/ifconfig", "/usr/sbin/ifconfig"):
+        if os.path.exists(ifconfig):
+            out = subprocess.run(
+                [ifconfig, "-l"], capture_output=True, text=True, env=SAFE_ENV, timeout=10, check=False
+            ).stdout
+            return set(out.split())
+    return set()
+
+
+def _number(text: str, what: str, low: int, high: int) -> int:
+    if not _NUMBER.fullmatch(text):
+        raise Refused(f"{what} must be a decimal integer, got {text!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise Refused(f"{what} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_capture_args(args: list[str], interfaces: set[str]) -> dict[str, object]:
+    """Validate ``capture`` arguments; return ``interface``, ``duration``, ``ports`` and ``name``.
+
+    Only ``--interface``, ``--duration``, ``--port`` (repeatable) and ``--name`` are known, each followed by
+    its value as a separate word. Anything else is refused.
+    """
+    if len(args) > 2 * (MAX_PORTS + 3):
+        raise Refused("too many arguments")
+    values: dict[str, str] = {}
+    ports: list[int] = []
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if flag not in ("--interface", "--duration", "--port", "--name"):
+            raise Refused(f"unknown argument {flag!r}")
+        if i + 1 >= len(args):
+            raise Refused(f"{flag} needs a value")
+        value = args[i + 1]
+        i += 2
+        if flag == "--port":
+            if len(ports) >= MAX_PORTS:
+                raise Refused(f"at most {MAX_PORTS} ports")
+            port = _number(value, "port", 1, 65535)
+            if port not in ports:
+                ports.append(port)
+            continue
+        if flag in values:
+            raise Refused(f"{flag} given twice")
+        values[flag] = value
+    for required in ("--interface", "--duration"):
+        if required not in values:
+            raise Refused(f"{required} is required")
+    if not ports:
+        raise Refused("at least one --port is required")
+    interface = values["--interface"]
+    if not _IFNAME.fullmatch(interface) or interface not in interfaces:
+        raise Refused(f"unknown interface {interface!r}; choose one of: {', '.join(sorted(interfaces))}")
+    duration = _number(values["--duration"], "duration", 1, MAX_DURATION)
+    name = values.get("--name")
+    if name is not None and not _NAME.fullmatch(name):
+        raise Refused(f"name must be a bare file name like ollama-1.pcap, got {name!r}")
+    return {"interface": interface, "duration": duration, "ports": ports, "name": name}
+
+
+def bpf_filter(ports: list[int]) -> str:
+    """Build the capture filter from already-validated port integers."""
+    return " or ".join(f"tcp port {int(port):d}" for port in ports)
+
+
+def tcpdump_argv(tcpdump: str, interface: str, ports: list[int], drop_user: str | None) -> list[str]:
+    """The complete tcpdump command line; the capture goes to standard output (``-w -``).
+
+    ``--immediate-mode`` is essential: without it tcpdump loses the unfinished ring block when stopped, i.e.
+    every packet of a short capture. ``-U`` flushes each packet so even a killed tcpdump leaves a valid file.
+    """
+    argv = [tcpdump, "-i", interface, "--immediate-mode", "-n", "-s", "0", "-U", "-w", "-"]
+    if drop_user:
+        argv += ["-Z", drop_user]
+    return [*argv, "--", bpf_filter(ports)]
+
+
+def find_tcpdump() -> str:
+    """Return a root-owned tcpdump from a fixed list of system locations (never from $PATH)."""
+    for path in TCPDUMP_CANDIDATES:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return path
+    raise EnvironmentProblem(f"no root-owned tcpdump in {', '.join(TCPDUMP_CANDIDATES)}")
+
+
+def drop_user() -> str | None:
+    """The unprivileged account tcpdump switches to after opening the device (None when running as non-root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in DROP_USERS:
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    return None
+
+
+def invoking_user() -> pwd.struct_passwd:
+    """The account sudo ran us for (SUDO_UID, which sudo itself sets), or the caller when run directly."""
+    uid_text = os.environ.get("SUDO_UID", "")
+    uid = int(uid_text) if os.geteuid() == 0 and re.fullmatch(r"[0-9]{1,10}", uid_text) else os.getuid()
+    try:
+        user = pwd.getpwuid(uid)
+    except KeyError:
+        raise EnvironmentProblem(f"uid {uid} has no account") from None
+    if not _USER.fullmatch(user.pw_name):
+        raise EnvironmentProblem(f"user name {user.pw_name!r} is not usable as a spool directory name")
+    return user
+
+
+def _open_dir(name: str, dir_fd: int | None = None) -> int:
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _check_root_dir(fd: int, what: str, private: bool) -> None:
+    st = os.fstat(fd)
+    bad = stat.S_IWGRP | stat.S_IWOTH | ((stat.S_IRWXG | stat.S_IRWXO) if private else 0)
+    if st.st_uid != 0 or st.st_mode & bad:
+        raise EnvironmentProblem(f"{what} must be owned by root and not writable by others")
+
+
+def open_spool(user: pwd.struct_passwd) -> tuple[int, int]:
+    """Open (creating if needed) the root-only partial directory and the user's outbox; return both fds."""
+    try:
+        spool_fd = _open_dir(SPOOL_DIR)
+    except OSError as exc:
+        raise EnvironmentProblem(f"spool {SPOOL_DIR}: {exc.strerror}; run ollama-capture setup") from None
+    try:
+        if os.geteuid() == 0:
+            _check_root_dir(spool_fd, SPOOL_DIR, private=False)
+        for name, mode in ((".partial", 0o700), (user.pw_name, 0o700)):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, mode, dir_fd=spool_fd)
+                if name == user.pw_name:
+                    fd = _open_dir(name, spool_fd)
+                    os.fchown(fd, user.pw_uid, user.pw_gid)
+                    os.close(fd)
+        partial_fd = _open_dir(".partial", spool_fd)
+        if os.geteuid() == 0:
+            _check_root_dir(partial_fd, f"{SPOOL_DIR}/.partial", private=True)
+        outbox_fd = _open_dir(user.pw_name, spool_fd)
+        st = os.fstat(outbox_fd)
+        if st.st_uid not in (0, user.pw_uid):
+            raise EnvironmentProblem(f"{SPOOL_DIR}/{user.pw_name} has the wrong owner")
+        return partial_fd, outbox_fd
+    except OSError as exc:
+        raise EnvironmentProblem(f"spool {SPOOL_DIR}: {exc}") from None
+    finally:
+        os.close(spool_fd)
+
+
+def claim_slot(partial_fd: int, uid: int) -> int:
+    """Hold one of MAX_CONCURRENT per-user capture slots for the life of the process."""
+    for slot in range(MAX_CONCURRENT):
+        fd = os.open(
+            f"slot-{uid}-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=partial_fd
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            os.close(fd)
+    raise EnvironmentProblem(f"already {MAX_CONCURRENT} captures running for this user")
+
+
+def sweep_partials(partial_fd: int) -> None:
+    """Remove partial files left by a helper that was killed (older than any capture can last)."""
+    cutoff = time.time() - MAX_DURATION - 3600
+    for entry in os.scandir(partial_fd):
+        if entry.name.endswith(".partial"):
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.name, dir_fd=partial_fd)
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+
+
+def run_tcpdump(argv: list[str], out_fd: int, duration: int) -> tuple[int, str, bool]:
+    """Run tcpdump for ``duration`` seconds (or until SIGTERM/SIGINT/SIGHUP); return (rc, stderr, stopped)."""
+    stopped = {"early": False}
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=out_fd,
+        stderr=subprocess.PIPE,
+        env=SAFE_ENV,
+        close_fds=True,
+        preexec_fn=_limit_file_size,  # the helper is single-threaded, so preexec_fn is safe
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped["early"] = True
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        _, err = proc.communicate(timeout=duration)
+    except subprocess.TimeoutExpired:
+        # tcpdump in immediate mode reacts to SIGINT even when no packet ever arrives; SIGKILL is the backstop
+        # (-U means the file is still a valid pcap up to the last whole packet).
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    return proc.returncode, err.decode("utf-8", "replace"), stopped["early"]
+
+
+def publish(partial_fd: int, part_name: str, outbox_fd: int, name: str, pick_free: bool) -> str:
+    """Hard-link the finished partial file under its final name (never replacing anything), drop the partial."""
+    stem = name[: -len(".pcap")]
+    for attempt in range(100 if pick_free else 1):
+        final = name if attempt == 0 else f"{stem}-{attempt}.pcap"
+        try:
+            os.link(part_name, final, src_dir_fd=partial_fd, dst_dir_fd=outbox_fd, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        os.unlink(part_name, dir_fd=partial_fd)
+        os.fsync(outbox_fd)
+        return final
+    raise EnvironmentProblem(f"{name} already exists in the spool")
+
+
+def capture(args: list[str]) -> int:
+    """The ``capture`` command: validate, run tcpdump, publish; print a JSON summary."""
+    opts = parse_capture_args(args, machine_interfaces())
+    user = invoking_user()
+    tcpdump = find_tcpdump()
+    partial_fd, outbox_fd = open_spool(user)
+    claim_slot(partial_fd, user.pw_uid)
+    sweep_partials(partial_fd)
+    vfs = os.fstatvfs(partial_fd)
+    if vfs.f_bavail * vfs.f_frsize < MIN_FREE_BYTES:
+        raise EnvironmentProblem(f"less than {MIN_FREE_BYTES // 1024**2} MiB free in {SPOOL_DIR}")
+    started = time.time()
+    name = opts["name"] or time.strftime("ollama-%Y%m%dT%H%M%SZ.pcap", time.gmtime(started))
+    assert isinstance(name, str)
+    part_name = f"{name}.{os.getpid()}.partial"
+    fd = os.open(
+        part_name,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=partial_fd,
+    )
+    try:
+        argv = tcpdump_argv(tcpdump, str(opts["interface"]), list(opts["ports"]), drop_user())  # type: ignore[call-overload]
+        rc, err, early = run_tcpdump(argv, fd, int(opts["duration"]))  # type: ignore[call-overload]
+        size = os.fstat(fd).st_size
+        if size < 24 and early:  # stopped before tcpdump even wrote its header: nothing to keep
+            os.unlink(part_name, dir_fd=partial_fd)
+            print(json.dumps({"path": None, "discarded": True, "started": started}), flush=True)
+            return EXIT_OK
+        if size < 24:  # not even a pcap header: tcpdump failed to start
+            sys.stderr.write(err[-4000:])
+            raise EnvironmentProblem(f"tcpdump exited {rc} without writing a capture")
+        os.fsync(fd)
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+        os.fchmod(fd, 0o600)
+        final = publish(partial_fd, part_name, outbox_fd, name, pick_free=opts["name"] is None)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part_name, dir_fd=partial_fd)
+        raise
+    finally:
+        os.close(fd)
+    match = re.search(r"(\d+) packets? captured", err)
+    summary = {
+        "path": f"{SPOOL_DIR}/{user.pw_name}/{final}",
+        "bytes": size,
+        "packets_captured": int(match.group(1)) if match else None,
+        "started": started,
+        "seconds": round(time.time() - started, 3),
+        "stopped_early": early,
+        "tcpdump_exit": rc,
+    }
+    print(json.dumps(summary), flush=True)
+    return EXIT_OK
+
+
+def check() -> int:
+    """The ``check`` command: report whether a capture could run, without capturing."""
+    user = invoking_user()
+    print(
+        json.dumps(
+            {
+                "user": user.pw_name,
+                "spool": SPOOL_DIR,
+                "max_duration": MAX_DURATION,
+                "tcpdump": find_tcpdump(),
+                "interfaces": sorted(machine_interfaces()),
+            }
+        ),
+        flush=True,
+    )
+    return EXIT_OK
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the exit status."""
+    try:
+        if argv == ["check"]:
+            return check()
+        if argv[:1] == ["capture"]:
+            return capture(argv[1:])
+        raise Refused("usage: ollama-capture-helper check | capture --interface IF --duration S --port N ...")
+    except Refused as exc:
+        print(f"ollama-capture-helper: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except EnvironmentProblem as exc:
+        print(f"ollama-capture-helper: {exc}", file=sys.stderr)
+        return EXIT_ENV
+    except OSError as exc:
+        print(f"ollama-capture-helper: {exc}", file=sys.stderr)
+        return EXIT_CAPTURE
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
