@@ -13,24 +13,14 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from capture_support import IS_ROOT, Installation, TestUser, Traffic
 
-# pytest puts tests/ on sys.path (rootdir conftest, no __init__.py), where tests/capture_scripts would shadow
-# the real package as a namespace package (tests/analyzer likewise); with the project root on sys.path the
-# regular packages win. Namespace stand-ins imported before this point are dropped.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-for _name in [m for m in sys.modules if m.split(".")[0] in ("capture_scripts", "analyzer")]:
-    if getattr(sys.modules[_name], "__file__", None) is None:
-        del sys.modules[_name]
-
-from capture_support import IS_ROOT, Installation, TestUser, Traffic  # noqa: E402
-
-from capture_scripts import install  # noqa: E402
+from capture_scripts import install
 
 
 @pytest.fixture(scope="module")
