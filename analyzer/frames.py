@@ -17,9 +17,7 @@ def load_log(log_dir: Path | str = DEFAULT_LOG_DIR) -> pd.DataFrame:
     return records_to_frame(read_log(log_dir))
 
 
-def read_capture(
-    path: Path | str, *, ports: tuple[int, ...] = DEFAULT_PORTS, engine: str = "auto"
-) -> pd.DataFrame:
+def read_capture(path: Path | str, *, ports: tuple[int, ...] = DEFAULT_PORTS, engine: str = "auto") -> pd.DataFrame:
     """The Ollama interactions in one pcap/pcapng file, one row each, the same columns as ``load_log``.
 
     Raises :class:`analyzer.pcap.errors.CaptureError` (message names the file and the problem).

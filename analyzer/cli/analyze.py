@@ -116,6 +116,13 @@ def _collect(results: Iterable[CaptureResult]) -> tuple[list[InteractionRecord],
     help="TLS key log (SSLKEYLOGFILE) to decrypt Ollama behind an HTTPS proxy (uses tshark).",
 )
 @click.option(
+    "--tls-port",
+    "tls_ports",
+    type=click.IntRange(1, 65535),
+    multiple=True,
+    help="With --tls-keylog: the HTTPS port(s) in front of Ollama (default 443); repeat for more.",
+)
+@click.option(
     "--redact",
     type=click.Choice(REDACTION_MODES),
     default=REDACT_IMAGES,
@@ -131,6 +138,7 @@ def analyze_pcap(
     jobs: int,
     log_dir: Path | None,
     tls_keylog: Path | None,
+    tls_ports: tuple[int, ...],
     redact: str,
     fmt: str,
     output: Path | None,
@@ -158,6 +166,7 @@ def analyze_pcap(
         ports=tuple(dict.fromkeys(ports or DEFAULT_PORTS)),
         engine=engine,
         tls_keylog=tls_keylog,
+        tls_ports=tuple(tls_ports) or (443,),
         redaction=redact,
     )
     if log_dir is not None:

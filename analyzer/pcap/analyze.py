@@ -24,6 +24,7 @@ class AnalyzeOptions:
     ports: tuple[int, ...] = DEFAULT_PORTS
     engine: str = "auto"
     tls_keylog: Path | None = None
+    tls_ports: tuple[int, ...] = (443,)
     redaction: str = REDACT_IMAGES
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
 
@@ -69,8 +70,11 @@ def _iter_records(
     else:
         from analyzer.pcap.tshark_engine import iter_tshark_segments
 
-        segments = iter_tshark_segments(path, set(options.ports), tls_keylog=options.tls_keylog)
-        results = exchanges_from_segments(segments, options.ports, factory, stats)
+        ports = set(options.ports)
+        if options.tls_keylog is not None:
+            ports |= set(options.tls_ports)  # decrypted HTTPS is Ollama traffic on the TLS port
+        segments = iter_tshark_segments(path, ports, tls_keylog=options.tls_keylog, tls_ports=options.tls_ports)
+        results = exchanges_from_segments(segments, ports, factory, stats)
     for record in results:
         record.id = record_id(record)
         yield record
