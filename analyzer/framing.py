@@ -11,10 +11,10 @@ from __future__ import annotations
 class LineSplitter:
     """Splits a byte stream on ``\\n`` into complete lines (without the newline)."""
 
-    def __init__(self, max_unit_bytes: int, *, skip_first_partial: bool = False) -> None:
+    def __init__(self, max_unit_bytes: int) -> None:
         self._buffer = bytearray()
         self._max = max_unit_bytes
-        self._skipping = skip_first_partial  # discarding up to the next newline
+        self._skipping = False  # discarding an over-long line up to its newline
         self.oversized = 0
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -56,8 +56,8 @@ class SseSplitter:
     (as the SSE spec says); ``event:``, ``id:``, ``retry:`` and comment lines are ignored.
     """
 
-    def __init__(self, max_unit_bytes: int, *, skip_first_partial: bool = False) -> None:
-        self._lines = LineSplitter(max_unit_bytes, skip_first_partial=skip_first_partial)
+    def __init__(self, max_unit_bytes: int) -> None:
+        self._lines = LineSplitter(max_unit_bytes)
         self._data: list[bytes] = []
         self._data_size = 0
         self._max = max_unit_bytes

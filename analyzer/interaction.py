@@ -140,6 +140,9 @@ class InteractionBuilder:
         self._unparsable = 0
         self._had_error_line = False
         self._json_parsed = False
+        # Mid-response capture: the first unit may be the tail of a line. It is kept when it parses as a
+        # whole object (the capture started on a line boundary) and dropped quietly when it does not.
+        self._first_unit_may_be_partial = False
         self._gaps = GapStats()
         self._finished: InteractionRecord | None = None
 
@@ -180,20 +183,21 @@ class InteractionBuilder:
         if mid_response:
             self.add_flags([FLAG_CAPTURE_STARTED_MID_RESPONSE])
             self._mode = MODE_SNIFF
+            self._first_unit_may_be_partial = True
             return
         encoding = (_header(headers, "content-encoding") or "").strip().lower()
         if encoding in ("gzip", "deflate"):
             self._decoder = _Decoder(encoding)
         elif encoding and encoding != "identity":
             self.add_flags([FLAG_ENCODED_BODY])
-        self._set_mode(body_mode(_header(headers, "content-type")), skip_first_partial=False)
+        self._set_mode(body_mode(_header(headers, "content-type")))
 
-    def _set_mode(self, mode: str, *, skip_first_partial: bool) -> None:
+    def _set_mode(self, mode: str) -> None:
         self._mode = mode
         if mode == MODE_NDJSON:
-            self._lines = LineSplitter(self._max_text, skip_first_partial=skip_first_partial)
+            self._lines = LineSplitter(self._max_text)
         elif mode == MODE_SSE:
-            self._events = SseSplitter(self._max_text, skip_first_partial=skip_first_partial)
+            self._events = SseSplitter(self._max_text)
 
     def response_body(self, data: bytes, at: float) -> None:
         """A fragment of the de-chunked response body, as it arrived at ``at``."""
@@ -244,7 +248,7 @@ class InteractionBuilder:
         if len(rest) < 6 and b"\n" not in rest and len(joined) < 64 * 1024:
             return  # not enough of the next line yet to tell "data:" from "{"
         is_sse = rest.startswith((b"data:", b"event:", b"id:", b":"))
-        self._set_mode(MODE_SSE if is_sse else MODE_NDJSON, skip_first_partial=True)
+        self._set_mode(MODE_SSE if is_sse else MODE_NDJSON)
         pending, self._sniffed = self._sniffed, []
         for fragment, when in pending:
             self._consume(fragment, when)
@@ -275,11 +279,14 @@ class InteractionBuilder:
         self._note_token(self._content.apply_openai(obj), at)
 
     def _parse_object(self, raw: bytes) -> dict[str, Any] | None:
+        first_may_be_partial, self._first_unit_may_be_partial = self._first_unit_may_be_partial, False
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             obj = None
         if not isinstance(obj, dict):
+            if first_may_be_partial:
+                return None
             self._unparsable += 1
             self.add_flags([FLAG_UNPARSABLE_LINE])
             return None
@@ -383,7 +390,7 @@ class InteractionBuilder:
             pending, self._sniffed = self._sniffed, []
             joined = b"".join(d for d, _ in pending)
             is_sse = b"data:" in joined
-            self._set_mode(MODE_SSE if is_sse else MODE_NDJSON, skip_first_partial=True)
+            self._set_mode(MODE_SSE if is_sse else MODE_NDJSON)
             for fragment, when in pending:
                 self._consume(fragment, when)
         when = self._last_byte_at or 0.0

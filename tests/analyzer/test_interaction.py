@@ -364,6 +364,16 @@ def test_capture_started_mid_response_resyncs_ndjson_and_sse() -> None:
     assert rec.api == "openai" and rec.response_text == "".join(TOKENS[2:]) and rec.complete
 
 
+def test_capture_starting_exactly_on_a_line_keeps_that_line() -> None:
+    body = native_stream("generate")
+    cut = body.index(b"\n") + 1
+    b = InteractionBuilder(source="pcap")
+    b.response_started(1.0, None, None, mid_response=True)
+    b.response_body(body[cut:], 1.0)
+    rec = b.finish(1.0)
+    assert rec.response_text == "".join(TOKENS[1:]) and "unparsable_line" not in rec.flags
+
+
 def test_truncation_cap_flags_and_bounds_text() -> None:
     b = InteractionBuilder(source="proxy", max_text_bytes=10)
     b.request_started(0.0, "POST", "/api/generate", {})

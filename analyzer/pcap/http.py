@@ -1,0 +1,693 @@
+"""HTTP/1.1 exchanges from the two reassembled byte streams of one TCP connection.
+
+:class:`HttpConnection` is a :class:`analyzer.pcap.tcp.StreamSink`: it parses requests from the
+client stream and responses from the server stream (keep-alive, pipelining — responses match
+requests in order), removes chunked framing, and drives one :class:`ExchangeBuilder` per exchange
+with the capture time of each packet's bytes. Capture windows and holes are handled here: a stream
+that starts inside a message resynchronises on the next request line, status line or chunk
+boundary, and the record gets the matching ``capture_*`` / ``gap_in_capture`` flags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from analyzer.record import (
+    FLAG_CAPTURE_ENDED_MID_REQUEST,
+    FLAG_CAPTURE_ENDED_MID_RESPONSE,
+    FLAG_CAPTURE_STARTED_MID_REQUEST,
+    FLAG_CLIENT_ABORTED,
+    FLAG_GAP_IN_CAPTURE,
+    FLAG_NO_RESPONSE,
+    FLAG_TRUNCATED_BODY,
+)
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_RESYNC_BYTES = 256 * 1024
+_MAX_CHUNK_LINE = 4096
+
+
+class ExchangeBuilder(Protocol):
+    """What the HTTP layer drives per exchange (implemented by ``InteractionBuilder``)."""
+
+    def request_started(self, at: float, method: str, path: str, headers: Mapping[str, str]) -> None: ...
+
+    def request_body(self, data: bytes, at: float) -> None: ...
+
+    def response_started(
+        self, at: float, status: int | None, headers: Mapping[str, str] | None, *, mid_response: bool = False
+    ) -> None: ...
+
+    def response_body(self, data: bytes, at: float) -> None: ...
+
+    def add_flags(self, flags: Iterable[str]) -> None: ...
+
+    def finish(self, at: float | None = None, *, error: str | None = None) -> Any: ...
+
+
+BuilderFactory = Callable[[str, str], ExchangeBuilder]  # (client "ip:port", server "ip:port")
+
+
+@dataclass
+class HttpStats:
+    """HTTP-level counters shared by all connections of a run."""
+
+    http_connections: int = 0  # connections where at least one message was parsed
+    non_http_connections: int = 0  # connections whose bytes are not HTTP/1.x (skipped)
+    unparsed_connections: int = 0  # mid-capture connections where no message boundary was found
+    exchanges: int = 0
+    gap_flags: int = 0  # exchanges flagged gap_in_capture
+
+
+class Headers(Mapping[str, str]):
+    """Header fields with case-insensitive lookup; iteration keeps the names as sent."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: dict[str, tuple[str, str]] = {}
+        for name, value in pairs:
+            key = name.lower()
+            if key in self._fields:
+                self._fields[key] = (self._fields[key][0], self._fields[key][1] + ", " + value)
+            else:
+                self._fields[key] = (name, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _value in self._fields.values())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class ChunkError(ValueError):
+    """Chunked framing is broken."""
+
+
+class ChunkDecoder:
+    """Incremental ``Transfer-Encoding: chunked`` decoder."""
+
+    SIZE, DATA, DATA_END, TRAILER, DONE = range(5)
+    __slots__ = ("line", "remaining", "state")
+
+    def __init__(self) -> None:
+        self.state = self.SIZE
+        self.remaining = 0
+        self.line = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        """Decode from ``data``: (body bytes, bytes of ``data`` consumed). Stops after the final
+        chunk's trailer (``state == DONE``); raises :class:`ChunkError` on broken framing."""
+        out: list[bytes] = []
+        i = 0
+        n = len(data)
+        while i < n:
+            state = self.state
+            if state == self.DATA:
+                take = min(self.remaining, n - i)
+                out.append(data[i : i + take] if take != n else data)
+                i += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = self.DATA_END
+            elif state == self.DONE:
+                break
+            else:
+                j = data.find(b"\n", i)
+                if j < 0:
+                    self.line += data[i:]
+                    if len(self.line) > _MAX_CHUNK_LINE:
+                        raise ChunkError("chunk line too long")
+                    i = n
+                    break
+                line = (self.line + data[i:j]) if self.line else data[i:j]
+                self.line = b""
+                i = j + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if state == self.SIZE:
+                    try:
+                        size = int(line.split(b";", 1)[0].strip(), 16)
+                    except ValueError:
+                        raise ChunkError(f"bad chunk size line {line[:40]!r}") from None
+                    if size < 0:
+                        raise ChunkError("negative chunk size")
+                    if size:
+                        self.state, self.remaining = self.DATA, size
+                    else:
+                        self.state = self.TRAILER
+                elif state == self.DATA_END:
+                    if line:
+                        raise ChunkError("chunk data not followed by CRLF")
+                    self.state = self.SIZE
+                elif not line:  # TRAILER: an empty line ends the message
+                    self.state = self.DONE
+        return (out[0] if len(out) == 1 else b"".join(out)), i
+
+
+class _Exchange:
+    __slots__ = ("builder", "finished", "method", "responded")
+
+    def __init__(self, builder: ExchangeBuilder, method: str) -> None:
+        self.builder = builder
+        self.method = method
+        self.finished = False
+        self.responded = False
+
+
+# States of each side's parser.
+_HEAD, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE, _RESYNC, _DEAD = range(6)
+
+_REQUEST_LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|TRACE|CONNECT) [^ \r\n]+ HTTP/1\.[01]\r\n")
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] \d{3}[ \r]")
+_CHUNK_ANCHOR = re.compile(rb"(?:\A|\r\n)[0-9a-fA-F]{1,8}(?:;[^\r\n]*)?\r\n(?=\{|\[|data:|event:|id:|:)")
+_LAST_CHUNK = re.compile(rb"\r\n0\r\n\r\n")
+_HEADER_END = b"\r\n\r\n"
+
+
+def _parse_head(head: bytes) -> tuple[str, Headers] | None:
+    """(first line, headers) of a message head without its blank line; None if malformed."""
+    lines = head.decode("latin-1").split("\r\n")
+    pairs: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and pairs:
+            name, value = pairs[-1]
+            pairs[-1] = (name, value + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            return None
+        pairs.append((name, value.strip()))
+    return lines[0], Headers(pairs)
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _content_length(headers: Headers) -> int | None:
+    """Content-Length as int; -1 if present but invalid; None if absent."""
+    if "content-length" not in headers:
+        return None
+    text = headers["content-length"].split(",")[0].strip()
+    return int(text) if text.isdigit() else -1
+
+
+def _is_chunked(headers: Headers) -> bool:
+    return "transfer-encoding" in headers and headers["transfer-encoding"].lower().rstrip().endswith("chunked")
+
+
+class HttpConnection:
+    """Parses one TCP connection's HTTP/1.1 traffic; finished builder results go to ``on_result``."""
+
+    def __init__(
+        self,
+        key: tuple[str, int, str, int],
+        syn_seen: bool,
+        builder_factory: BuilderFactory,
+        on_result: Callable[[Any], None],
+        stats: HttpStats | None = None,
+    ) -> None:
+        self.client = _hostport(key[0], key[1])
+        self.server = _hostport(key[2], key[3])
+        self.syn_seen = syn_seen
+        self.builder_factory = builder_factory
+        self.on_result = on_result
+        self.stats = stats if stats is not None else HttpStats()
+        self.exchanges_seen = 0
+        self.non_http = False
+        self.client_closed = False
+        self.queue: deque[_Exchange] = deque()  # requests waiting for (the end of) their response
+        # request side
+        self.req_state = _HEAD
+        self.req_started = False  # any client byte seen
+        self.req_buf = bytearray()
+        self.req_head_ts = 0.0
+        self.req_remaining = 0
+        self.req_chunks = ChunkDecoder()
+        self.req_exchange: _Exchange | None = None
+        # response side
+        self.resp_state = _HEAD
+        self.resp_started = False
+        self.resp_buf = bytearray()
+        self.resp_head_ts = 0.0
+        self.resp_remaining = 0
+        self.resp_chunks = ChunkDecoder()
+        self.resp_exchange: _Exchange | None = None
+        self.resp_last_ts: float | None = None
+        self.resync_chunks = False  # response resync may land inside the current chunked body
+        self.resync_ts = 0.0
+
+    # -- StreamSink -------------------------------------------------------------------------------
+
+    def on_data(self, from_client: bool, ts: float, data: bytes) -> None:
+        """Bytes of one direction, in order, as carried by the packet captured at ``ts``."""
+        if self.non_http:
+            return
+        if from_client:
+            if not self.req_started:
+                self.req_started = True
+                if not self.syn_seen and not _REQUEST_LINE.match(data[:64]) and not data[:1].isupper():
+                    self.req_state = _RESYNC
+            self._request_data(ts, data)
+        else:
+            if not self.resp_started:
+                self.resp_started = True
+                if not self.syn_seen and not data.startswith(b"HTTP/"[: len(data)]):
+                    self._enter_response_resync(ts, chunks=True)
+            self._response_data(ts, data)
+
+    def on_gap(self, from_client: bool, ts: float, size: int) -> None:
+        """``size`` bytes of one direction were never captured."""
+        if self.non_http:
+            return
+        if from_client:
+            self._request_gap(ts, size)
+        else:
+            self._response_gap(ts, size)
+
+    def on_end(self, from_client: bool, ts: float) -> None:
+        """A FIN was reached in one direction."""
+        if self.non_http:
+            return
+        if from_client:
+            self.client_closed = True
+            return
+        ex = self.resp_exchange
+        if ex is not None:
+            if self.resp_state == _BODY_CLOSE:
+                self._finish_response(self.resp_last_ts or ts)
+            else:
+                self._finish_incomplete(ex, self.resp_last_ts or ts, [FLAG_TRUNCATED_BODY])
+        self.resp_state = _DEAD
+
+    def on_close(self, ts: float, reason: str, reset_by_client: bool = False) -> None:
+        """The connection is over (``fin``, ``rst`` or ``capture_end``): finish what is open."""
+        if self.non_http:
+            return
+        capture_end = reason == "capture_end"
+        ex = self.resp_exchange
+        if ex is not None and not ex.finished:
+            if capture_end:
+                flags = [FLAG_CAPTURE_ENDED_MID_RESPONSE]
+            elif self.resp_state == _BODY_CLOSE and not reset_by_client:
+                flags = []
+            elif reset_by_client or self.client_closed:
+                flags = [FLAG_CLIENT_ABORTED]
+            else:
+                flags = [FLAG_TRUNCATED_BODY]
+            self._finish_incomplete(ex, self.resp_last_ts or ts, flags)
+        while self.queue:
+            ex = self.queue.popleft()
+            if ex.finished:
+                continue
+            if capture_end:
+                mid_request = ex is self.req_exchange and self.req_state in (_BODY_LENGTH, _BODY_CHUNKED)
+                flags = [FLAG_CAPTURE_ENDED_MID_REQUEST if mid_request else FLAG_CAPTURE_ENDED_MID_RESPONSE]
+            else:
+                flags = [FLAG_CLIENT_ABORTED] if reset_by_client or self.client_closed else [FLAG_NO_RESPONSE]
+            self._finish_incomplete(ex, ts, flags)
+        if not self.exchanges_seen and (self.req_started or self.resp_started):
+            self.stats.unparsed_connections += 1
+        self.req_buf = bytearray()
+        self.resp_buf = bytearray()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _declare_non_http(self) -> None:
+        if self.exchanges_seen:
+            self.req_state = self.resp_state = _DEAD
+            return
+        self.non_http = True
+        self.stats.non_http_connections += 1
+        self.req_buf = bytearray()
+        self.resp_buf = bytearray()
+
+    def _new_exchange(self, method: str) -> _Exchange:
+        ex = _Exchange(self.builder_factory(self.client, self.server), method)
+        self.exchanges_seen += 1
+        if self.exchanges_seen == 1:
+            self.stats.http_connections += 1
+        return ex
+
+    def _emit(self, ex: _Exchange, at: float | None) -> None:
+        ex.finished = True
+        if ex is self.resp_exchange:
+            self.resp_exchange = None
+        self.stats.exchanges += 1
+        self.on_result(ex.builder.finish(at))
+
+    def _finish_incomplete(self, ex: _Exchange, at: float | None, flags: list[str]) -> None:
+        if ex.finished:
+            return
+        if flags:
+            ex.builder.add_flags(flags)
+        self._emit(ex, at)
+
+    def _flag_gap(self, ex: _Exchange | None) -> None:
+        if ex is not None and not ex.finished:
+            ex.builder.add_flags([FLAG_GAP_IN_CAPTURE])
+            self.stats.gap_flags += 1
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _request_data(self, ts: float, data: bytes) -> None:
+        while data:
+            state = self.req_state
+            if state == _HEAD:
+                if not self.req_buf:
+                    data = data.lstrip(b"\r\n")
+                    if not data:
+                        return
+                    if self.syn_seen and not self.exchanges_seen and not data[:1].isupper():
+                        self._declare_non_http()
+                        return
+                    self.req_head_ts = ts
+                buf = self.req_buf
+                scan_from = max(len(buf) - 3, 0)
+                buf += data
+                end = buf.find(_HEADER_END, scan_from)
+                if end < 0:
+                    if len(buf) > MAX_HEADER_BYTES:
+                        self._bad_request_head()
+                    return
+                head = bytes(buf[:end])
+                data = bytes(buf[end + 4 :])
+                self.req_buf = bytearray()
+                if not self._start_request(head):
+                    self._bad_request_head()
+                    return
+            elif state == _BODY_LENGTH:
+                take = min(self.req_remaining, len(data))
+                self._request_body(data[:take] if take < len(data) else data, ts)
+                self.req_remaining -= take
+                data = data[take:]
+                if not self.req_remaining:
+                    self._request_done()
+            elif state == _BODY_CHUNKED:
+                try:
+                    body, used = self.req_chunks.feed(data)
+                except ChunkError:
+                    self._flag_gap(self.req_exchange)
+                    self._request_done()
+                    self.req_state = _RESYNC
+                    self.req_buf = bytearray()
+                    continue
+                if body:
+                    self._request_body(body, ts)
+                data = data[used:]
+                if self.req_chunks.state == ChunkDecoder.DONE:
+                    self._request_done()
+            elif state == _RESYNC:
+                buf = self.req_buf
+                scan_from = max(len(buf) - 80, 0)
+                buf += data
+                match = _REQUEST_LINE.search(buf, scan_from)
+                if match is None:
+                    if len(buf) > MAX_RESYNC_BYTES:
+                        del buf[: len(buf) - 128]
+                    return
+                data = bytes(buf[match.start() :])
+                self.req_buf = bytearray()
+                self.req_state = _HEAD
+            else:
+                return
+
+    def _bad_request_head(self) -> None:
+        if self.syn_seen and not self.exchanges_seen:
+            self._declare_non_http()
+        else:
+            self.req_state = _RESYNC
+            self.req_buf = bytearray()
+
+    def _start_request(self, head: bytes) -> bool:
+        parsed = _parse_head(head)
+        if parsed is None:
+            return False
+        first, headers = parsed
+        parts = first.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+            return False
+        length = _content_length(headers)
+        chunked = _is_chunked(headers)
+        if length == -1 and not chunked:
+            return False
+        ex = self._new_exchange(parts[0])
+        ex.builder.request_started(self.req_head_ts, parts[0], parts[1], headers)
+        self.queue.append(ex)
+        self.req_exchange = ex
+        if chunked:
+            self.req_state = _BODY_CHUNKED
+            self.req_chunks = ChunkDecoder()
+        elif length:
+            self.req_state = _BODY_LENGTH
+            self.req_remaining = length
+        else:
+            self._request_done()
+        return True
+
+    def _request_body(self, data: bytes, ts: float) -> None:
+        ex = self.req_exchange
+        if ex is not None and not ex.finished:
+            ex.builder.request_body(data, ts)
+
+    def _request_done(self) -> None:
+        self.req_state = _HEAD
+        self.req_exchange = None
+
+    def _request_gap(self, ts: float, size: int) -> None:
+        state = self.req_state
+        if state == _BODY_LENGTH and size < self.req_remaining:
+            self._flag_gap(self.req_exchange)
+            self.req_remaining -= size
+            return
+        if state in (_BODY_LENGTH, _BODY_CHUNKED):
+            self._flag_gap(self.req_exchange)
+            self._request_done()
+        if state == _HEAD or (state == _BODY_LENGTH and size > self.req_remaining):
+            # the client only sends requests: the hole held (part of) one we will never see
+            ex = self._new_exchange("")
+            self._flag_gap(ex)
+            ex.builder.add_flags([FLAG_CAPTURE_STARTED_MID_REQUEST])
+            self.queue.append(ex)
+        self.req_state = _RESYNC
+        self.req_buf = bytearray()
+
+    # -- responses --------------------------------------------------------------------------------
+
+    def _response_data(self, ts: float, data: bytes) -> None:
+        self.resp_last_ts = ts if self.resp_exchange is not None else self.resp_last_ts
+        while data:
+            state = self.resp_state
+            if state == _BODY_CHUNKED:
+                try:
+                    body, used = self.resp_chunks.feed(data)
+                except ChunkError:
+                    self._flag_gap(self.resp_exchange)
+                    self._enter_response_resync(ts, chunks=True)
+                    self.resp_chunks.line = b""
+                    continue
+                ex = self.resp_exchange
+                self.resp_last_ts = ts
+                if body and ex is not None:
+                    ex.builder.response_body(body, ts)
+                data = data[used:]
+                if self.resp_chunks.state == ChunkDecoder.DONE:
+                    self._finish_response(ts)
+            elif state == _HEAD:
+                if not self.resp_buf:
+                    data = data.lstrip(b"\r\n")
+                    if not data:
+                        return
+                    self.resp_head_ts = ts
+                buf = self.resp_buf
+                scan_from = max(len(buf) - 3, 0)
+                buf += data
+                if len(buf) >= 5 and not buf.startswith(b"HTTP/"):
+                    self._bad_response_head(ts)
+                    return
+                end = buf.find(_HEADER_END, scan_from)
+                if end < 0:
+                    if len(buf) > MAX_HEADER_BYTES:
+                        self._bad_response_head(ts)
+                    return
+                head = bytes(buf[:end])
+                data = bytes(buf[end + 4 :])
+                self.resp_buf = bytearray()
+                if not self._start_response(head, ts):
+                    self._bad_response_head(ts)
+                    return
+            elif state == _BODY_LENGTH:
+                take = min(self.resp_remaining, len(data))
+                ex = self.resp_exchange
+                self.resp_last_ts = ts
+                if ex is not None:
+                    ex.builder.response_body(data[:take] if take < len(data) else data, ts)
+                self.resp_remaining -= take
+                data = data[take:]
+                if not self.resp_remaining:
+                    self._finish_response(ts)
+            elif state == _BODY_CLOSE:
+                ex = self.resp_exchange
+                self.resp_last_ts = ts
+                if ex is not None:
+                    ex.builder.response_body(data, ts)
+                return
+            elif state == _RESYNC:
+                data = self._response_resync(ts, data)
+            else:
+                return
+
+    def _bad_response_head(self, ts: float) -> None:
+        if self.syn_seen and not self.exchanges_seen:
+            self._declare_non_http()
+            return
+        self.resp_buf = bytearray()
+        self._enter_response_resync(ts, chunks=True)
+
+    def _take_exchange(self) -> _Exchange:
+        """The oldest request still waiting for its response, or a stand-in for a request not captured."""
+        while self.queue:
+            ex = self.queue[0]
+            if not ex.finished:
+                return ex
+            self.queue.popleft()
+        ex = self._new_exchange("")
+        ex.builder.add_flags([FLAG_CAPTURE_STARTED_MID_REQUEST])
+        self.queue.append(ex)
+        return ex
+
+    def _start_response(self, head: bytes, ts: float) -> bool:
+        parsed = _parse_head(head)
+        if parsed is None:
+            return False
+        first, headers = parsed
+        parts = first.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            return False
+        status = int(parts[1])
+        length = _content_length(headers)
+        chunked = _is_chunked(headers)
+        if length == -1 and not chunked:
+            return False
+        if 100 <= status < 200 and status != 101:
+            return True  # interim response: the real one follows
+        ex = self._take_exchange()
+        ex.builder.response_started(self.resp_head_ts, status, headers)
+        ex.responded = True
+        self.resp_exchange = ex
+        self.resp_last_ts = ts
+        if status == 101:
+            self._finish_response(ts)
+            self.req_state = self.resp_state = _DEAD  # another protocol follows
+        elif ex.method == "HEAD" or status in (204, 304):
+            self._finish_response(ts)
+        elif chunked:
+            self.resp_state = _BODY_CHUNKED
+            self.resp_chunks = ChunkDecoder()
+        elif length is not None:
+            if length:
+                self.resp_state = _BODY_LENGTH
+                self.resp_remaining = length
+            else:
+                self._finish_response(ts)
+        else:
+            self.resp_state = _BODY_CLOSE
+        return True
+
+    def _finish_response(self, ts: float) -> None:
+        ex = self.resp_exchange
+        if self.queue and self.queue[0] is ex:
+            self.queue.popleft()
+        self.resp_state = _HEAD
+        if ex is not None and not ex.finished:
+            self._emit(ex, ts)
+        self.resp_exchange = None
+
+    def _enter_response_resync(self, ts: float, *, chunks: bool) -> None:
+        self.resp_state = _RESYNC
+        self.resync_chunks = chunks
+        self.resp_buf = bytearray()
+        self.resync_ts = ts
+
+    def _response_resync(self, ts: float, data: bytes) -> bytes:
+        """Look for the next status line or chunk boundary; returns the bytes to parse from there."""
+        buf = self.resp_buf
+        if not buf:
+            self.resync_ts = ts
+        scan_from = max(len(buf) - 24, 0)
+        buf += data
+        status = _STATUS_LINE.search(buf, scan_from)
+        anchor = _CHUNK_ANCHOR.search(buf, scan_from) if self.resync_chunks else None
+        ex = self.resp_exchange
+        last = _LAST_CHUNK.search(buf, scan_from) if ex is not None and self.resync_chunks else None
+        candidates = [m for m in (status, anchor, last) if m is not None]
+        if not candidates:
+            if len(buf) > MAX_RESYNC_BYTES:
+                del buf[: len(buf) - 128]
+            return b""
+        match = min(candidates, key=lambda m: m.start())
+        before = bytes(buf[: match.start()])
+        self.resp_buf = bytearray()
+        if match is status:
+            if ex is not None:
+                self._finish_incomplete(ex, self.resp_last_ts or ts, [])
+            self.resp_state = _HEAD
+            return bytes(buf[match.start() :])
+        if ex is None:
+            # the capture (or a hole) began inside a response body: a record without status/headers
+            ex = self._take_exchange()
+            ex.builder.response_started(self.resync_ts, None, None, mid_response=True)
+            ex.responded = True
+            self.resp_exchange = ex
+        if before:
+            ex.builder.response_body(before, self.resync_ts)
+        self.resp_last_ts = ts
+        if match is last:
+            self.resp_state = _HEAD
+            self._finish_response(ts)
+            return bytes(buf[match.end() :])
+        self.resp_state = _BODY_CHUNKED
+        self.resp_chunks = ChunkDecoder()
+        start = match.start() + (2 if buf[match.start() : match.start() + 2] == b"\r\n" else 0)
+        return bytes(buf[start:])
+
+    def _response_gap(self, ts: float, size: int) -> None:
+        state = self.resp_state
+        ex = self.resp_exchange
+        if state == _BODY_LENGTH and size < self.resp_remaining:
+            self._flag_gap(ex)
+            self.resp_remaining -= size
+            return
+        if state == _BODY_CLOSE:
+            self._flag_gap(ex)
+            return
+        if state == _BODY_CHUNKED:
+            self._flag_gap(ex)
+            self._enter_response_resync(ts, chunks=True)
+            return
+        if state == _BODY_LENGTH and ex is not None:
+            self._flag_gap(ex)
+            self._finish_response(ts)
+        elif state == _RESYNC and ex is not None:
+            self._flag_gap(ex)
+        else:
+            # a response head (maybe with body) fell into the hole: it belongs to the oldest request
+            while self.queue and self.queue[0].finished:
+                self.queue.popleft()
+            if self.queue:
+                self._flag_gap(self.queue[0])
+        self._enter_response_resync(ts, chunks=True)
