@@ -13,6 +13,7 @@ from capture_scripts import agent as agent_mod
 from capture_scripts import install
 from capture_scripts.config import (
     DEFAULT_HELPER,
+    DEFAULT_PORTS,
     DEFAULT_SPOOL,
     HELPER_MAX_DURATION,
     CaptureConfig,
@@ -71,6 +72,8 @@ def cli() -> None:
               show_default=True, help="Directory of sudoers drop-ins.")  # fmt: skip
 @click.option("--max-duration", type=click.IntRange(1, HELPER_MAX_DURATION), default=HELPER_MAX_DURATION,
               show_default=True, help="Longest snapshot the helper accepts, in seconds.")  # fmt: skip
+@click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
+              help="A port the helper may capture (default 11434); repeatable; machine-wide.")  # fmt: skip
 def setup(
     user_name: str,
     print_only: bool,
@@ -80,10 +83,11 @@ def setup(
     spool: Path,
     sudoers_dir: Path,
     max_duration: int,
+    ports: tuple[int, ...],
 ) -> None:
     """Install the capture helper, the sudoers rule for USER and the spool (run once, as root)."""
     try:
-        plan = install.plan_setup(user_name, helper, spool, sudoers_dir, max_duration)
+        plan = install.plan_setup(user_name, helper, spool, sudoers_dir, max_duration, ports or DEFAULT_PORTS)
         if print_only:
             click.echo(plan.describe(), nl=False)
             return

@@ -15,6 +15,7 @@ import yaml
 DEFAULT_HELPER = "/usr/local/libexec/ollama-wire/ollama-capture-helper"
 DEFAULT_SPOOL = "/var/spool/ollama-wire"
 HELPER_MAX_DURATION = 600
+DEFAULT_PORTS: tuple[int, ...] = (11434,)  # Ollama's port: the only one the helper allows by default
 
 
 class ConfigError(Exception):
@@ -50,7 +51,7 @@ class CaptureConfig:
     """Everything the runner needs; defaults match ``ollama-capture config init``."""
 
     interface: str = dataclasses.field(default_factory=default_interface)
-    ports: list[int] = dataclasses.field(default_factory=lambda: [11434])
+    ports: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_PORTS))
     duration: int = 30
     interval: int = 120
     output_dir: Path = dataclasses.field(

@@ -44,6 +44,7 @@ import time
 # --- settings written by `ollama-capture setup` ---
 SPOOL_DIR = "/var/spool/ollama-wire"
 MAX_DURATION = 600
+ALLOWED_PORTS = (11434,)
 # --- end of settings ---
 
 MAX_PORTS = 16
@@ -93,11 +94,14 @@ def _number(text: str, what: str, low: int, high: int) -> int:
     return value
 
 
-def parse_capture_args(args: list[str], interfaces: set[str]) -> dict[str, object]:
+def parse_capture_args(
+    args: list[str], interfaces: set[str], allowed_ports: tuple[int, ...] = ALLOWED_PORTS
+) -> dict[str, object]:
     """Validate ``capture`` arguments; return ``interface``, ``duration``, ``ports`` and ``name``.
 
     Only ``--interface``, ``--duration``, ``--port`` (repeatable) and ``--name`` are known, each followed by
-    its value as a separate word. Anything else is refused.
+    its value as a separate word. Anything else is refused. Ports must be among those setup allowed
+    (``ALLOWED_PORTS``): the rule lets a user capture Ollama's traffic, not any service's.
     """
     if len(args) > 2 * (MAX_PORTS + 3):
         raise Refused("too many arguments")
@@ -116,6 +120,9 @@ def parse_capture_args(args: list[str], interfaces: set[str]) -> dict[str, objec
             if len(ports) >= MAX_PORTS:
                 raise Refused(f"at most {MAX_PORTS} ports")
             port = _number(value, "port", 1, 65535)
+            if port not in allowed_ports:
+                allowed = ", ".join(map(str, allowed_ports))
+                raise Refused(f"port {port} is not one setup allowed ({allowed}); rerun setup with --port {port}")
             if port not in ports:
                 ports.append(port)
             continue

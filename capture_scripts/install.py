@@ -21,7 +21,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from capture_scripts.config import DEFAULT_HELPER, DEFAULT_SPOOL, HELPER_MAX_DURATION
+from capture_scripts.config import DEFAULT_HELPER, DEFAULT_PORTS, DEFAULT_SPOOL, HELPER_MAX_DURATION
 
 SUDOERS_DIR = Path("/etc/sudoers.d")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
@@ -87,11 +87,12 @@ def helper_source() -> str:
     return resources.files("capture_scripts").joinpath("helper.py").read_text(encoding="utf-8")
 
 
-def render_helper(spool_dir: Path, max_duration: int, python: str) -> str:
+def render_helper(spool_dir: Path, max_duration: int, python: str, ports: tuple[int, ...] = DEFAULT_PORTS) -> str:
     """The helper with its shebang and settings block filled in for this installation."""
     source = helper_source()
     body = source.split("\n", 1)[1]
-    settings = f"SPOOL_DIR = {str(spool_dir)!r}\nMAX_DURATION = {int(max_duration)}\n"
+    allowed = tuple(sorted({int(p) for p in ports}))
+    settings = f"SPOOL_DIR = {str(spool_dir)!r}\nMAX_DURATION = {int(max_duration)}\nALLOWED_PORTS = {allowed!r}\n"
     body, count = re.subn(
         r"(# --- settings written by `ollama-capture setup` ---\n).*?(# --- end of settings ---)",
         lambda m: m.group(1) + settings + m.group(2),
@@ -109,7 +110,9 @@ def sudoers_file_name(user: str) -> str:
     return "ollama-capture-" + re.sub(r"[^A-Za-z0-9_-]", "_", user)
 
 
-def render_sudoers(user: str, helper: Path, spool_dir: Path, max_duration: int) -> str:
+def render_sudoers(
+    user: str, helper: Path, spool_dir: Path, max_duration: int, ports: tuple[int, ...] = DEFAULT_PORTS
+) -> str:
     """The sudoers drop-in for ``user``."""
     if not _USER_NAME.fullmatch(user):
         raise SetupError(f"user name {user!r} cannot be written into a sudoers rule safely")
@@ -122,6 +125,7 @@ def render_sudoers(user: str, helper: Path, spool_dir: Path, max_duration: int) 
         "@HELPER@": str(helper),
         "@SPOOL@": str(spool_dir),
         "@MAX_DURATION@": str(max_duration),
+        "@PORTS@": ", ".join(str(p) for p in sorted(set(ports))),
     }.items():
         text = text.replace(key, value)
     return text
@@ -202,6 +206,7 @@ def plan_setup(
     spool_dir: Path = Path(DEFAULT_SPOOL),
     sudoers_dir: Path = SUDOERS_DIR,
     max_duration: int = HELPER_MAX_DURATION,
+    ports: tuple[int, ...] = DEFAULT_PORTS,
 ) -> SetupPlan:
     """Work out everything setup would write for ``user_name``; writes nothing."""
     try:
@@ -212,14 +217,16 @@ def plan_setup(
         raise SetupError("root needs no sudo rule; give the account that runs the captures")
     if not 1 <= max_duration <= HELPER_MAX_DURATION:
         raise SetupError(f"--max-duration must be between 1 and {HELPER_MAX_DURATION}")
+    if not ports or not all(1 <= int(p) <= 65535 for p in ports):
+        raise SetupError("--port must be between 1 and 65535")
     for path in (helper, spool_dir, sudoers_dir):
         if not path.is_absolute() or ".." in path.parts:
             raise SetupError(f"{path} must be an absolute path without '..'")
     python = find_system_python()
-    helper_file = PlannedFile(helper, render_helper(spool_dir, max_duration, python), 0o755)
+    helper_file = PlannedFile(helper, render_helper(spool_dir, max_duration, python, ports), 0o755)
     sudoers = PlannedFile(
         sudoers_dir / sudoers_file_name(user.pw_name),
-        render_sudoers(user.pw_name, helper, spool_dir, max_duration),
+        render_sudoers(user.pw_name, helper, spool_dir, max_duration, ports),
         0o440,
     )
     dirs = [
@@ -228,7 +235,8 @@ def plan_setup(
         PlannedDir(spool_dir / ".partial", 0o700),
         PlannedDir(spool_dir / user.pw_name, 0o700, user.pw_uid, user.pw_gid),
     ]
-    notes = [f"{user.pw_name} may run: sudo -n {helper} capture --interface IF --duration S --port N ..."]
+    allowed = ", ".join(map(str, sorted(set(ports))))
+    notes = [f"{user.pw_name} may run: sudo -n {helper} capture --interface IF --duration S --port N ({allowed})"]
     tool = direct_capture_tool(user)
     if tool:
         notes.append(

@@ -45,12 +45,17 @@ def test_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestUser]:
 
 
 @pytest.fixture(scope="module")
-def installation(test_user: TestUser) -> Iterator[Installation]:
-    """Run the real setup (helper under /usr/local/libexec, real /etc/sudoers.d); undo it afterwards."""
+def installation(test_user: TestUser, emulator: Any) -> Iterator[Installation]:
+    """Run the real setup (helper under /usr/local/libexec, real /etc/sudoers.d); undo it afterwards.
+
+    The helper allows Ollama's port, the test emulator's port and port 9 (an idle port); no other.
+    """
     tag = secrets.token_hex(3)
     helper = Path(f"/usr/local/libexec/ollama-wire-test-{tag}/ollama-capture-helper")
     spool = Path(f"/var/spool/ollama-wire-test-{tag}")
-    plan = install.plan_setup(test_user.name, helper, spool, install.SUDOERS_DIR, max_duration=600)
+    plan = install.plan_setup(
+        test_user.name, helper, spool, install.SUDOERS_DIR, max_duration=600, ports=(11434, 9, emulator.port)
+    )
     try:
         install.apply_setup(plan)
         config_path = test_user.home / "capture.yaml"

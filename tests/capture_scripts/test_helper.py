@@ -16,7 +16,9 @@ IFACES = {"lo", "eth0", "any"}
 
 def test_valid_arguments_build_a_fixed_tcpdump_command() -> None:
     opts = helper.parse_capture_args(
-        ["--interface", "lo", "--duration", "30", "--port", "11434", "--port", "8080", "--port", "11434"], IFACES
+        ["--interface", "lo", "--duration", "30", "--port", "11434", "--port", "8080", "--port", "11434"],
+        IFACES,
+        allowed_ports=(11434, 8080),
     )
     assert opts == {"interface": "lo", "duration": 30, "ports": [11434, 8080], "name": None}
     argv = helper.tcpdump_argv("/usr/bin/tcpdump", "lo", [11434, 8080], "tcpdump")
@@ -31,14 +33,16 @@ def test_valid_arguments_build_a_fixed_tcpdump_command() -> None:
     [
         [],
         ["--interface", "lo", "--duration", "30"],
-        ["--interface", "lo", "--duration", "30", "--port", "1", "-z", "x"],
-        ["--interface", "wlan9", "--duration", "30", "--port", "1"],
-        ["--interface", "lo", "--duration", "601", "--port", "1"],
-        ["--interface", "lo", "--duration", "٣", "--port", "1"],
-        ["--interface", "lo", "--duration", "30", "--port", "1", "--name", "a/b.pcap"],
-        ["--interface", "lo", "--duration", "30", "--port", "1", "--name", "x.pcapng"],
-        ["--interface", "lo", "--interface", "eth0", "--duration", "30", "--port", "1"],
+        ["--interface", "lo", "--duration", "30", "--port", "11434", "-z", "x"],
+        ["--interface", "wlan9", "--duration", "30", "--port", "11434"],
+        ["--interface", "lo", "--duration", "601", "--port", "11434"],
+        ["--interface", "lo", "--duration", "٣", "--port", "11434"],
+        ["--interface", "lo", "--duration", "30", "--port", "11434", "--name", "a/b.pcap"],
+        ["--interface", "lo", "--duration", "30", "--port", "11434", "--name", "x.pcapng"],
+        ["--interface", "lo", "--interface", "eth0", "--duration", "30", "--port", "11434"],
         ["--interface", "lo", "--duration", "30", "--port"],
+        ["--interface", "lo", "--duration", "30", "--port", "22"],  # not a port setup allowed
+        ["--interface", "lo", "--duration", "30", "--port", "11434", "--port", "5432"],
     ],
 )
 def test_invalid_arguments_are_refused(args: list[str]) -> None:

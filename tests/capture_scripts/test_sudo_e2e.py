@@ -169,6 +169,8 @@ HELPER_INJECTIONS = [
     ["--port", "11434 or host 10.0.0.1"],
     ["--port", "11434)"],
     ["--port", "+11434"],
+    ["--port", "22"],  # a real port, but not one setup allowed: no sniffing other services
+    ["--port", "5432"],
     ["--port", " 11434"],
     *[[a for n in range(17) for a in ("--port", str(1000 + n))]],
     ["--tcpdump-arg", "-z"],
