@@ -70,7 +70,8 @@ def log_files(log_dir: Path | str) -> list[Path]:
         return []
     if not directory.is_dir():
         raise LogError(f"{directory}: not a directory")
-    return sorted(directory.glob(f"*{LOG_SUFFIX}"))
+    # Dotfiles (the capture ledger, .captures-ledger.jsonl) live beside the log but are not part of it.
+    return sorted(p for p in directory.glob(f"*{LOG_SUFFIX}") if not p.name.startswith("."))
 
 
 def iter_log_dicts(log_dir: Path | str, *, warn: Any = None) -> Iterator[dict[str, Any]]:

@@ -69,9 +69,13 @@ def _report(result: CaptureResult) -> bool:
     if result.error:
         click.echo(f"error: {result.error}", err=True)
         return True
-    skipped = result.stats.non_http_connections
+    skipped = []
+    if result.stats.non_http_connections:
+        skipped.append(f"{result.stats.non_http_connections} connection(s) on the port that were not Ollama HTTP")
+    if result.non_ollama_requests:
+        skipped.append(f"{result.non_ollama_requests} HTTP request(s) that were not Ollama API calls")
     if skipped:
-        click.echo(f"note: {result.path}: {skipped} connection(s) on the port were not Ollama HTTP, skipped", err=True)
+        click.echo(f"note: {result.path}: skipped " + " and ".join(skipped), err=True)
     return False
 
 

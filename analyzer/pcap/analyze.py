@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analyzer.endpoints import classify
 from analyzer.interaction import DEFAULT_MAX_TEXT_BYTES, InteractionBuilder
 from analyzer.pcap.errors import CaptureError, UnsupportedLinkTypeError
 from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_capture, exchanges_from_segments
@@ -39,6 +40,7 @@ class CaptureResult:
     warnings: list[str] = field(default_factory=list)
     engine: str = ""
     error: str | None = None
+    non_ollama_requests: int = 0  # HTTP requests on the port to paths that are not Ollama's API
 
 
 def record_id(record: InteractionRecord) -> str:
@@ -61,9 +63,17 @@ def _builder_factory(options: AnalyzeOptions) -> Callable[[str, str], Interactio
     return make
 
 
+def _is_ollama(record: InteractionRecord) -> bool:
+    """The addon's rule: an Ollama endpoint path; without a request line, a recognisable Ollama body."""
+    if record.path:
+        return classify(record.path) is not None
+    return bool(record.kind)
+
+
 def _iter_records(
-    path: Path, options: AnalyzeOptions, engine: str, stats: ExchangeStats, warnings: list[str]
+    path: Path, options: AnalyzeOptions, engine: str, result: CaptureResult
 ) -> Iterator[InteractionRecord]:
+    stats, warnings = result.stats, result.warnings
     factory = _builder_factory(options)
     if engine == "fast":
         results = exchanges_from_capture(str(path), options.ports, factory, stats, on_warning=warnings.append)
@@ -73,9 +83,14 @@ def _iter_records(
         ports = set(options.ports)
         if options.tls_keylog is not None:
             ports |= set(options.tls_ports)  # decrypted HTTPS is Ollama traffic on the TLS port
-        segments = iter_tshark_segments(path, ports, tls_keylog=options.tls_keylog, tls_ports=options.tls_ports)
+        segments = iter_tshark_segments(
+            path, ports, tls_keylog=options.tls_keylog, tls_ports=options.tls_ports, on_warning=warnings.append
+        )
         results = exchanges_from_segments(segments, ports, factory, stats)
     for record in results:
+        if not _is_ollama(record):
+            result.non_ollama_requests += 1
+            continue
         record.id = record_id(record)
         yield record
 
@@ -91,7 +106,7 @@ def analyze_capture(path: Path, options: AnalyzeOptions) -> CaptureResult:
         engine = "tshark" if options.tls_keylog else "fast"
     result = CaptureResult(path=Path(path), engine=engine)
     try:
-        result.records = list(_iter_records(result.path, options, engine, result.stats, result.warnings))
+        result.records = list(_iter_records(result.path, options, engine, result))
     except UnsupportedLinkTypeError as exc:
         if options.engine != "auto":
             result.error = str(exc)
@@ -99,7 +114,7 @@ def analyze_capture(path: Path, options: AnalyzeOptions) -> CaptureResult:
         result.warnings.append(f"{path}: {exc.problem}; reading it with tshark instead")
         fallback = CaptureResult(path=result.path, engine="tshark", warnings=result.warnings)
         try:
-            fallback.records = list(_iter_records(result.path, options, "tshark", fallback.stats, fallback.warnings))
+            fallback.records = list(_iter_records(result.path, options, "tshark", fallback))
         except CaptureError as inner:
             fallback.error = str(inner)
         return fallback

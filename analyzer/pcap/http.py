@@ -23,7 +23,7 @@ from analyzer.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_GAP_IN_CAPTURE,
     FLAG_NO_RESPONSE,
-    FLAG_TRUNCATED_BODY,
+    FLAG_UPSTREAM_FAILED,
 )
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -291,7 +291,9 @@ class HttpConnection:
             if self.resp_state == _BODY_CLOSE:
                 self._finish_response(self.resp_last_ts or ts)
             else:
-                self._finish_incomplete(ex, self.resp_last_ts or ts, [FLAG_TRUNCATED_BODY])
+                # The server closed mid-body: because the client had gone (aborted), or on its own (failed).
+                flag = FLAG_CLIENT_ABORTED if self.client_closed else FLAG_UPSTREAM_FAILED
+                self._finish_incomplete(ex, self.resp_last_ts or ts, [flag])
         self.resp_state = _DEAD
 
     def on_close(self, ts: float, reason: str, reset_by_client: bool = False) -> None:
@@ -308,7 +310,7 @@ class HttpConnection:
             elif reset_by_client or self.client_closed:
                 flags = [FLAG_CLIENT_ABORTED]
             else:
-                flags = [FLAG_TRUNCATED_BODY]
+                flags = [FLAG_UPSTREAM_FAILED]
             self._finish_incomplete(ex, self.resp_last_ts or ts, flags)
         while self.queue:
             ex = self.queue.popleft()

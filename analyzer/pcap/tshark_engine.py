@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from analyzer.pcap.errors import CaptureError, EmptyCaptureError
@@ -114,7 +114,8 @@ def build_tshark_command(
         raise ValueError("server_ports is empty: name at least one server port")
     # A display filter (-Y) is the only filter that applies when reading a file. ICMP errors quote a
     # TCP header and would otherwise match as a phantom segment.
-    read_filter = f"tcp.port in {{{' '.join(map(str, ports))}}} && !icmp && !icmpv6"
+    port_filter = " || ".join(f"tcp.port == {port}" for port in ports)
+    read_filter = f"({port_filter}) && !icmp && !icmpv6"
     cmd = [
         tshark,
         "-n",  # no name resolution
@@ -168,6 +169,7 @@ def iter_tshark_segments(
     tls_keylog: Path | None = None,
     tls_ports: Collection[int] = DEFAULT_TLS_PORTS,
     tshark_path: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[TcpSegment]:
     """Yield every TCP segment to or from ``server_ports`` in the capture at ``path``, in file order.
 
@@ -226,6 +228,8 @@ def iter_tshark_segments(
         )
         if not any(marker in message for marker in _TRUNCATED_FILE_MARKERS):
             raise TsharkFailedError(path_str, f"tshark exited with status {returncode}: {message[:500]}")
+        if on_warning is not None:
+            on_warning(f"{path_str}: last packet truncated; analyzed the intact part")
 
 
 def _parse_plain(lines: Iterator[bytes]) -> Iterator[TcpSegment]:

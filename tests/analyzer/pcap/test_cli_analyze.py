@@ -328,10 +328,6 @@ class TestManyInputs:
 
 @pytest.mark.root
 @pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_log() reads the ledger: log_files() globs '*.jsonl', which matches .captures-ledger.jsonl",
-)
 def test_log_readers_see_only_the_records_after_log_dir(tmp_path: Path, lo4: RealCapture) -> None:
     log_dir = tmp_path / "log"
     assert run(lo4.path, *ports(lo4), "--log-dir", log_dir).exit_code == 0
@@ -349,14 +345,7 @@ class TestTruncatedCapture:
     @pytest.fixture(
         params=[
             "fast",
-            pytest.param(
-                "tshark",
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="tshark engine drops the 'last packet truncated' warning (analyze.py passes no "
-                    "warning sink to iter_tshark_segments)",
-                ),
-            ),
+            "tshark",
         ]
     )
     def engine(self, request: pytest.FixtureRequest) -> str:
@@ -464,22 +453,10 @@ class TestBadInput:
         one_line_error(result, str(bad_files["text"]))
 
 
-TSHARK_SEVERAL_PORTS = pytest.mark.xfail(
-    strict=True,
-    reason="tshark engine: display filter 'tcp.port in {P1 P2}' (space-separated set) is a syntax error in "
-    "tshark 4.0; needs commas",
-)
-NON_OLLAMA_PATH_RECORDED = pytest.mark.xfail(
-    strict=True,
-    reason="a request to a non-Ollama path (GET /metrics) becomes a record with kind '' and no stderr note; "
-    "the addon skips such paths (endpoints.classify is None)",
-)
-
-
 @pytest.mark.root
 @pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
 class TestForeignTraffic:
-    @pytest.mark.parametrize("engine", ["fast", pytest.param("tshark", marks=TSHARK_SEVERAL_PORTS)])
+    @pytest.mark.parametrize("engine", ["fast", "tshark"])
     def test_non_http_connection_skipped_and_counted(self, foreign: ForeignCapture, engine: str) -> None:
         result = run(
             foreign.path,
@@ -497,7 +474,6 @@ class TestForeignTraffic:
         assert foreign.prompt in [r["prompt"] for r in jsonl(result.stdout)]
 
     @pytest.mark.parametrize("engine", ["fast", "tshark"])
-    @NON_OLLAMA_PATH_RECORDED
     def test_request_to_a_non_ollama_path_is_skipped(self, foreign: ForeignCapture, engine: str) -> None:
         result = run(foreign.path, "--port", str(foreign.ollama_port), "--jsonl", "--engine", engine)
         assert result.exit_code == 0, result.stderr
@@ -508,7 +484,6 @@ class TestForeignTraffic:
 
 @pytest.mark.root
 @pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
-@TSHARK_SEVERAL_PORTS
 def test_tshark_engine_with_several_ports(lo4: RealCapture, lo6: RealCapture) -> None:
     """Both captures analyzed with both ports given: tshark must agree with the fast engine."""
     args: list[str | Path] = [lo4.path, lo6.path, *ports(lo4, lo6), "--jsonl"]

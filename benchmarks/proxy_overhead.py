@@ -1,0 +1,303 @@
+"""What putting mitmdump (and the ollama_log addon) between a client and Ollama costs.
+
+    .venv/bin/python benchmarks/proxy_overhead.py [--requests 20] [--tokens 200] [--quick]
+
+One run starts the emulator (``ollama-wire emulate``, its own process, realistic pacing) and three
+mitmdump reverse proxies in front of it, then measures, interleaving the configurations round-robin so
+that machine noise hits all of them alike:
+
+- ``direct``        client → emulator
+- ``pass-through``  mitmdump with a three-line addon that only sets ``flow.response.stream``
+- ``ollama_log``    mitmdump -s addons/ollama_log.py (records every interaction)
+- ``bare``          mitmdump without addons, for reference: it buffers whole responses
+
+Per configuration: TTFT p50/p95 (client clock, from just before the request is sent to the arrival of
+the first line carrying a token), the client-side gaps between token lines (p50/p95/p99), the total
+token rate of 16 concurrent streams, and the CPU time each mitmdump process used. The client is raw
+httpx on one keep-alive connection per configuration; lines are found by byte search, not JSON
+parsing, so the client adds as little as possible to what is measured.
+
+Gap distortion is reported as the difference of gap p95s (proxy minus direct), not per token index:
+two runs of the same request do not have the same pacing jitter token by token (the emulator sleeps
+with asyncio), so pairing gaps by index mostly measures that jitter twice. Comparing the distributions
+shows what a client would notice: whether the proxy makes the slow tail of gaps slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+ADDON = REPO / "addons" / "ollama_log.py"
+BIN = Path(sys.executable).parent
+MODEL = "llama3.2:1b"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+CONCURRENT = 16
+
+PASS_THROUGH_ADDON = '''"""Minimal streaming addon: forward every response fragment unchanged, as it arrives."""
+
+
+def responseheaders(flow):
+    flow.response.stream = lambda data: data
+'''
+
+TOKEN_LINE = re.compile(rb'"response":"(?!")')
+
+
+# -- processes -----------------------------------------------------------------------------------------------
+
+
+class Child:
+    """A child process whose output goes to a file; ``wait_for`` polls that file (bounded)."""
+
+    def __init__(self, name: str, argv: list[str], workdir: Path) -> None:
+        self.name = name
+        self.output_path = workdir / f"{name}.out"
+        self._output = self.output_path.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            argv, stdout=self._output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO
+        )
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and self.process.poll() is None:
+            match = re.search(pattern, self.output())
+            if match:
+                return match
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"{self.name} did not start:\n{self.output()[-2000:]}")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time so far (Linux /proc), or None where that is not available."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT_S)
+        self._output.close()
+
+
+def start_emulator(workdir: Path, prefill_ms: float, token_ms: float) -> tuple[Child, str]:
+    argv = [str(BIN / "ollama-wire"), "emulate", "--port", "0", "--prefill-ms", str(prefill_ms)]
+    child = Child("emulator", [*argv, "--token-ms", str(token_ms)], workdir)
+    return child, child.wait_for(r"listening on (http://\S+)").group(1)
+
+
+def start_mitmdump(name: str, upstream: str, workdir: Path, script: Path | None) -> tuple[Child, str]:
+    argv = [str(BIN / "mitmdump"), "--mode", f"reverse:{upstream}@127.0.0.1:0"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    if script == ADDON:
+        argv += ["--set", f"ollama_log_dir={workdir / 'log'}"]
+    child = Child(name, argv, workdir)
+    return child, "http://127.0.0.1:" + child.wait_for(r"listening at 127\.0\.0\.1:(\d+)").group(1)
+
+
+# -- measuring -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One streamed generation as the client saw it (perf_counter seconds)."""
+
+    sent: float
+    token_times: list[float]
+    ended: float
+
+    @property
+    def ttft_ms(self) -> float:
+        return (self.token_times[0] - self.sent) * 1000
+
+    @property
+    def gaps_ms(self) -> list[float]:
+        return [(b - a) * 1000 for a, b in zip(self.token_times, self.token_times[1:], strict=False)]
+
+
+@dataclass
+class Results:
+    ttft_ms: list[float] = field(default_factory=list)
+    gaps_ms: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    cpu_s: float | None = None
+
+
+def stream_once(client: httpx.Client, url: str, prompt: str, tokens: int) -> Stream:
+    body = {"model": MODEL, "prompt": prompt, "options": {"emulator_tokens": tokens}}
+    times: list[float] = []
+    pending = b""
+    sent = time.perf_counter()
+    with client.stream("POST", url + "/api/generate", json=body) as response:
+        response.raise_for_status()
+        for data in response.iter_raw():
+            now = time.perf_counter()
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            times += [now for line in lines if TOKEN_LINE.search(line)]
+    if len(times) != tokens:
+        raise SystemExit(f"{url}: expected {tokens} token lines, got {len(times)}")
+    return Stream(sent, times, time.perf_counter())
+
+
+def concurrent_rate(client: httpx.Client, url: str, prompt: str, tokens: int) -> float:
+    """Total tokens per second of ``CONCURRENT`` simultaneous streams (first send to last byte)."""
+    barrier = threading.Barrier(CONCURRENT)
+
+    def run(i: int) -> Stream:
+        barrier.wait(START_TIMEOUT_S)
+        return stream_once(client, url, f"{prompt} #{i}", tokens)
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        streams = list(pool.map(run, range(CONCURRENT)))
+    elapsed = max(s.ended for s in streams) - min(s.sent for s in streams)
+    return CONCURRENT * tokens / elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def run(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="proxy-overhead-"))
+    script = workdir / "pass_through.py"
+    script.write_text(PASS_THROUGH_ADDON)
+    children: list[Child] = []
+    try:
+        emulator, upstream = start_emulator(workdir, args.prefill_ms, args.token_ms)
+        children.append(emulator)
+        urls: dict[str, str] = {"direct": upstream}
+        proxies: dict[str, Child] = {}
+        for name, addon in (("pass-through", script), ("ollama_log", ADDON), ("bare", None)):
+            child, urls[name] = start_mitmdump(name, upstream, workdir, addon)
+            children.append(child)
+            proxies[name] = child
+        limits = httpx.Limits(max_connections=CONCURRENT * 2, max_keepalive_connections=CONCURRENT * 2)
+        clients = {name: httpx.Client(timeout=120, limits=limits) for name in urls}
+        results = {name: Results() for name in urls}
+        cpu_before = {name: child.cpu_seconds() for name, child in proxies.items()}
+
+        for name, url in urls.items():  # warm-up: connections, imports, first-flow costs
+            stream_once(clients[name], url, "warm-up", 10)
+
+        def each_round(rounds: int, measure: Callable[[str, int], None]) -> None:
+            for i in range(rounds):
+                order = list(urls)
+                shift = i % len(order)  # rotate who goes first, too
+                for name in order[shift:] + order[:shift]:
+                    measure(name, i)
+
+        def one(name: str, i: int) -> None:
+            stream = stream_once(clients[name], urls[name], f"bench {i}", args.tokens)
+            results[name].ttft_ms.append(stream.ttft_ms)
+            results[name].gaps_ms += stream.gaps_ms
+
+        def many(name: str, i: int) -> None:
+            results[name].rates.append(concurrent_rate(clients[name], urls[name], f"load {i}", args.tokens))
+
+        each_round(args.requests, one)
+        each_round(args.rounds, many)
+        for name, child in proxies.items():
+            after, before = child.cpu_seconds(), cpu_before[name]
+            results[name].cpu_s = after - before if after is not None and before is not None else None
+        for client in clients.values():
+            client.close()
+        report(args, results)
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def report(args: argparse.Namespace, results: dict[str, Results]) -> None:
+    streams = args.requests + args.rounds * CONCURRENT
+    print(
+        f"# {args.requests} sequential streams + {args.rounds}x{CONCURRENT} concurrent per configuration, "
+        f"{args.tokens} tokens each, emulator prefill {args.prefill_ms:g} ms, token {args.token_ms:g} ms, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    print()
+    header = (
+        "| configuration | TTFT p50 ms | TTFT p95 ms | gap p50 ms | gap p95 ms | gap p99 ms | "
+        "Δ gap p95 vs direct ms | 16-stream tok/s | proxy CPU ms/stream |"
+    )
+    print(header)
+    print("|---|" + "---:|" * 8)
+    direct_gap95 = percentile(results["direct"].gaps_ms, 95)
+    for name, r in results.items():
+        gap95 = percentile(r.gaps_ms, 95)
+        cpu = f"{r.cpu_s * 1000 / streams:.1f}" if r.cpu_s is not None else "-"
+        if percentile(r.gaps_ms, 50) == 0:  # every token arrived in one burst: there are no gaps to compare
+            gaps = "burst | burst | burst | -"
+        else:
+            gaps = (
+                f"{percentile(r.gaps_ms, 50):.2f} | {gap95:.2f} | {percentile(r.gaps_ms, 99):.2f} | "
+                f"{gap95 - direct_gap95:+.2f}"
+            )
+        print(
+            f"| {name} | {percentile(r.ttft_ms, 50):.2f} | {percentile(r.ttft_ms, 95):.2f} | {gaps} | "
+            f"{sum(r.rates) / len(r.rates):.0f} | {cpu} |"
+        )
+    addon, passthrough = results["ollama_log"], results["pass-through"]
+    ttft_ratio = percentile(addon.ttft_ms, 50) / percentile(passthrough.ttft_ms, 50)
+    gap_delta = percentile(addon.gaps_ms, 95) - direct_gap95
+    rate_ratio = (sum(addon.rates) / len(addon.rates)) / (sum(passthrough.rates) / len(passthrough.rates))
+    print()
+    print(
+        f"ollama_log TTFT p50 / pass-through TTFT p50 = {ttft_ratio:.3f}x  (target <= 1.1x)  "
+        f"{'OK' if ttft_ratio <= 1.1 else 'MISSED'}"
+    )
+    print(
+        f"ollama_log gap p95 - direct gap p95 = {gap_delta:+.2f} ms  (target <= 1 ms)  "
+        f"{'OK' if gap_delta <= 1.0 else 'MISSED'}"
+    )
+    print(f"ollama_log 16-stream tok/s / pass-through = {rate_ratio:.3f}x")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--requests", type=int, default=20, help="sequential streams per configuration")
+    parser.add_argument("--tokens", type=int, default=200, help="tokens per stream")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of 16 concurrent streams per configuration")
+    parser.add_argument("--prefill-ms", type=float, default=20.0, help="emulated prompt processing time")
+    parser.add_argument("--token-ms", type=float, default=5.0, help="emulated time per token")
+    parser.add_argument("--quick", action="store_true", help="5 requests, 100 tokens, 1 concurrent round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.tokens, args.rounds = 5, 100, 1
+    if args.requests < 1 or args.tokens < 2 or args.rounds < 1:
+        parser.error("--requests and --rounds must be >= 1, --tokens >= 2")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
