@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,11 +56,15 @@ def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Po
     return False
 
 
-class MitmdumpProcess:
-    """``mitmdump --mode reverse:UPSTREAM@HOST:PORT -s <addon> --set …`` as a context manager.
+LISTENING = re.compile(r"listening at \[?([0-9A-Za-z.:-]+?)\]?:(\d+)\.")
 
-    ``addon`` defaults to this checkout's ``addons/ollama_log.py``; pass ``None`` for a bare proxy.
-    Console output goes to ``console_path`` (a temp file unless given).
+
+class MitmdumpProcess:
+    """``mitmdump --mode reverse:UPSTREAM@HOST:0 -s <addon> --set …`` as a context manager.
+
+    mitmdump binds port 0 and the real port is read from its "listening at" line, so parallel runs
+    never race for a port. ``addon`` defaults to this checkout's ``addons/ollama_log.py``; pass another
+    script, or ``None`` for a bare proxy. Console output goes to ``console_path`` (a temp file unless given).
     """
 
     def __init__(
@@ -67,7 +72,6 @@ class MitmdumpProcess:
         upstream: str,
         *,
         host: str = "127.0.0.1",
-        port: int = 0,
         addon: Path | None = ADDON_PATH,
         options: dict[str, str] | None = None,
         console_path: Path | None = None,
@@ -75,7 +79,7 @@ class MitmdumpProcess:
     ) -> None:
         self.upstream = upstream
         self.host = host
-        self.port = port or free_port(host)
+        self.port = 0
         self.addon = addon
         self.options = options or {}
         self.console_path = console_path or Path(tempfile.mkstemp(prefix="mitmdump-", suffix=".log")[1])
@@ -88,8 +92,8 @@ class MitmdumpProcess:
         return "http://" + format_address(self.host, self.port)
 
     def command(self) -> list[str]:
-        listen = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        argv = [find_mitmdump(), "--mode", f"reverse:{self.upstream}@{listen}", "--set", "termlog_verbosity=info"]
+        # "@::1:0" is how mitmproxy spells an IPv6 listen address in a mode spec ("@[::1]:0" fails).
+        argv = [find_mitmdump(), "--mode", f"reverse:{self.upstream}@{self.host}:0", "--set", "termlog_verbosity=info"]
         if self.addon is not None:
             argv += ["-s", str(self.addon)]
         for name, value in self.options.items():
@@ -97,6 +101,7 @@ class MitmdumpProcess:
         return argv
 
     def start(self) -> MitmdumpProcess:
+        """Start and wait (bounded) until the proxy accepts connections."""
         if self.addon is not None and not self.addon.exists():
             raise ProxyError(f"{self.addon}: addon not found (run from a checkout of ollama-wire)")
         self._console = self.console_path.open("wb")
@@ -104,10 +109,16 @@ class MitmdumpProcess:
         self.process = subprocess.Popen(
             self.command(), stdout=self._console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
-        if not wait_for_port(self.host, self.port, self.start_timeout_s, self.process):
-            self.stop()
-            raise ProxyError(f"mitmdump did not start listening on {self.url}: {self.console()[-500:]}")
-        return self
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline and self.process.poll() is None:
+            match = LISTENING.search(self.console())
+            if match and wait_for_port(self.host, int(match.group(2)), 1.0, self.process):
+                self.port = int(match.group(2))
+                return self
+            time.sleep(0.05)
+        output = self.console()
+        self.stop()
+        raise ProxyError(f"mitmdump did not start listening: {output[-1000:]}")
 
     def console(self) -> str:
         """Everything mitmdump printed so far."""
@@ -116,13 +127,23 @@ class MitmdumpProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout_s: float = 10.0) -> int | None:
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the process used so far (Linux /proc), or None where unavailable."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int | None:
         """SIGINT (mitmdump's clean shutdown: the addon flushes open interactions), then kill if it hangs."""
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(sig)
             try:
                 process.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -131,7 +152,6 @@ class MitmdumpProcess:
         if self._console is not None:
             self._console.close()
             self._console = None
-        self.process = None
         return process.returncode
 
     def __enter__(self) -> MitmdumpProcess:

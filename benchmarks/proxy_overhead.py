@@ -41,8 +41,9 @@ from pathlib import Path
 
 import httpx
 
+from analyzer.proxy_process import ADDON_PATH, MitmdumpProcess, ProxyError
+
 REPO = Path(__file__).resolve().parent.parent
-ADDON = REPO / "addons" / "ollama_log.py"
 BIN = Path(sys.executable).parent
 MODEL = "llama3.2:1b"
 START_TIMEOUT_S = 30.0
@@ -87,14 +88,6 @@ class Child:
         self.stop()
         raise SystemExit(f"{self.name} did not start:\n{self.output()[-2000:]}")
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time so far (Linux /proc), or None where that is not available."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -112,14 +105,13 @@ def start_emulator(workdir: Path, prefill_ms: float, token_ms: float) -> tuple[C
     return child, child.wait_for(r"listening on (http://\S+)").group(1)
 
 
-def start_mitmdump(name: str, upstream: str, workdir: Path, script: Path | None) -> tuple[Child, str]:
-    argv = [str(BIN / "mitmdump"), "--mode", f"reverse:{upstream}@127.0.0.1:0"]
-    if script is not None:
-        argv += ["-s", str(script)]
-    if script == ADDON:
-        argv += ["--set", f"ollama_log_dir={workdir / 'log'}"]
-    child = Child(name, argv, workdir)
-    return child, "http://127.0.0.1:" + child.wait_for(r"listening at 127\.0\.0\.1:(\d+)").group(1)
+def start_mitmdump(name: str, upstream: str, workdir: Path, script: Path | None) -> MitmdumpProcess:
+    """One of the proxies under test, via the project's own mitmdump runner (bound to a free port)."""
+    options = {"ollama_log_dir": str(workdir / "log")} if script == ADDON_PATH else {}
+    try:
+        return MitmdumpProcess(upstream, addon=script, options=options, console_path=workdir / f"{name}.out").start()
+    except ProxyError as exc:
+        raise SystemExit(f"{name}: {exc}") from exc
 
 
 # -- measuring -----------------------------------------------------------------------------------------------
@@ -193,15 +185,14 @@ def run(args: argparse.Namespace) -> None:
     script = workdir / "pass_through.py"
     script.write_text(PASS_THROUGH_ADDON)
     children: list[Child] = []
+    proxies: dict[str, MitmdumpProcess] = {}
     try:
         emulator, upstream = start_emulator(workdir, args.prefill_ms, args.token_ms)
         children.append(emulator)
         urls: dict[str, str] = {"direct": upstream}
-        proxies: dict[str, Child] = {}
-        for name, addon in (("pass-through", script), ("ollama_log", ADDON), ("bare", None)):
-            child, urls[name] = start_mitmdump(name, upstream, workdir, addon)
-            children.append(child)
-            proxies[name] = child
+        for name, addon in (("pass-through", script), ("ollama_log", ADDON_PATH), ("bare", None)):
+            proxies[name] = start_mitmdump(name, upstream, workdir, addon)
+            urls[name] = proxies[name].url
         limits = httpx.Limits(max_connections=CONCURRENT * 2, max_keepalive_connections=CONCURRENT * 2)
         clients = {name: httpx.Client(timeout=120, limits=limits) for name in urls}
         results = {name: Results() for name in urls}
@@ -234,6 +225,8 @@ def run(args: argparse.Namespace) -> None:
             client.close()
         report(args, results)
     finally:
+        for proxy in proxies.values():
+            proxy.stop()
         for child in reversed(children):
             child.stop()
 
