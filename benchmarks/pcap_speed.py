@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analyzer.pcap.tcpdump import tcpdump  # noqa: E402
 from analyzer.pcap.tshark_engine import find_tshark, iter_tshark_segments  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -136,20 +137,8 @@ def one_stream(port: int) -> None:
 
 def capture_streams(out: Path, streams: int) -> None:
     """Run ``streams`` generate requests against a local server while tcpdump records them."""
-    with emulator_server() as port:
-        proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "--immediate-mode", "-Z", "root", "-w", str(out), f"tcp port {port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stderr is not None
-        while b"listening on" not in proc.stderr.readline():
-            if proc.poll() is not None:
-                raise RuntimeError("tcpdump failed to start")
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda _: one_stream(port), range(streams)))
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+    with emulator_server() as port, tcpdump(out, f"tcp port {port}"), ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: one_stream(port), range(streams)))
 
 
 def count_packets(path: Path) -> int:

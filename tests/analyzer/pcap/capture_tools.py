@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +33,7 @@ import pcapgen
 import pytest
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread, plan_reply
+from analyzer.pcap.tcpdump import CaptureFailed, TcpdumpRun, tcpdump
 from analyzer.proxy_process import MitmdumpProcess
 
 LINKTYPE_NULL = 0
@@ -46,103 +43,6 @@ LINKTYPE_LINUX_SLL2 = 276
 
 AF_INET_BSD = 2
 AF_INET6_DARWIN = 30
-
-START_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 15.0
-SETTLE_TIMEOUT_S = 5.0
-
-
-# --------------------------------------------------------------------------- running tcpdump
-
-
-class CaptureFailed(RuntimeError):
-    """tcpdump did not start or did not stop; the message carries its stderr."""
-
-
-# A bigger kernel buffer than tcpdump's 2 MiB default: with --immediate-mode and -U on "any", the kernel
-# dropped up to 16 of ~800 packets of the workload here (tcpdump's "packets dropped by kernel").
-BUFFER_KIB = "65536"
-_DROPPED = re.compile(rb"(\d+) packets? dropped by kernel")
-
-
-@dataclass
-class TcpdumpRun:
-    """One tcpdump run: the file, and once stopped, its stderr and kernel drop count."""
-
-    path: Path
-    stderr: str = ""
-    dropped: int | None = None
-
-
-@contextlib.contextmanager
-def tcpdump(out: Path, capture_filter: str, iface: str = "lo", extra: Sequence[str] = ()) -> Iterator[TcpdumpRun]:
-    """Capture ``capture_filter`` on ``iface`` into ``out`` (classic pcap) while the block runs.
-
-    Waits (bounded) for tcpdump's "listening on" line before yielding. ``--immediate-mode`` because
-    without it a SIGINT drops the unfinished ring block (see the wire-format notes); ``-U`` so the
-    file grows packet by packet and the end of the traffic can be observed. After the block, waits
-    until the file stops growing (bounded), then stops tcpdump with SIGINT and waits (bounded).
-    ``-Z root`` keeps tcpdump from dropping to a user that cannot write ``out``.
-    """
-    argv = [
-        "tcpdump",
-        "-i",
-        iface,
-        "--immediate-mode",
-        "-U",
-        "-n",
-        "-B",
-        BUFFER_KIB,
-        "-Z",
-        "root",
-        *extra,
-        "-w",
-        str(out),
-        capture_filter,
-    ]
-    run = TcpdumpRun(Path(out))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    os.set_blocking(proc.stderr.fileno(), False)
-    seen = b""
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while b"listening on" not in seen:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                seen += proc.stderr.read() or b""
-                raise CaptureFailed(f"tcpdump did not start: {seen.decode(errors='replace')}")
-            chunk = proc.stderr.read() or b""
-            seen += chunk
-            if not chunk:
-                time.sleep(0.02)
-        yield run
-        wait_until_stable(run.path)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
-        seen += proc.stderr.read() or b""
-        proc.stderr.close()
-        run.stderr = seen.decode(errors="replace")
-        match = _DROPPED.search(seen)
-        run.dropped = int(match.group(1)) if match else None
-
-
-def wait_until_stable(path: Path, quiet_s: float = 0.25, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
-    """Poll until ``path`` has not grown for ``quiet_s`` (bounded by ``timeout_s``)."""
-    deadline = time.monotonic() + timeout_s
-    size, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        now_size = path.stat().st_size if path.exists() else 0
-        if now_size != size:
-            size, since = now_size, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- pcap records

@@ -276,7 +276,6 @@ def test_headers_case_insensitive() -> None:
 import http.client  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
@@ -285,6 +284,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from analyzer.pcap.exchanges import exchanges_from_capture  # noqa: E402
+from analyzer.pcap.tcpdump import tcpdump  # noqa: E402
 
 LINES = [b'{"model":"m","response":"tok%d ","done":false}\n' % i for i in range(12)] + [
     b'{"model":"m","response":"","done":true,"eval_count":12}\n'
@@ -314,29 +314,16 @@ def _capture(tmp_path: Path, iface: str, name: str) -> tuple[str, int]:
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     out = tmp_path / name
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", iface, "--immediate-mode", "-B", "16384", "-Z", "root", "-w", str(out), f"tcp port {port}"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "listening on" in line:
-                break
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for prompt in (b'{"model":"m","prompt":"a"}', b'{"model":"m","prompt":"b"}'):
-            conn.request("POST", "/api/generate", body=prompt, headers={"Content-Type": "application/json"})
-            assert conn.getresponse().read() == b"".join(LINES)
-        conn.close()
+        with tcpdump(out, f"tcp port {port}", iface):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for prompt in (b'{"model":"m","prompt":"a"}', b'{"model":"m","prompt":"b"}'):
+                conn.request("POST", "/api/generate", body=prompt, headers={"Content-Type": "application/json"})
+                assert conn.getresponse().read() == b"".join(LINES)
+            conn.close()
     finally:
         server.shutdown()
         server.server_close()
-        import time
-
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
     return str(out), port
 
 

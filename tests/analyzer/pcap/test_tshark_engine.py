@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -20,6 +19,7 @@ import pytest
 
 from analyzer.pcap.errors import CaptureError, EmptyCaptureError
 from analyzer.pcap.segments import FIN, SYN, TcpSegment
+from analyzer.pcap.tcpdump import tcpdump as run_tcpdump
 from analyzer.pcap.tshark_engine import (
     TsharkFailedError,
     build_tshark_command,
@@ -141,27 +141,9 @@ def client_exchange(host: str, port: int, wrap: Callable[[socket.socket], socket
 
 @contextlib.contextmanager
 def tcpdump(out: Path, port: int, iface: str = "lo", extra: tuple[str, ...] = ()) -> Iterator[None]:
-    """Capture ``tcp port PORT`` on ``iface`` into ``out`` while the body runs.
-
-    --immediate-mode: without it tcpdump stopped by SIGINT loses the unfinished ring block.
-    """
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", iface, "--immediate-mode", "-Z", "root", *extra, "-w", str(out), f"tcp port {port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    try:
-        deadline = time.monotonic() + 10
-        while b"listening on" not in proc.stderr.readline():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("tcpdump did not start")
+    """Capture ``tcp port PORT`` on ``iface`` into ``out`` while the body runs (the project's tcpdump runner)."""
+    with run_tcpdump(out, f"tcp port {port}", iface, extra):
         yield
-        time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
-        proc.stderr.close()
 
 
 def capture_exchanges(
