@@ -7,7 +7,7 @@ from typing import Any
 from analyzer.emulator.http11 import Request, ResponseWriter
 from analyzer.emulator.pacing import Fault, Timing, Token, paced_tokens
 from analyzer.emulator.plan import Endpoint, PlanError, ReplyPlan, plan_reply
-from analyzer.emulator.replies import NDJSON_TYPE, RequestFailed, fail_message, parse_body, send_json
+from analyzer.emulator.replies import NDJSON_TYPE, RequestFailed, fail_message, pace_whole_reply, parse_body, send_json
 from analyzer.emulator.state import ServerState
 from analyzer.emulator.wire import go_json, rfc3339_nano
 
@@ -102,12 +102,8 @@ async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, response: Res
 
 async def _whole(endpoint: Endpoint, model: str, plan: ReplyPlan, response: ResponseWriter) -> None:
     timing = Timing()
-    async for event in paced_tokens(plan, timing):
-        if isinstance(event, Fault):
-            if event.kind == "close":
-                response.abort()
-                return
-            raise RequestFailed(500, event.message)
+    if not await pace_whole_reply(plan, timing, response):
+        return
     await send_json(response, _final(endpoint, model, plan, timing, whole=True))
 
 

@@ -10,7 +10,14 @@ from analyzer.emulator.http11 import Request, ResponseWriter
 from analyzer.emulator.native_generate import check_model, prepare
 from analyzer.emulator.pacing import Fault, Timing, Token, paced_tokens
 from analyzer.emulator.plan import ReplyPlan
-from analyzer.emulator.replies import SSE_TYPE, RequestFailed, openai_error_body, parse_body, send_json
+from analyzer.emulator.replies import (
+    SSE_TYPE,
+    RequestFailed,
+    openai_error_body,
+    pace_whole_reply,
+    parse_body,
+    send_json,
+)
 from analyzer.emulator.state import ServerState
 from analyzer.emulator.wire import go_json
 
@@ -130,12 +137,8 @@ async def _whole(
     chat: bool, state: ServerState, body: dict[str, Any], plan: ReplyPlan, response: ResponseWriter
 ) -> None:
     timing = Timing()
-    async for event in paced_tokens(plan, timing):
-        if isinstance(event, Fault):
-            if event.kind == "close":
-                response.abort()
-                return
-            raise RequestFailed(500, event.message)
+    if not await pace_whole_reply(plan, timing, response):
+        return
     reply: dict[str, Any] = {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{state.next_id()}",
         "object": "chat.completion" if chat else "text_completion",

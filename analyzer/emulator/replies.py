@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from analyzer.emulator.http11 import ResponseWriter
+from analyzer.emulator.pacing import Fault, Timing, paced_tokens
+from analyzer.emulator.plan import ReplyPlan
 from analyzer.emulator.wire import go_json
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -61,3 +63,17 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise RequestFailed(400, "request body must be a JSON object")
     return dict(value)
+
+
+async def pace_whole_reply(plan: ReplyPlan, timing: Timing, response: ResponseWriter) -> bool:
+    """Spend a non-streamed reply's generation time; False when a fault closed the connection.
+
+    Raises RequestFailed for an error fault (a non-streamed reply reports it as a 500).
+    """
+    async for event in paced_tokens(plan, timing):
+        if isinstance(event, Fault):
+            if event.kind == "close":
+                response.abort()
+                return False
+            raise RequestFailed(500, event.message)
+    return True
