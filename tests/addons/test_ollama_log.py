@@ -50,6 +50,7 @@ def ollama_flow(
     resp = tutils.tresp(status_code=status, headers=((b"content-type", content_type.encode()),), content=None)
     now = time.time()
     req.timestamp_start, req.timestamp_end, resp.timestamp_start = now - 0.2, now - 0.19, now - 0.1
+    resp.timestamp_end = None  # set by mitmproxy when the response ends; the addon then falls back to the clock
     return tflow.tflow(req=req, resp=resp)
 
 
@@ -85,6 +86,7 @@ def test_streams_bytes_unchanged_and_records(tctx) -> None:
     (rec,) = read_log(log_dir)
     assert rec.response_text == "".join(TOKENS) and rec.prompt == "Why?" and rec.source == "proxy"
     assert rec.complete and rec.id == f.id and rec.server.endswith(":22")  # tserver_conn's address
+    assert rec.ttfb_ms is not None and 0 < rec.ttfb_ms <= rec.ttft_ms <= rec.total_ms
 
 
 def test_non_ollama_traffic_is_untouched(tctx) -> None:
