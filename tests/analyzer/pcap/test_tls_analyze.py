@@ -1,0 +1,56 @@
+"""analyze-pcap --tls-keylog: Ollama behind an HTTPS reverse proxy, decrypted from a real capture."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import ollama
+import pytest
+from click.testing import CliRunner
+
+from analyzer.cli.analyze import analyze_pcap
+from analyzer.pcap.tcpdump import tcpdump
+from analyzer.proxy_process import MitmdumpProcess
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("tshark"),
+        reason="needs root, tcpdump and tshark",
+    ),
+]
+
+
+def test_https_reverse_proxy_capture_is_decrypted_with_the_key_log(emulator, tmp_path: Path, monkeypatch) -> None:
+    keylog = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))  # httpx (the ollama client's transport) writes TLS secrets
+    # mitmproxy in reverse mode answers TLS on its listen port: an HTTPS front for the plain-HTTP emulator.
+    with MitmdumpProcess(emulator.url, addon=None, console_path=tmp_path / "mitmdump.log") as front:
+        https_url = front.url.replace("http://", "https://")
+        pcap = tmp_path / "tls.pcap"
+        with tcpdump(pcap, f"tcp port {front.port}"):
+            client = ollama.Client(host=https_url, verify=False)
+            streamed = "".join(
+                p.response or "" for p in client.generate(model="llama3.2:1b", prompt="tls?", stream=True)
+            )
+            chatted = client.chat(model="llama3.2:1b", messages=[{"role": "user", "content": "secret"}]).message.content
+            client._client.close()
+    assert keylog.stat().st_size > 0 and streamed and chatted
+    port = str(front.port)
+
+    encrypted = CliRunner().invoke(analyze_pcap, [str(pcap), "--port", port, "--jsonl"])
+    assert encrypted.exit_code == 0 and "tls?" not in encrypted.output  # ciphertext: nothing readable
+
+    result = CliRunner().invoke(
+        analyze_pcap, [str(pcap), "--tls-keylog", str(keylog), "--tls-port", port, "--responses"]
+    )
+    assert result.exit_code == 0, result.output
+    assert streamed in result.output and chatted in result.output and "tls?" in result.output
+
+
+def test_missing_key_log_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(analyze_pcap, ["x.pcap", "--tls-keylog", str(tmp_path / "none.log")])
+    assert result.exit_code == 2 and "none.log" in result.output and "Traceback" not in result.output
+
