@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 
 from analyzer.cli.output import emit_records, output_options
-from analyzer.pcap.analyze import DEFAULT_PORTS, ENGINES, AnalyzeOptions, CaptureResult, analyze_paths
+from analyzer.pcap.analyze import (
+    DEFAULT_PORTS,
+    ENGINES,
+    AnalyzeOptions,
+    CaptureResult,
+    analyze_paths,
+    iter_capture,
+)
 from analyzer.pcap.batch import analyze_into_log_results
 from analyzer.pcap.inputs import InputError, expand_paths, sort_by_capture_time
 from analyzer.record import InteractionRecord
@@ -51,9 +58,13 @@ def responses_text(records: Sequence[InteractionRecord]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _wants_progress(total: int) -> bool:
+    return total > 1 and sys.stderr.isatty()
+
+
 def _with_progress(results: Iterator[CaptureResult], total: int) -> Iterator[CaptureResult]:
     """A progress bar on stderr for runs over several files (only when stderr is a terminal)."""
-    if total < 2 or not sys.stderr.isatty():
+    if not _wants_progress(total):
         yield from results
         return
     with click.progressbar(length=total, label="analyzing", file=sys.stderr) as bar:
@@ -79,13 +90,23 @@ def _report(result: CaptureResult) -> bool:
     return False
 
 
-def _collect(results: Iterable[CaptureResult]) -> tuple[list[InteractionRecord], int]:
-    records: list[InteractionRecord] = []
-    failed = 0
-    for result in results:
-        failed += _report(result)
-        records.extend(result.records)
-    return records, failed
+class _Tally:
+    """Counts the files that could not be analyzed while their records stream past."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def records(self, results: Iterable[CaptureResult]) -> Iterator[InteractionRecord]:
+        for result in results:
+            self.failed += _report(result)
+            yield from result.records
+
+    def streamed(self, files: Sequence[Path], options: AnalyzeOptions) -> Iterator[InteractionRecord]:
+        """One file after another, each record passed on as soon as its exchange completes."""
+        for path in files:
+            result = CaptureResult(path=path)
+            yield from iter_capture(path, options, result)
+            self.failed += _report(result)
 
 
 @click.command(name="analyze-pcap")
@@ -173,20 +194,24 @@ def analyze_pcap(
         tls_ports=tuple(tls_ports) or (443,),
         redaction=redact,
     )
+    tally = _Tally()
     if log_dir is not None:
 
         def note_skipped(count: int) -> None:
             if count:
                 click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
 
-        results = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=note_skipped)
+        appended = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=note_skipped)
+        records = tally.records(_with_progress(appended, len(files)))
+    elif jobs > 1 or _wants_progress(len(files)):
+        records = tally.records(_with_progress(analyze_paths(files, options, jobs=jobs), len(files)))
     else:
-        results = analyze_paths(files, options, jobs=jobs)
-    records, failed = _collect(_with_progress(results, len(files)))
+        records = tally.streamed(files, options)
 
     def render(rows: Sequence[InteractionRecord]) -> str:
         return responses_text(rows) if responses else timing_table(rows)
 
+    # CSV and JSONL stream record by record (memory stays flat over many captures); the rest need them all.
     emit_records(records, "table" if responses else fmt, output, sqlite_path, table=render)
-    if failed:
+    if tally.failed:
         sys.exit(EXIT_BAD_INPUT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -57,15 +57,23 @@ def opened_output(output: Path | None) -> Iterator[TextIO]:
         yield handle
 
 
+STREAMING_FORMATS = ("csv", "jsonl")
+
+
 def emit_records(
-    records: Sequence[InteractionRecord],
+    records: Iterable[InteractionRecord],
     fmt: str,
     output: Path | None,
     sqlite_path: Path | None,
     *,
     table: Callable[[Sequence[InteractionRecord]], str],
 ) -> None:
-    """Write records in the chosen format; ``table`` renders the default human view."""
+    """Write records in the chosen format; ``table`` renders the default human view.
+
+    CSV and JSON Lines are written as the records arrive; other formats (and ``--sqlite``) collect them first.
+    """
+    if sqlite_path is not None or fmt not in STREAMING_FORMATS:
+        records = list(records)
     if sqlite_path is not None:
         try:
             write_sqlite(records, sqlite_path)
@@ -79,4 +87,4 @@ def emit_records(
         elif fmt == "json":
             write_json(records, out)
         else:
-            out.write(table(records))
+            out.write(table(list(records)))

@@ -95,33 +95,46 @@ def _iter_records(
         yield record
 
 
-def analyze_capture(path: Path, options: AnalyzeOptions) -> CaptureResult:
-    """Every Ollama interaction in one capture file. Never raises for bad input: see ``error``.
+def iter_capture(path: Path, options: AnalyzeOptions, result: CaptureResult) -> Iterator[InteractionRecord]:
+    """Stream the Ollama interactions of one capture file as they complete; memory stays flat.
 
-    ``auto`` reads with the fast engine and falls back to tshark for link types it cannot read
-    (and always uses tshark when a TLS key log is given).
+    Never raises for bad input: ``result`` receives the counters, warnings, the engine used, or the
+    ``error`` that stopped the file. ``auto`` reads with the fast engine and falls back to tshark for
+    link types it cannot read (and always uses tshark when a TLS key log is given).
     """
     engine = options.engine
     if engine == "auto":
         engine = "tshark" if options.tls_keylog else "fast"
-    result = CaptureResult(path=Path(path), engine=engine)
+    result.engine = engine
+    yielded: set[str] = set()
     try:
-        result.records = list(_iter_records(result.path, options, engine, result))
+        for record in _iter_records(result.path, options, engine, result):
+            yielded.add(record.id)
+            yield record
     except UnsupportedLinkTypeError as exc:
         if options.engine != "auto":
             result.error = str(exc)
-            return result
-        result.warnings.append(f"{path}: {exc.problem}; reading it with tshark instead")
-        fallback = CaptureResult(path=result.path, engine="tshark", warnings=result.warnings)
+            return
+        # pcapng can name an interface the fast engine cannot read after packets it could: tshark reads
+        # the whole file again, and what was already yielded is not repeated.
+        result.warnings.append(f"{result.path}: {exc.problem}; reading it with tshark instead")
+        result.engine, result.stats, result.non_ollama_requests = "tshark", ExchangeStats(), 0
         try:
-            fallback.records = list(_iter_records(result.path, options, "tshark", fallback))
+            for record in _iter_records(result.path, options, "tshark", result):
+                if record.id not in yielded:
+                    yield record
         except CaptureError as inner:
-            fallback.error = str(inner)
-        return fallback
+            result.error = str(inner)
     except CaptureError as exc:
         result.error = str(exc)
     except OSError as exc:
-        result.error = f"{path}: {exc.strerror or exc}"
+        result.error = f"{result.path}: {exc.strerror or exc}"
+
+
+def analyze_capture(path: Path, options: AnalyzeOptions) -> CaptureResult:
+    """Every Ollama interaction in one capture file, collected. Never raises for bad input: see ``error``."""
+    result = CaptureResult(path=Path(path))
+    result.records = list(iter_capture(result.path, options, result))
     return result
 
 
