@@ -53,4 +53,3 @@ def test_https_reverse_proxy_capture_is_decrypted_with_the_key_log(emulator, tmp
 def test_missing_key_log_is_a_one_line_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(analyze_pcap, ["x.pcap", "--tls-keylog", str(tmp_path / "none.log")])
     assert result.exit_code == 2 and "none.log" in result.output and "Traceback" not in result.output
-
