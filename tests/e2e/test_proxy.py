@@ -512,11 +512,6 @@ def test_non_ollama_path_creates_no_record(proxy: Mitmdump) -> None:
     assert not [r for r in proxy.records() if "favicon" in r.path]
 
 
-@pytest.mark.skip(reason="HTTP_PROXY to a loopback Ollama is bypassed by Go clients; nothing to test here")
-def test_http_proxy_environment_variable() -> None:
-    """Documented only: Go's ProxyFromEnvironment never proxies loopback, so use reverse mode."""
-
-
 def ipv6_loopback() -> bool:
     if not socket.has_ipv6:
         return False
