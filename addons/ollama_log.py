@@ -32,9 +32,10 @@ from analyzer.record import (
     FLAG_SHUTDOWN,
     FLAG_UPSTREAM_FAILED,
     InteractionRecord,
+    format_address,
 )
 from analyzer.redact import REDACT_IMAGES, REDACTION_MODES
-from analyzer.summary import format_address, one_line
+from analyzer.summary import one_line
 
 logger = logging.getLogger(__name__)
 CLIENT_DISCONNECTED = "Client disconnected."

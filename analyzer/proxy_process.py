@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from analyzer.summary import format_address
+from analyzer.record import format_address
 
 ADDON_PATH = Path(__file__).resolve().parent.parent / "addons" / "ollama_log.py"
 

@@ -28,6 +28,15 @@ FLAG_SHUTDOWN = "proxy_shutdown"
 FLAG_REDACTED = "redacted"
 
 
+def format_address(host: str, port: int | None) -> str:
+    """``host:port`` with IPv6 hosts in brackets (``[::1]:11434``); the one spelling every producer uses."""
+    if port is None:
+        return host
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
 @dataclass
 class InteractionRecord:
     """One request/response exchange with an Ollama server. See docs/record.md for every column."""

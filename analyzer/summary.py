@@ -5,15 +5,6 @@ from __future__ import annotations
 from analyzer.record import InteractionRecord
 
 
-def format_address(host: str, port: int | None) -> str:
-    """``host:port`` with IPv6 hosts in brackets (``[::1]:11434``); the one spelling every producer uses."""
-    if port is None:
-        return host
-    if ":" in host and not host.startswith("["):
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"

@@ -264,7 +264,7 @@ def test_ipv6_hostport_text() -> None:
 
 
 def test_headers_case_insensitive() -> None:
-    from analyzer.pcap.http import Headers
+    from analyzer.pcap.http_framing import Headers
 
     h = Headers([("Content-Type", "a"), ("X-A", "1"), ("x-a", "2")])
     assert h["content-type"] == "a" and h["X-A"] == "1, 2" and list(h) == ["Content-Type", "X-A"]
