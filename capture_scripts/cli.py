@@ -49,7 +49,7 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"YAML config file [default: {default_config_path()} if it exists].",
+    help="YAML config file [default: $XDG_CONFIG_HOME/ollama-wire/capture.yaml (~/.config/…) if it exists].",
 )
 
 

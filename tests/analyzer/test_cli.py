@@ -7,6 +7,8 @@ import io
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,9 @@ def test_readme_documents_every_addon_option() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(ollama_\w+)` \|", readme, re.MULTILINE))
     assert declared and declared == documented
+
+
+def test_cli_reference_is_up_to_date() -> None:
+    """docs/cli.md is generated from --help: regenerate with `python docs/generate_cli.py`."""
+    result = subprocess.run([sys.executable, str(ROOT / "docs" / "generate_cli.py"), "--check"], capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
