@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,7 +137,6 @@ class InteractionBuilder:
         self._sse_done = False
         self._content = ResponseContent(max_text_chars=max_text_bytes)
         self._chunks = 0
-        self._unparsable = 0
         self._had_error_line = False
         self._json_parsed = False
         # Mid-response capture: the first unit may be the tail of a line. It is kept when it parses as a
@@ -174,8 +173,9 @@ class InteractionBuilder:
         """Status line and headers; ``at`` is the time of the first response byte.
 
         ``mid_response=True`` (pcap only): the capture began inside the response body, so
-        ``status``/``headers`` are unknown (pass ``None``); the builder sniffs NDJSON vs SSE and
-        discards bytes up to the first line boundary before parsing.
+        ``status``/``headers`` are unknown (pass ``None``); the builder sniffs NDJSON vs SSE, keeps the
+        first line only if it parses whole (the capture began on a line boundary) and drops it quietly
+        otherwise.
         """
         self._response_at = at
         self._last_byte_at = at
@@ -255,45 +255,31 @@ class InteractionBuilder:
 
     def _take_ndjson(self, line: bytes, at: float) -> None:
         line = line.strip()
-        if not line:
-            return
-        obj = self._parse_object(line)
-        if obj is None:
-            return
-        self._chunks += 1
-        if "error" in obj:
-            self._had_error_line = True
-        self._note_token(self._content.apply_native(obj), at)
+        if line:
+            self._take_object(line, at, self._content.apply_native)
 
     def _take_sse(self, event: bytes, at: float) -> None:
         payload = event.strip()
         if payload == b"[DONE]":
             self._sse_done = True
-            return
-        obj = self._parse_object(payload)
-        if obj is None:
-            return
-        self._chunks += 1
-        if "error" in obj:
-            self._had_error_line = True
-        self._note_token(self._content.apply_openai(obj), at)
+        else:
+            self._take_object(payload, at, self._content.apply_openai)
 
-    def _parse_object(self, raw: bytes) -> dict[str, Any] | None:
+    def _take_object(self, raw: bytes, at: float, apply: Callable[[dict[str, Any]], bool]) -> None:
+        """One stream object (NDJSON line or SSE data), applied; a token-bearing one is timed at ``at``."""
         first_may_be_partial, self._first_unit_may_be_partial = self._first_unit_may_be_partial, False
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             obj = None
         if not isinstance(obj, dict):
-            if first_may_be_partial:
-                return None
-            self._unparsable += 1
-            self.add_flags([FLAG_UNPARSABLE_LINE])
-            return None
-        return obj
-
-    def _note_token(self, carried_token: bool, at: float) -> None:
-        if carried_token:
+            if not first_may_be_partial:
+                self.add_flags([FLAG_UNPARSABLE_LINE])
+            return
+        self._chunks += 1
+        if "error" in obj:
+            self._had_error_line = True
+        if apply(obj):
             self._gaps.add(at)
 
     def add_flags(self, flags: Iterable[str]) -> None:
@@ -416,11 +402,9 @@ class InteractionBuilder:
                 is_openai = (self.endpoint is not None and self.endpoint.api != API_OLLAMA) or (
                     "choices" in obj or "object" in obj
                 )
-                at = self._last_byte_at or 0.0
-                if is_openai:
-                    self._note_token(content.apply_openai(obj), at)
-                else:
-                    self._note_token(content.apply_native(obj), at)
+                apply = content.apply_openai if is_openai else content.apply_native
+                if apply(obj):
+                    self._gaps.add(self._last_byte_at or 0.0)
                 self._json_parsed = True
                 return
             if self.status is not None and self.status >= 400:
