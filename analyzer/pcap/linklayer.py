@@ -58,23 +58,15 @@ _TCP_HEAD = struct.Struct("!HHIIBB")  # sport, dport, seq, ack, data offset, fla
 _addr_cache: dict[bytes, str] = {}
 
 
-def _addr4(raw: memoryview) -> str:
+def _address(raw: memoryview) -> str:
+    """Text form of a 4-byte (IPv4) or 16-byte (IPv6) address, cached: loopback captures repeat a few."""
     key = bytes(raw)
     text = _addr_cache.get(key)
     if text is None:
         if len(_addr_cache) > 65536:
             _addr_cache.clear()
-        text = _addr_cache[key] = socket.inet_ntop(socket.AF_INET, key)
-    return text
-
-
-def _addr6(raw: memoryview) -> str:
-    key = bytes(raw)
-    text = _addr_cache.get(key)
-    if text is None:
-        if len(_addr_cache) > 65536:
-            _addr_cache.clear()
-        text = _addr_cache[key] = socket.inet_ntop(socket.AF_INET6, key)
+        family = socket.AF_INET if len(key) == 4 else socket.AF_INET6
+        text = _addr_cache[key] = socket.inet_ntop(family, key)
     return text
 
 
@@ -138,7 +130,6 @@ def decode_frame(
         tcp = off + (verihl & 0x0F) * 4
         end = off + total if total else n
         src_raw, dst_raw = frame[off + 12 : off + 16], frame[off + 16 : off + 20]
-        v6 = False
     elif etype == ETH_IPV6:
         if n < off + 40:
             return None
@@ -163,7 +154,6 @@ def decode_frame(
                 return None
             tcp += hlen
         src_raw, dst_raw = frame[off + 8 : off + 24], frame[off + 24 : off + 40]
-        v6 = True
     else:
         return None
     if n < tcp + 20:
@@ -176,9 +166,7 @@ def decode_frame(
         end = n
         truncated = True
     payload = bytes(frame[start:end]) if end > start else b""
-    if v6:
-        return TcpSegment(ts, _addr6(src_raw), sport, _addr6(dst_raw), dport, seq, ack, flags, payload, truncated)
-    return TcpSegment(ts, _addr4(src_raw), sport, _addr4(dst_raw), dport, seq, ack, flags, payload, truncated)
+    return TcpSegment(ts, _address(src_raw), sport, _address(dst_raw), dport, seq, ack, flags, payload, truncated)
 
 
 def segments_from_packets(
