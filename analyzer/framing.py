@@ -11,10 +11,11 @@ from __future__ import annotations
 class LineSplitter:
     """Splits a byte stream on ``\\n`` into complete lines (without the newline)."""
 
-    def __init__(self, max_unit_bytes: int) -> None:
+    def __init__(self, max_unit_bytes: int, *, oversized_marker: bytes | None = None) -> None:
         self._buffer = bytearray()
         self._max = max_unit_bytes
         self._skipping = False  # discarding an over-long line up to its newline
+        self._marker = oversized_marker  # stands in for a dropped line, for callers that must know
         self.oversized = 0
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -27,6 +28,12 @@ class LineSplitter:
                 break
             if self._skipping:
                 self._skipping = False
+                if self._marker is not None:
+                    lines.append(self._marker)
+            elif len(self._buffer) + newline - start > self._max:
+                self.oversized += 1  # a whole over-long line in one fragment: skipped like a buffered one
+                if self._marker is not None:
+                    lines.append(self._marker)
             else:
                 self._buffer += data[start:newline]
                 lines.append(bytes(self._buffer))
@@ -49,6 +56,9 @@ class LineSplitter:
         return rest
 
 
+_DROPPED_LINE = b"\x00dropped"
+
+
 class SseSplitter:
     """Splits a ``text/event-stream`` body into the ``data`` payload of each event.
 
@@ -57,10 +67,11 @@ class SseSplitter:
     """
 
     def __init__(self, max_unit_bytes: int) -> None:
-        self._lines = LineSplitter(max_unit_bytes)
+        self._lines = LineSplitter(max_unit_bytes, oversized_marker=_DROPPED_LINE)
         self._data: list[bytes] = []
         self._data_size = 0
         self._max = max_unit_bytes
+        self._skipping_event = False  # an over-long event is dropped up to its blank line
         self.oversized = 0
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -83,7 +94,17 @@ class SseSplitter:
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
+            if self._skipping_event:
+                self._skipping_event = False
+                return
             self._dispatch(events)
+            return
+        if self._skipping_event:
+            return
+        if line is _DROPPED_LINE:  # an over-long line: its whole event goes
+            self._data.clear()
+            self._data_size = 0
+            self._skipping_event = True
             return
         if line.startswith(b"data:"):
             value = line[5:]
@@ -94,6 +115,7 @@ class SseSplitter:
                 self.oversized += 1
                 self._data.clear()
                 self._data_size = 0
+                self._skipping_event = True
                 return
             self._data.append(value)
 

@@ -32,6 +32,10 @@ from analyzer.timing import GapStats, ms_between
 
 DEFAULT_MAX_TEXT_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+# One stream line / SSE event, and one non-streamed JSON body (embeddings can be several MB): longer ones
+# are dropped and flagged truncated_body. Independent of the text cap, which bounds what is *kept*.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 
 # Flags after which a response cannot be called complete, whatever it contained.
 _INCOMPLETE_FLAGS = frozenset(
@@ -48,6 +52,24 @@ MODE_SNIFF = "sniff"
 def iso_utc(ts: float) -> str:
     """POSIX seconds as ISO-8601 UTC with microseconds and a ``Z``."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def valid_unicode(value: Any) -> Any:
+    """``value`` with lone UTF-16 surrogates (JSON allows ``"\\ud800"``) replaced by U+FFFD, recursively.
+
+    A record must be writable as UTF-8 whatever a client sent; valid surrogate pairs become their character.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [valid_unicode(item) for item in value]
+    if isinstance(value, dict):
+        return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
+    return value
 
 
 def body_mode(content_type: str | None) -> str:
@@ -139,6 +161,7 @@ class InteractionBuilder:
         self._chunks = 0
         self._had_error_line = False
         self._json_parsed = False
+        self._body_truncated = False
         # Mid-response capture: the first unit may be the tail of a line. It is kept when it parses as a
         # whole object (the capture started on a line boundary) and dropped quietly when it does not.
         self._first_unit_may_be_partial = False
@@ -195,9 +218,9 @@ class InteractionBuilder:
     def _set_mode(self, mode: str) -> None:
         self._mode = mode
         if mode == MODE_NDJSON:
-            self._lines = LineSplitter(self._max_text)
+            self._lines = LineSplitter(MAX_LINE_BYTES)
         elif mode == MODE_SSE:
-            self._events = SseSplitter(self._max_text)
+            self._events = SseSplitter(MAX_LINE_BYTES)
 
     def response_body(self, data: bytes, at: float) -> None:
         """A fragment of the de-chunked response body, as it arrived at ``at``."""
@@ -229,8 +252,10 @@ class InteractionBuilder:
         elif mode == MODE_SNIFF:
             self._sniff(data, at)
         else:
-            room = self._max_text - len(self._body)
+            cap = MAX_JSON_BODY_BYTES if mode == MODE_JSON else self._max_text
+            room = cap - len(self._body)
             if len(data) > room:
+                self._body_truncated = True
                 self.add_flags([FLAG_TRUNCATED_BODY])
                 data = data[: max(room, 0)]
             self._body += data
@@ -241,7 +266,7 @@ class InteractionBuilder:
         joined = b"".join(d for d, _ in self._sniffed)
         first_newline = joined.find(b"\n")
         if first_newline < 0:
-            if len(joined) > self._max_text:
+            if len(joined) > MAX_LINE_BYTES:
                 self._sniffed.clear()
             return
         rest = joined[first_newline + 1 :].lstrip(b"\r\n")
@@ -277,7 +302,7 @@ class InteractionBuilder:
                 self.add_flags([FLAG_UNPARSABLE_LINE])
             return
         self._chunks += 1
-        if "error" in obj:
+        if obj.get("error") is not None:
             self._had_error_line = True
         if apply(obj):
             self._gaps.add(at)
@@ -310,9 +335,10 @@ class InteractionBuilder:
 
         started = self.started_at if self.started_at is not None else self._response_at
         end = at if at is not None else self._last_byte_at
+        complete = self._is_complete()
         stream = request.stream
-        if stream is None and self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF):
-            stream = True
+        if stream is None:  # no request body said (GET, or a capture that missed it): tell by the response
+            stream = self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF)
         response_text = "".join(content.text)
         if not response_text and content.progress_status is not None:
             response_text = content.progress_status
@@ -328,17 +354,17 @@ class InteractionBuilder:
             status=self.status,
             api=endpoint.api if endpoint else "",
             kind=endpoint.kind if endpoint else "",
-            model=request.model or content.model,
+            model=valid_unicode(request.model or content.model),
             stream=stream,
-            prompt=request.prompt,
-            system=request.system,
-            messages=request.messages,
-            response_text=response_text,
-            thinking_text="".join(content.thinking),
-            tool_calls=list(content.tool_calls),
-            done_reason=content.done_reason,
-            error=content.error,
-            complete=self._is_complete(),
+            prompt=valid_unicode(request.prompt),
+            system=valid_unicode(request.system),
+            messages=valid_unicode(request.messages),
+            response_text=valid_unicode(response_text),
+            thinking_text=valid_unicode("".join(content.thinking)),
+            tool_calls=valid_unicode(list(content.tool_calls)),
+            done_reason=valid_unicode(content.done_reason),
+            error=valid_unicode(content.error),
+            complete=complete,
             flags=list(self._flags),
             ttfb_ms=ms_between(started, self._response_at),
             ttft_ms=ms_between(started, self._gaps.first_at),
@@ -409,7 +435,7 @@ class InteractionBuilder:
                 return
             if self.status is not None and self.status >= 400:
                 content.error = body.decode("utf-8", "replace").strip()
-            else:
+            elif not self._body_truncated:  # a cut body is already flagged truncated_body
                 self.add_flags([FLAG_UNPARSABLE_LINE])
             return
         text = body.decode("utf-8", "replace")
@@ -418,10 +444,9 @@ class InteractionBuilder:
         else:
             content.text.append(text)
 
-    def _is_complete(self) -> bool:
-        if any(flag in self._flags for flag in _INCOMPLETE_FLAGS) or self._response_at is None:
-            return False
-        if self._had_error_line:
+    def _protocol_ended(self) -> bool:
+        """The body said it was finished: ``done:true``, ``data: [DONE]``, or a whole JSON body."""
+        if self._response_at is None or self._had_error_line:
             return False
         if self._mode == MODE_SSE:
             return self._sse_done
@@ -429,4 +454,15 @@ class InteractionBuilder:
             return self._content.done
         if self._mode == MODE_JSON:
             return self._json_parsed or (self.status is not None and self.status >= 400)
-        return True
+        return False
+
+    def _is_complete(self) -> bool:
+        if self._protocol_ended():
+            # A client that hangs up right after [DONE] (the openai client does), before the last empty
+            # chunk, received everything: the close is not an abort.
+            for flag in _INCOMPLETE_FLAGS:
+                self._flags.pop(flag, None)
+            return True
+        if any(flag in self._flags for flag in _INCOMPLETE_FLAGS) or self._response_at is None:
+            return False
+        return self._mode == MODE_TEXT and not self._had_error_line

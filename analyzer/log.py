@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analyzer.record import InteractionRecord
+from analyzer.record import InteractionRecord, record_problem
 
 DEFAULT_LOG_DIR = Path("logs/ollama_interactions")
 LOG_SUFFIX = ".jsonl"
@@ -55,12 +56,28 @@ class InteractionLog:
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for path, lines in by_file.items():
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "a", encoding="utf-8") as fh:
-                    fh.write("".join(lines))
+                _append_locked(path, "".join(lines).encode("utf-8"))
         except OSError as exc:
             raise LogError(f"{path}: cannot append to interaction log: {exc.strerror or exc}") from exc
+        except UnicodeEncodeError as exc:  # records are made valid by the builder; this is a last guard
+            raise LogError(f"{path}: record is not valid UTF-8 text: {exc.reason}") from exc
         return path
+
+
+def _append_locked(path: Path, data: bytes) -> None:
+    """Append ``data`` under an exclusive lock, first ending a line a killed writer left unterminated
+    (so that half line cannot swallow the next record)."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def log_files(log_dir: Path | str) -> list[Path]:
@@ -95,8 +112,11 @@ def iter_log_dicts(log_dir: Path | str, *, warn: Any = None) -> Iterator[dict[st
                     if warn:
                         warn(f"{path}:{number}: skipped a line that is not JSON")
                     continue
-                if isinstance(data, dict):
+                problem = record_problem(data)
+                if problem is None:
                     yield data
+                elif warn:
+                    warn(f"{path}:{number}: skipped a line that is not a record ({problem})")
 
 
 def read_log(log_dir: Path | str, *, warn: Any = None) -> list[InteractionRecord]:

@@ -99,7 +99,36 @@ class InteractionRecord:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(InteractionRecord))
+
 LIST_COLUMNS: tuple[str, ...] = ("messages", "tool_calls", "flags")
+_BOOL_FIELDS = frozenset({"stream", "complete"})
+_INT_FIELDS = frozenset({"status", "chunks", "prompt_eval_count", "eval_count", "request_bytes", "response_bytes"})
+
+
+def _json_types(name: str) -> tuple[type, ...]:
+    """What a column may hold in JSON (None is always allowed)."""
+    if name in LIST_COLUMNS:
+        return (list,)
+    if name in _BOOL_FIELDS:
+        return (bool,)
+    if name in _INT_FIELDS:
+        return (int,)
+    if name.endswith(("_ms", "_per_s")):
+        return (int, float)
+    return (str,)
+
+
+def record_problem(data: object) -> str | None:
+    """Why ``data`` (one parsed log line) is not a record, or None when it is one."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for name in COLUMNS:
+        value, allowed = data.get(name), _json_types(name)
+        if value is not None and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+            return f"{name} is {type(value).__name__}"
+    return None
+
+
 
 
 def scalar_row(record: InteractionRecord | dict[str, Any]) -> dict[str, Any]:

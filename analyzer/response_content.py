@@ -65,7 +65,7 @@ class ResponseContent:
         self.detected_api = self.detected_api or API_OLLAMA
         if isinstance(obj.get("model"), str):
             self.model = obj["model"]
-        if "error" in obj:
+        if obj.get("error") is not None:
             self.error = error_message(obj["error"])
             return False
         token = False
@@ -123,7 +123,7 @@ class ResponseContent:
         self.detected_api = self.detected_api or API_OPENAI
         if isinstance(obj.get("model"), str):
             self.model = obj["model"]
-        if "error" in obj:
+        if obj.get("error") is not None:
             self.error = error_message(obj["error"])
             return False
         kind = obj.get("object")

@@ -25,8 +25,9 @@ def one_line(record: InteractionRecord) -> str:
         f"{rate:.1f} tok/s" if rate is not None else "- tok/s",
         _ms(record.total_ms),
     ]
-    if record.error:
-        parts.append(f"error: {record.error}")
+    if record.error:  # an HTML error page must not turn the console line into a screenful
+        error = " ".join(record.error.split())
+        parts.append(f"error: {error[:117] + '...' if len(error) > 120 else error}")
     if record.flags:
         parts.append("[" + ",".join(record.flags) + "]")
     return " ".join(parts)

@@ -418,3 +418,50 @@ def test_redaction_modes() -> None:
         b.response_started(0.1, 200, NDJSON)
         b.response_body(native_stream("chat"), 0.2)
         assert check(b.finish(0.2)), mode
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    request = b'{"model":"m","prompt":"bad \\ud800 and good \\ud83e\\udd99"}'
+    b = InteractionBuilder(source="proxy")
+    b.request_started(0.0, "POST", "/api/generate", {})
+    b.request_body(request, 0.0)
+    b.response_started(0.1, 200, NDJSON)
+    b.response_body(b'{"response":"x\\udc00","done":false}\n{"done":true,"done_reason":"stop"}\n', 0.2)
+    rec = b.finish(0.2)
+    assert rec.prompt == "bad \ufffd and good 🦙" and rec.response_text == "x\ufffd"
+    rec.to_json().encode("utf-8")  # writable as UTF-8
+
+
+def test_client_closing_right_after_done_is_not_an_abort() -> None:
+    b = InteractionBuilder(source="proxy")
+    b.request_started(0.0, "POST", "/v1/chat/completions", {})
+    b.request_body(b'{"model":"m","stream":true,"messages":[]}', 0.0)
+    b.response_started(0.1, 200, SSE)
+    b.response_body(sse_stream(), 0.2)
+    b.add_flags(["client_aborted"])  # the openai client hangs up after [DONE], before the last empty chunk
+    rec = b.finish(0.3)
+    assert rec.complete and "client_aborted" not in rec.flags
+
+
+def test_error_null_is_not_an_error() -> None:
+    body = b'{"model":"m","response":"hi","error":null,"done":false}\n{"model":"m","done":true,"error":null}\n'
+    rec = build("/api/generate", {"model": "m", "prompt": "p"}, NDJSON, [body])
+    assert rec.error is None and rec.response_text == "hi" and rec.complete
+
+
+def test_get_endpoints_are_not_streams() -> None:
+    b = InteractionBuilder(source="proxy")
+    b.request_started(1.0, "GET", "/api/tags", {})
+    b.response_started(1.001, 200, JSON)
+    b.response_body(b'{"models":[]}', 1.002)
+    assert b.finish(1.002).stream is False
+
+
+def test_large_json_body_beyond_the_text_cap_still_parses() -> None:
+    body = json.dumps({"model": "m", "embeddings": [[0.123456] * 50_000]}).encode()
+    b = InteractionBuilder(source="proxy", max_text_bytes=1000)
+    b.request_started(0.0, "POST", "/api/embed", {})
+    b.response_started(0.1, 200, JSON)
+    b.response_body(body, 0.2)
+    rec = b.finish(0.2)
+    assert rec.complete and rec.flags == [] and rec.response_bytes == len(body)
