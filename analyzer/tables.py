@@ -124,8 +124,18 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def summary_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
-    """Per model: count, errors, TTFT p50/p95 (ms), median tokens/s, tokens generated."""
+SUMMARY_COLUMNS = ("model", "count", "errors", "ttft_p50_ms", "ttft_p95_ms", "tok_per_s_p50", "eval_tokens")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def summary_stats(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
+    """Per model (SUMMARY_COLUMNS): count, errors, TTFT p50/p95 (ms), median tokens/s, tokens generated.
+
+    Numbers, rounded to 0.1; None where nothing was measured. One dict per model, by model name.
+    """
     by_model: dict[str, list[InteractionRecord]] = {}
     for r in records:
         by_model.setdefault(r.model or "(none)", []).append(r)
@@ -138,13 +148,42 @@ def summary_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
                 "model": model,
                 "count": len(group),
                 "errors": sum(1 for r in group if r.error),
-                "ttft_p50_ms": _fmt(percentile(ttfts, 50)) if ttfts else "",
-                "ttft_p95_ms": _fmt(percentile(ttfts, 95)) if ttfts else "",
-                "tok_per_s_p50": _fmt(percentile(rates, 50)) if rates else "",
+                "ttft_p50_ms": _round(percentile(ttfts, 50)) if ttfts else None,
+                "ttft_p95_ms": _round(percentile(ttfts, 95)) if ttfts else None,
+                "tok_per_s_p50": _round(percentile(rates, 50)) if rates else None,
                 "eval_tokens": sum(r.eval_count or 0 for r in group),
             }
         )
     return rows
+
+
+def summary_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
+    """:func:`summary_stats` formatted for a text table (one decimal, empty where nothing was measured)."""
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        return _fmt(value) if isinstance(value, float) else value
+
+    return [{name: cell(value) for name, value in row.items()} for row in summary_stats(records)]
+
+
+def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO) -> int:
+    """Plain dict rows (a summary, say) as ``csv`` (header always written), ``jsonl`` or a ``json`` array."""
+    items = list(rows)
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(items)
+    elif fmt == "jsonl":
+        for item in items:
+            out.write(json.dumps(item, ensure_ascii=False) + "\n")
+    elif fmt == "json":
+        json.dump(items, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        raise ValueError(f"unknown row format {fmt!r}")
+    return len(items)
 
 
 def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -165,12 +204,15 @@ def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = N
 __all__ = [
     "LISTING_COLUMNS",
     "LIST_COLUMNS",
+    "SUMMARY_COLUMNS",
     "listing_rows",
     "records_to_frame",
     "summary_rows",
+    "summary_stats",
     "text_table",
     "write_csv",
     "write_json",
     "write_jsonl",
+    "write_rows",
     "write_sqlite",
 ]

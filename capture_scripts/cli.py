@@ -21,6 +21,7 @@ from capture_scripts.config import (
     default_config_path,
     example_config,
     load_config,
+    parse_size,
 )
 from capture_scripts.runner import LockHeld, read_state, run_loop, setup_logging, take_once
 from capture_scripts.snapshot import CaptureError, SudoRuleMissing, capture_method
@@ -53,6 +54,16 @@ config_option = click.option(
 )
 
 
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @click.group()
 @click.version_option(package_name="ollama-wire")
 def cli() -> None:
@@ -74,6 +85,12 @@ def cli() -> None:
               show_default=True, help="Longest snapshot the helper accepts, in seconds.")  # fmt: skip
 @click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
               help="A port the helper may capture (default 11434); repeatable; machine-wide.")  # fmt: skip
+@click.option("--allow-ephemeral-port", is_flag=True,
+              help="Allow a --port in the ephemeral port range (other connections may use it).")  # fmt: skip
+@click.option("--max-outbox-files", type=click.IntRange(min=1), default=install.DEFAULT_MAX_OUTBOX_FILES,
+              show_default=True, help="Refuse captures while the spool outbox holds this many files.")  # fmt: skip
+@click.option("--max-outbox-bytes", type=_Size(), default="2GiB", show_default=True,
+              help="Refuse captures while the spool outbox holds this much (2GiB, 500MB, bytes).")  # fmt: skip
 def setup(
     user_name: str,
     print_only: bool,
@@ -84,10 +101,24 @@ def setup(
     sudoers_dir: Path,
     max_duration: int,
     ports: tuple[int, ...],
+    allow_ephemeral_port: bool,
+    max_outbox_files: int,
+    max_outbox_bytes: int,
 ) -> None:
     """Install the capture helper, the sudoers rule for USER and the spool (run once, as root)."""
     try:
-        plan = install.plan_setup(user_name, helper, spool, sudoers_dir, max_duration, ports or DEFAULT_PORTS)
+        plan = install.plan_setup(
+            user_name, helper, spool, sudoers_dir, max_duration, ports or DEFAULT_PORTS,
+            max_outbox_files=max_outbox_files, max_outbox_bytes=max_outbox_bytes,
+        )  # fmt: skip
+        if plan.ephemeral_ports and not uninstall:
+            if not allow_ephemeral_port:
+                raise Failure(
+                    f"refusing: {install.ephemeral_port_message(plan.ephemeral_ports)}. Choose a port outside the "
+                    "range, reserve it (sysctl net.ipv4.ip_local_reserved_ports=N) or pass --allow-ephemeral-port"
+                )
+            for warning in plan.warnings:
+                click.echo(f"warning: {warning}", err=True)
         if print_only:
             click.echo(plan.describe(), nl=False)
             return

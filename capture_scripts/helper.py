@@ -20,10 +20,15 @@ a path and can drop privileges (``-Z``) to its own account. When tcpdump is done
 to the invoking user, made mode 0600 and hard-linked under its final name into ``SPOOL_DIR/<user>/``; a
 half-written ``.pcap`` is never visible under a final name. The last stdout line is a JSON summary.
 
+Disk use is bounded twice. Each capture may write at most an equal share (1/MAX_CONCURRENT) of the space
+that is free above MIN_FREE_BYTES once what running captures may still write is set aside, and never more
+than MAX_FILE_BYTES (enforced with RLIMIT_FSIZE on tcpdump; a cut-off last packet is trimmed). And a capture
+is refused while the user's outbox already holds MAX_OUTBOX_FILES files or MAX_OUTBOX_BYTES bytes.
+
 This file is installed root-owned by ``ollama-capture setup``, which writes the settings block below. It uses
 only the Python standard library and runs in isolated mode (``-I``) so no environment variable, user site
 directory or working directory can inject code. Exit codes: 0 done, 2 refused (bad arguments), 3 environment
-problem (spool, tcpdump, disk space, too many captures), 4 tcpdump failed.
+problem (spool, tcpdump, disk space, full outbox, too many captures), 4 tcpdump failed.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import mmap
 import os
 import pwd
 import re
 import resource
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -45,12 +52,16 @@ import time
 SPOOL_DIR = "/var/spool/ollama-wire"
 MAX_DURATION = 600
 ALLOWED_PORTS = (11434,)
+MAX_OUTBOX_FILES = 200
+MAX_OUTBOX_BYTES = 2147483648
 # --- end of settings ---
 
 MAX_PORTS = 16
 MAX_FILE_BYTES = 2 * 1024**3
 MIN_FREE_BYTES = 256 * 1024**2
+MIN_CAPTURE_BYTES = 1024**2
 MAX_CONCURRENT = 4
+BUDGET_LOCK_WAIT = 30.0
 STOP_GRACE = 10.0
 TCPDUMP_CANDIDATES = ("/usr/bin/tcpdump", "/usr/sbin/tcpdump", "/sbin/tcpdump", "/bin/tcpdump")
 DROP_USERS = ("tcpdump", "_tcpdump", "nobody")
@@ -62,6 +73,8 @@ _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}")
 _NUMBER = re.compile(r"[0-9]{1,6}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}\.pcap")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_SLOT = re.compile(r"slot-[0-9]+-[0-9]+\.lock")
+_RESERVATION = re.compile(r"([0-9]{1,20}) ([A-Za-z0-9][A-Za-z0-9_-]{0,79}\.pcap\.[0-9]+\.partial)\n")
 
 
 class Refused(Exception):
@@ -238,18 +251,123 @@ def open_spool(user: pwd.struct_passwd) -> tuple[int, int]:
         os.close(spool_fd)
 
 
-def claim_slot(partial_fd: int, uid: int) -> int:
-    """Hold one of MAX_CONCURRENT per-user capture slots for the life of the process."""
+def claim_slot(partial_fd: int, uid: int) -> tuple[int, str]:
+    """Hold one of MAX_CONCURRENT per-user capture slots for the life of the process; return (fd, name)."""
     for slot in range(MAX_CONCURRENT):
-        fd = os.open(
-            f"slot-{uid}-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=partial_fd
-        )
+        name = f"slot-{uid}-{slot}.lock"
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=partial_fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            return fd, name
         except BlockingIOError:
             os.close(fd)
     raise EnvironmentProblem(f"already {MAX_CONCURRENT} captures running for this user")
+
+
+def check_outbox(outbox_fd: int, where: str, max_files: int | None = None, max_bytes: int | None = None) -> None:
+    """Refuse while the user's outbox already holds ``max_files`` entries or ``max_bytes`` bytes.
+
+    The runner moves every snapshot out of the outbox as soon as the helper is done, so it normally holds
+    nothing; a full outbox means snapshots are piling up (no runner, or a failing delivery), and every
+    further capture would only add to the spool's file system.
+    """
+    max_files = MAX_OUTBOX_FILES if max_files is None else max_files
+    max_bytes = MAX_OUTBOX_BYTES if max_bytes is None else max_bytes
+    size = 0
+    with os.scandir(outbox_fd) as entries:
+        for files, entry in enumerate(entries, 1):
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    size += st.st_size
+            if files >= max_files or size >= max_bytes:
+                raise EnvironmentProblem(
+                    f"outbox {where} is full: it holds {files} file(s), {size / 1024**2:.1f} MiB "
+                    f"(limit {max_files} files or {max_bytes / 1024**2:.1f} MiB); nothing was captured. "
+                    "ollama-capture moves each snapshot out of it right away, so these were not delivered: "
+                    "move or delete them (they are yours) and try again"
+                )
+
+
+def capture_size_cap(free: int, promised: int = 0) -> int:
+    """The most one capture may write: an equal share of what is free above the reserve, at most MAX_FILE_BYTES.
+
+    ``free`` is the space available on the spool's file system, ``promised`` what running captures may still
+    write. With MAX_CONCURRENT shares, captures started at any time together never take the file system
+    below MIN_FREE_BYTES.
+    """
+    return max(0, min(MAX_FILE_BYTES, (free - MIN_FREE_BYTES - promised) // MAX_CONCURRENT))
+
+
+def _still_to_write(text: str, partial_fd: int) -> int:
+    """What a running capture with reservation ``text`` (``"LIMIT PARTIAL-NAME\\n"``) may still write."""
+    match = _RESERVATION.fullmatch(text)
+    if not match:  # not recorded (a helper from before reservations): assume the worst
+        return MAX_FILE_BYTES
+    limit = int(match.group(1))
+    try:
+        written = os.stat(match.group(2), dir_fd=partial_fd, follow_symlinks=False).st_size
+    except OSError:  # not created yet, or just published: count the whole reservation
+        written = 0
+    return max(0, limit - written)
+
+
+def promised_bytes(partial_fd: int, own_slot: str) -> int:
+    """Sum of what the other running captures (all users) may still write, from their slot reservations."""
+    total = 0
+    with os.scandir(partial_fd) as entries:
+        names = [e.name for e in entries if e.name != own_slot and _SLOT.fullmatch(e.name)]
+    for name in names:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=partial_fd)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                continue  # nobody holds the slot: no capture running in it
+            except BlockingIOError:
+                pass
+            total += _still_to_write(os.pread(fd, 200, 0).decode("ascii", "replace"), partial_fd)
+        finally:
+            os.close(fd)
+    return total
+
+
+def reserve_capture(partial_fd: int, uid: int, part_name: str) -> tuple[int, int]:
+    """Claim a slot and work out this capture's size limit; record it in the slot. Return (slot fd, limit).
+
+    Done under an exclusive lock on ``.partial`` so concurrent helpers see each other's reservations.
+    """
+    deadline = time.monotonic() + BUDGET_LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(partial_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise EnvironmentProblem(f"{SPOOL_DIR}/.partial stayed locked by another capture") from None
+            time.sleep(0.05)
+    try:
+        slot_fd, slot_name = claim_slot(partial_fd, uid)
+        try:
+            promised = promised_bytes(partial_fd, slot_name)
+            vfs = os.fstatvfs(partial_fd)
+            free = vfs.f_bavail * vfs.f_frsize
+            limit = capture_size_cap(free, promised)
+            if limit < MIN_CAPTURE_BYTES:
+                raise EnvironmentProblem(
+                    f"not enough free space in {SPOOL_DIR}: {free // 1024**2} MiB available, "
+                    f"{MIN_FREE_BYTES // 1024**2} MiB kept free, {promised // 1024**2} MiB reserved by running captures"
+                )
+            os.ftruncate(slot_fd, 0)
+            os.pwrite(slot_fd, f"{limit} {part_name}\n".encode("ascii"), 0)
+        except BaseException:
+            os.close(slot_fd)
+            raise
+        return slot_fd, limit
+    finally:
+        fcntl.flock(partial_fd, fcntl.LOCK_UN)
 
 
 def sweep_partials(partial_fd: int) -> None:
@@ -262,12 +380,39 @@ def sweep_partials(partial_fd: int) -> None:
                     os.unlink(entry.name, dir_fd=partial_fd)
 
 
-def _limit_file_size() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+def whole_records(fd: int, size: int) -> tuple[int, int] | None:
+    """(end offset, count) of the whole packet records at the start of a pcap file; None if not a pcap."""
+    if size < 24:
+        return None
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as data:
+        magic = data[:4]
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            unpack = struct.Struct("<8xI4x").unpack_from
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            unpack = struct.Struct(">8xI4x").unpack_from
+        else:
+            return None
+        offset, count = 24, 0
+        while offset + 16 <= size:
+            (caplen,) = unpack(data, offset)
+            if offset + 16 + caplen > size:
+                break
+            offset += 16 + caplen
+            count += 1
+    return offset, count
 
 
-def run_tcpdump(argv: list[str], out_fd: int, duration: int) -> tuple[int, str, bool]:
-    """Run tcpdump for ``duration`` seconds (or until SIGTERM/SIGINT/SIGHUP); return (rc, stderr, stopped)."""
+def run_tcpdump(argv: list[str], out_fd: int, duration: int, limit: int = MAX_FILE_BYTES) -> tuple[int, str, bool]:
+    """Run tcpdump for ``duration`` seconds (or until SIGTERM/SIGINT/SIGHUP); return (rc, stderr, stopped).
+
+    tcpdump cannot make its output larger than ``limit`` (RLIMIT_FSIZE). SIGXFSZ is ignored in it, so at the
+    limit its writes fail with EFBIG and it keeps running until it is stopped, as usual.
+    """
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
     stopped = {"early": False}
     proc = subprocess.Popen(
         argv,
@@ -276,7 +421,7 @@ def run_tcpdump(argv: list[str], out_fd: int, duration: int) -> tuple[int, str, 
         stderr=subprocess.PIPE,
         env=SAFE_ENV,
         close_fds=True,
-        preexec_fn=_limit_file_size,  # the helper is single-threaded, so preexec_fn is safe
+        preexec_fn=limit_file_size,  # the helper is single-threaded, so preexec_fn is safe
     )
 
     def stop(signum: int, _frame: object) -> None:
@@ -321,24 +466,22 @@ def capture(args: list[str]) -> int:
     user = invoking_user()
     tcpdump = find_tcpdump()
     partial_fd, outbox_fd = open_spool(user)
-    claim_slot(partial_fd, user.pw_uid)
+    check_outbox(outbox_fd, f"{SPOOL_DIR}/{user.pw_name}")
     sweep_partials(partial_fd)
-    vfs = os.fstatvfs(partial_fd)
-    if vfs.f_bavail * vfs.f_frsize < MIN_FREE_BYTES:
-        raise EnvironmentProblem(f"less than {MIN_FREE_BYTES // 1024**2} MiB free in {SPOOL_DIR}")
     started = time.time()
     name = opts["name"] or time.strftime("ollama-%Y%m%dT%H%M%SZ.pcap", time.gmtime(started))
     assert isinstance(name, str)
     part_name = f"{name}.{os.getpid()}.partial"
+    _slot_fd, limit = reserve_capture(partial_fd, user.pw_uid, part_name)  # held until the process exits
     fd = os.open(
         part_name,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
         0o600,
         dir_fd=partial_fd,
     )
     try:
         argv = tcpdump_argv(tcpdump, str(opts["interface"]), list(opts["ports"]), drop_user())  # type: ignore[call-overload]
-        rc, err, early = run_tcpdump(argv, fd, int(opts["duration"]))  # type: ignore[call-overload]
+        rc, err, early = run_tcpdump(argv, fd, int(opts["duration"]), limit)  # type: ignore[call-overload]
         size = os.fstat(fd).st_size
         if size < 24 and early:  # stopped before tcpdump even wrote its header: nothing to keep
             os.unlink(part_name, dir_fd=partial_fd)
@@ -347,6 +490,15 @@ def capture(args: list[str]) -> int:
         if size < 24:  # not even a pcap header: tcpdump failed to start
             sys.stderr.write(err[-4000:])
             raise EnvironmentProblem(f"tcpdump exited {rc} without writing a capture")
+        limit_reached = size >= limit
+        packets: int | None = None
+        if limit_reached or rc == -signal.SIGKILL:  # the last packet may be cut off: keep whole records only
+            whole = whole_records(fd, size)
+            if whole is not None:
+                end, packets = whole
+                if end < size:
+                    os.ftruncate(fd, end)
+                    size = end
         os.fsync(fd)
         os.fchown(fd, user.pw_uid, user.pw_gid)
         os.fchmod(fd, 0o600)
@@ -358,10 +510,14 @@ def capture(args: list[str]) -> int:
     finally:
         os.close(fd)
     match = re.search(r"(\d+) packets? captured", err)
+    if packets is None and match and not limit_reached:
+        packets = int(match.group(1))
     summary = {
         "path": f"{SPOOL_DIR}/{user.pw_name}/{final}",
         "bytes": size,
-        "packets_captured": int(match.group(1)) if match else None,
+        "packets_captured": packets,
+        "size_limit": limit,
+        "size_limit_reached": limit_reached,
         "started": started,
         "seconds": round(time.time() - started, 3),
         "stopped_early": early,
@@ -380,6 +536,8 @@ def check() -> int:
                 "user": user.pw_name,
                 "spool": SPOOL_DIR,
                 "max_duration": MAX_DURATION,
+                "max_outbox_files": MAX_OUTBOX_FILES,
+                "max_outbox_bytes": MAX_OUTBOX_BYTES,
                 "tcpdump": find_tcpdump(),
                 "interfaces": sorted(machine_interfaces()),
             }

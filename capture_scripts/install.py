@@ -28,6 +28,10 @@ SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 CAPTURE_TOOLS = ("/usr/bin/dumpcap", "/usr/sbin/dumpcap", "/usr/bin/tcpdump", "/usr/sbin/tcpdump")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
 CAP_NET_RAW = 13
+DEFAULT_MAX_OUTBOX_FILES = 200
+DEFAULT_MAX_OUTBOX_BYTES = 2 * 1024**3
+PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+RESERVED_PORTS_FILE = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 
 
 class SetupError(Exception):
@@ -64,6 +68,8 @@ class SetupPlan:
     sudoers: PlannedFile
     dirs: list[PlannedDir]
     notes: list[str]
+    ephemeral_ports: list[int] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def describe(self) -> str:
         """Human-readable listing with every file's full content (``setup --print``)."""
@@ -74,6 +80,7 @@ class SetupPlan:
             lines.append(f"# ===== file {f.path}  mode {f.mode:04o}  owner {f.uid}:{f.gid} =====")
             lines.append(f.content.rstrip("\n"))
         lines.extend(f"# note: {note}" for note in self.notes)
+        lines.extend(f"# warning: {warning}" for warning in self.warnings)
         return "\n".join(lines) + "\n"
 
 
@@ -87,12 +94,22 @@ def helper_source() -> str:
     return resources.files("capture_scripts").joinpath("helper.py").read_text(encoding="utf-8")
 
 
-def render_helper(spool_dir: Path, max_duration: int, python: str, ports: tuple[int, ...] = DEFAULT_PORTS) -> str:
+def render_helper(
+    spool_dir: Path,
+    max_duration: int,
+    python: str,
+    ports: tuple[int, ...] = DEFAULT_PORTS,
+    max_outbox_files: int = DEFAULT_MAX_OUTBOX_FILES,
+    max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
+) -> str:
     """The helper with its shebang and settings block filled in for this installation."""
     source = helper_source()
     body = source.split("\n", 1)[1]
     allowed = tuple(sorted({int(p) for p in ports}))
-    settings = f"SPOOL_DIR = {str(spool_dir)!r}\nMAX_DURATION = {int(max_duration)}\nALLOWED_PORTS = {allowed!r}\n"
+    settings = (
+        f"SPOOL_DIR = {str(spool_dir)!r}\nMAX_DURATION = {int(max_duration)}\nALLOWED_PORTS = {allowed!r}\n"
+        f"MAX_OUTBOX_FILES = {int(max_outbox_files)}\nMAX_OUTBOX_BYTES = {int(max_outbox_bytes)}\n"
+    )
     body, count = re.subn(
         r"(# --- settings written by `ollama-capture setup` ---\n).*?(# --- end of settings ---)",
         lambda m: m.group(1) + settings + m.group(2),
@@ -129,6 +146,60 @@ def render_sudoers(
     }.items():
         text = text.replace(key, value)
     return text
+
+
+def _parse_port_list(text: str) -> set[int]:
+    """``"8080,9000-9002"`` (the ``ip_local_reserved_ports`` format) → {8080, 9000, 9001, 9002}."""
+    ports: set[int] = set()
+    for part in text.replace("\n", ",").split(","):
+        low, _, high = part.strip().partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            ports.update(range(int(low), int(high or low) + 1))
+    return ports
+
+
+def ephemeral_port_range() -> tuple[int, int] | None:
+    """The range the kernel picks local ports of outgoing connections from (None if unknown)."""
+    if PORT_RANGE_FILE.exists():
+        with contextlib.suppress(OSError, ValueError):
+            low, high = PORT_RANGE_FILE.read_text(encoding="ascii").split()
+            return int(low), int(high)
+        return None
+    if sys.platform == "darwin":
+        with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["/usr/sbin/sysctl", "-n", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.split()  # fmt: skip
+            return int(out[0]), int(out[1])
+    return None
+
+
+def ephemeral_ports(ports: tuple[int, ...]) -> list[int]:
+    """The ports among ``ports`` the kernel may hand out as local ports of unrelated outgoing connections.
+
+    ``tcp port N`` matches either end of a connection, so allowing such a port would let the user capture any
+    connection that happens to get N as its source port. Ports in ``ip_local_reserved_ports`` are never handed
+    out and are fine.
+    """
+    span = ephemeral_port_range()
+    if span is None:
+        return []
+    reserved: set[int] = set()
+    with contextlib.suppress(OSError):
+        reserved = _parse_port_list(RESERVED_PORTS_FILE.read_text(encoding="ascii"))
+    return sorted({p for p in ports if span[0] <= p <= span[1] and p not in reserved})
+
+
+def ephemeral_port_message(ports: list[int]) -> str:
+    """Why allowing ``ports`` (from :func:`ephemeral_ports`) is a problem, for the refusal or the warning."""
+    span = ephemeral_port_range() or (0, 0)
+    listed = ", ".join(map(str, ports))
+    return (
+        f"port {listed} is in this machine's ephemeral port range {span[0]}-{span[1]} "
+        f"(net.ipv4.ip_local_port_range): 'tcp port {ports[0]}' also matches other users' unrelated connections "
+        "that happen to get it as their local port, so the rule would let this user capture them"
+    )
 
 
 def find_system_python() -> str:
@@ -207,8 +278,14 @@ def plan_setup(
     sudoers_dir: Path = SUDOERS_DIR,
     max_duration: int = HELPER_MAX_DURATION,
     ports: tuple[int, ...] = DEFAULT_PORTS,
+    max_outbox_files: int = DEFAULT_MAX_OUTBOX_FILES,
+    max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
 ) -> SetupPlan:
-    """Work out everything setup would write for ``user_name``; writes nothing."""
+    """Work out everything setup would write for ``user_name``; writes nothing.
+
+    Ports in the ephemeral range are listed in ``plan.ephemeral_ports`` (with a warning); the ``setup``
+    command refuses them unless ``--allow-ephemeral-port`` is given.
+    """
     try:
         user = pwd.getpwnam(user_name)
     except KeyError:
@@ -219,11 +296,15 @@ def plan_setup(
         raise SetupError(f"--max-duration must be between 1 and {HELPER_MAX_DURATION}")
     if not ports or not all(1 <= int(p) <= 65535 for p in ports):
         raise SetupError("--port must be between 1 and 65535")
+    if max_outbox_files < 1 or max_outbox_bytes < 1:
+        raise SetupError("--max-outbox-files and --max-outbox-bytes must be positive")
     for path in (helper, spool_dir, sudoers_dir):
         if not path.is_absolute() or ".." in path.parts:
             raise SetupError(f"{path} must be an absolute path without '..'")
     python = find_system_python()
-    helper_file = PlannedFile(helper, render_helper(spool_dir, max_duration, python, ports), 0o755)
+    helper_file = PlannedFile(
+        helper, render_helper(spool_dir, max_duration, python, ports, max_outbox_files, max_outbox_bytes), 0o755
+    )
     sudoers = PlannedFile(
         sudoers_dir / sudoers_file_name(user.pw_name),
         render_sudoers(user.pw_name, helper, spool_dir, max_duration, ports),
@@ -243,7 +324,13 @@ def plan_setup(
             f"{user.pw_name} can already capture without sudo through {tool}; "
             "the runner uses that (method: auto) and the sudo rule is only a fallback"
         )
-    return SetupPlan(user, helper_file, sudoers, dirs, notes)
+    notes.append(
+        f"a capture is refused while {spool_dir / user.pw_name} holds {max_outbox_files} files or "
+        f"{max_outbox_bytes} bytes (the runner normally empties it after every snapshot)"
+    )
+    risky = ephemeral_ports(ports)
+    warnings = [ephemeral_port_message(risky)] if risky else []
+    return SetupPlan(user, helper_file, sudoers, dirs, notes, risky, warnings)
 
 
 def _write_atomic(planned: PlannedFile, temp_name: str) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import click
 
-from analyzer.cli.output import emit_records, output_options
+from analyzer.cli.output import STREAMING_FORMATS, emit_records, output_options
+from analyzer.log import LogError
 from analyzer.pcap.analyze import (
     DEFAULT_PORTS,
     ENGINES,
@@ -17,8 +19,8 @@ from analyzer.pcap.analyze import (
     analyze_paths,
     iter_capture,
 )
-from analyzer.pcap.batch import analyze_into_log_results
-from analyzer.pcap.inputs import InputError, expand_paths, sort_by_capture_time
+from analyzer.pcap.batch import analyze_into_log_results, by_start
+from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
 from analyzer.record import InteractionRecord
 from analyzer.redact import REDACT_IMAGES, REDACTION_MODES
 from analyzer.tables import LISTING_COLUMNS, listing_rows, text_table
@@ -39,19 +41,27 @@ def timing_table(records: Sequence[InteractionRecord]) -> str:
     return text_table(rows, TIMING_COLUMNS)
 
 
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def responses_text(records: Sequence[InteractionRecord]) -> str:
-    """Every interaction's reassembled texts, one block each."""
+    """Every interaction's reassembled texts, one block each (system, prompt, thinking, response, tool calls)."""
     blocks = []
     for r in records:
         head = f"=== {r.started_at} {r.method} {r.path} {r.model or '-'} {r.status or '-'}"
         if r.flags:
             head += " [" + ",".join(r.flags) + "]"
         parts = [head]
+        if r.system:
+            parts.append(f"--- system\n{r.system}")
         if r.prompt:
             parts.append(f"--- prompt\n{r.prompt}")
         if r.thinking_text:
             parts.append(f"--- thinking\n{r.thinking_text}")
         parts.append(f"--- response\n{r.response_text}")
+        if r.tool_calls:
+            parts.append(f"--- tool_calls\n{_compact(r.tool_calls)}")
         if r.error:
             parts.append(f"--- error\n{r.error}")
         blocks.append("\n".join(parts))
@@ -73,13 +83,17 @@ def _with_progress(results: Iterator[CaptureResult], total: int) -> Iterator[Cap
             yield result
 
 
-def _report(result: CaptureResult) -> bool:
+def _report(result: CaptureResult, ports: Sequence[int]) -> bool:
     """Warnings and errors of one file on stderr; True when the file could not be analyzed."""
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.error:
         click.echo(f"error: {result.error}", err=True)
         return True
+    if not result.stats.connections:
+        # most often the wrong --port (Ollama behind a proxy, a non-default OLLAMA_HOST)
+        listed = ", ".join(str(p) for p in ports)
+        click.echo(f"note: {result.path}: no TCP traffic on port(s) {listed}", err=True)
     skipped = []
     if result.stats.non_http_connections:
         skipped.append(f"{result.stats.non_http_connections} connection(s) on the port that were not Ollama HTTP")
@@ -91,22 +105,24 @@ def _report(result: CaptureResult) -> bool:
 
 
 class _Tally:
-    """Counts the files that could not be analyzed while their records stream past."""
+    """Reports each file on stderr and counts those that could not be analyzed while their records pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, ports: Sequence[int]) -> None:
+        self.ports = ports
         self.failed = 0
 
     def records(self, results: Iterable[CaptureResult]) -> Iterator[InteractionRecord]:
+        """Each file's records in ``started_at`` order, files in the order given."""
         for result in results:
-            self.failed += _report(result)
-            yield from result.records
+            self.failed += _report(result, self.ports)
+            yield from by_start(result.records)
 
     def streamed(self, files: Sequence[Path], options: AnalyzeOptions) -> Iterator[InteractionRecord]:
-        """One file after another, each record passed on as soon as its exchange completes."""
+        """Each record as soon as its exchange completes, file after file: nothing is held."""
         for path in files:
             result = CaptureResult(path=path)
             yield from iter_capture(path, options, result)
-            self.failed += _report(result)
+            self.failed += _report(result, self.ports)
 
 
 @click.command(name="analyze-pcap")
@@ -178,15 +194,26 @@ def analyze_pcap(
     analyze-pcap capture.pcap                 a timing table
     analyze-pcap capture.pcap --csv -o t.csv  every record column as CSV
     analyze-pcap capture.pcap --responses     the reassembled texts
-    analyze-pcap /var/spool/ollama-capture --log-dir logs/ollama_interactions --jobs 2
+    analyze-pcap ~/.local/share/ollama-wire/captures --log-dir logs/ollama_interactions --jobs 2
 
-    Exit status: 0 when every file was read, 1 when some could not be (the others are still
-    reported), 2 for bad arguments.
+    Order: the table, --responses and --json list every request of the run by start time. --csv and
+    --jsonl stream each request as its exchange completes, file after file (memory stays flat however
+    large the captures); with --jobs, --log-dir or --sqlite, each file's requests by start time.
+
+    Exit status: 0 when every file was read, 1 when some could not be (each gets a one-line error
+    naming it; the others are still reported), 2 for bad arguments.
     """
-    try:
-        files = sort_by_capture_time(expand_paths(paths))
-    except InputError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if responses and fmt != "table":
+        raise click.UsageError(f"--responses prints text; drop --{fmt}")
+    missing: list[str] = []
+
+    def bad_input(message: str) -> None:
+        click.echo(f"error: {message}", err=True)
+        missing.append(message)
+
+    files = sort_by_capture_time(expand_paths(paths, on_error=bad_input))
+    if not files:
+        sys.exit(EXIT_BAD_INPUT)
     options = AnalyzeOptions(
         ports=tuple(dict.fromkeys(ports or DEFAULT_PORTS)),
         engine=engine,
@@ -194,24 +221,33 @@ def analyze_pcap(
         tls_ports=tuple(tls_ports) or (443,),
         redaction=redact,
     )
-    tally = _Tally()
+    watched = options.ports + (options.tls_ports if tls_keylog is not None else ())
+    tally = _Tally(tuple(dict.fromkeys(watched)))
+    results: Iterator[CaptureResult]
     if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(f"{log_dir}: cannot write: {exc.strerror or exc}") from exc
 
         def note_skipped(count: int) -> None:
             if count:
                 click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
 
-        appended = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=note_skipped)
-        records = tally.records(_with_progress(appended, len(files)))
-    elif jobs > 1 or _wants_progress(len(files)):
-        records = tally.records(_with_progress(analyze_paths(files, options, jobs=jobs), len(files)))
-    else:
+        results = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=note_skipped)
+        records = tally.records(_with_progress(results, len(files)))
+    elif fmt in STREAMING_FORMATS and sqlite_path is None and jobs == 1 and not _wants_progress(len(files)):
         records = tally.streamed(files, options)
+    else:
+        records = tally.records(_with_progress(analyze_paths(files, options, jobs=jobs), len(files)))
 
     def render(rows: Sequence[InteractionRecord]) -> str:
         return responses_text(rows) if responses else timing_table(rows)
 
-    # CSV and JSONL stream record by record (memory stays flat over many captures); the rest need them all.
-    emit_records(records, "table" if responses else fmt, output, sqlite_path, table=render)
-    if tally.failed:
+    # CSV and JSONL stream (memory stays flat over many captures); the rest need every record first.
+    try:
+        emit_records(records, fmt, output, sqlite_path, table=render)
+    except LogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if tally.failed or missing:
         sys.exit(EXIT_BAD_INPUT)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread
-from analyzer.log import read_log
+from analyzer.log import LogError, read_log
 from analyzer.proxy_process import MitmdumpProcess, ProxyError
 from analyzer.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
 
@@ -73,9 +73,22 @@ def send_demo_traffic(proxy_url: str, model: str) -> list[str]:
 
 
 def wait_for_records(log_dir: Path, count: int, timeout_s: float = 10.0) -> None:
+    """Give the addon up to ``timeout_s`` to write ``count`` records in all (it appends after each response)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and len(read_log(log_dir)) < count:
         time.sleep(0.05)
+
+
+def prepare_log_dir(log_dir: Path) -> int:
+    """Create ``log_dir`` if needed and return how many records it holds (one-line error if it cannot be used)."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"{log_dir}: cannot create the log directory: {exc.strerror or exc}") from exc
+    try:
+        return len(read_log(log_dir))
+    except LogError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.command()
@@ -95,7 +108,7 @@ def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
     sends a generate, a chat and an OpenAI-compatible stream through a real `mitmdump -s
     addons/ollama_log.py` reverse proxy, then prints what was recorded.
     """
-    before = len(read_log(log_dir))
+    before = prepare_log_dir(log_dir)
     with upstream_server(use_emulator, model) as (upstream, chosen_model, description):
         click.echo(f"upstream: {description} (model {chosen_model})")
         try:
@@ -104,14 +117,26 @@ def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
             raise click.ClickException(str(exc)) from exc
         try:
             click.echo(f"proxy:    mitmdump -s addons/ollama_log.py listening on {proxy.url}")
-            for line in send_demo_traffic(proxy.url, chosen_model):
+            sent = send_demo_traffic(proxy.url, chosen_model)
+            for line in sent:
                 click.echo("client:   " + line)
-            wait_for_records(log_dir, before + 3)
+            wait_for_records(log_dir, before + len(sent))
+        except LogError as exc:
+            raise click.ClickException(str(exc)) from exc
         except Exception as exc:  # a client error: show it on one line, still shut down cleanly
             raise click.ClickException(f"demo traffic failed: {exc}") from exc
         finally:
             proxy.stop()
-    records = read_log(log_dir)[before:]
+    try:
+        records = read_log(log_dir)[before:]
+    except LogError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"\nrecorded {len(records)} interactions in {log_dir}/ (see: ollama-wire logs --log-dir {log_dir})\n")
     click.echo(text_table(listing_rows(records), LISTING_COLUMNS))
     click.echo(text_table(summary_rows(records)))
+    if len(records) < len(sent):
+        # the addon did not record everything; it says why in mitmdump's console log
+        raise click.ClickException(
+            f"{log_dir}: only {len(records)} of {len(sent)} requests were recorded "
+            f"(see mitmdump's console log {proxy.console_path})"
+        )

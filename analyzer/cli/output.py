@@ -1,9 +1,12 @@
-"""Output flags shared by every command that prints records (``logs``, ``analyze``)."""
+"""Output flags shared by every command that prints records (``logs``, ``analyze``), and the writing itself.
+
+Every write failure (``-o /dev/full``, a full disk, a closed pipe) ends as one line naming the file.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -12,9 +15,11 @@ from typing import Any, TextIO
 import click
 
 from analyzer.record import InteractionRecord
-from analyzer.tables import write_csv, write_json, write_jsonl, write_sqlite
+from analyzer.tables import write_csv, write_json, write_jsonl, write_rows, write_sqlite
 
 FORMATS = ("table", "csv", "jsonl", "json")
+STREAMING_FORMATS = ("csv", "jsonl")
+STDOUT_NAME = "standard output"
 
 
 def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,21 +48,63 @@ def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@contextlib.contextmanager
-def opened_output(output: Path | None) -> Iterator[TextIO]:
-    """Standard output, or ``output`` opened for writing (a one-line error if it cannot be)."""
-    if output is None:
-        yield sys.stdout
-        return
+class _SourceFailed(Exception):
+    """An OSError raised while *producing* records, kept apart from errors writing them."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _guarded(records: Iterable[InteractionRecord]) -> Iterator[InteractionRecord]:
+    iterator = iter(records)
+    while True:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            return
+        except OSError as exc:
+            raise _SourceFailed(exc) from exc
+        yield record
+
+
+def _silence_stdout() -> None:
+    """After stdout failed: point it at /dev/null so the interpreter's final flush cannot fail again."""
     try:
-        handle = output.open("w", encoding="utf-8", newline="")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (a test runner's buffer): nothing to protect
+
+
+def write_output(output: Path | None, write: Callable[[TextIO], object]) -> None:
+    """Call ``write`` with standard output or ``output`` opened for writing (opened before ``write`` runs).
+
+    Any OSError opening, writing or closing becomes one line: ``Error: FILE: cannot write: …``.
+    """
+    name = STDOUT_NAME if output is None else str(output)
+    try:
+        if output is None:
+            write(sys.stdout)
+            sys.stdout.flush()
+        else:
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                write(handle)
+    except _SourceFailed as failed:
+        raise failed.error from None
     except OSError as exc:
-        raise click.ClickException(f"{output}: cannot write: {exc.strerror or exc}") from exc
-    with handle:
-        yield handle
+        if output is None:
+            _silence_stdout()
+        raise click.ClickException(f"{name}: cannot write: {exc.strerror or exc}") from exc
 
 
-STREAMING_FORMATS = ("csv", "jsonl")
+def save_sqlite(records: Sequence[InteractionRecord], sqlite_path: Path) -> None:
+    """Insert ``records`` into ``sqlite_path`` (one-line error naming the file if that fails)."""
+    try:
+        write_sqlite(records, sqlite_path)
+    except Exception as exc:  # sqlite3.Error, OSError: one line naming the file
+        raise click.ClickException(f"{sqlite_path}: cannot write SQLite database: {exc}") from exc
 
 
 def emit_records(
@@ -70,21 +117,42 @@ def emit_records(
 ) -> None:
     """Write records in the chosen format; ``table`` renders the default human view.
 
-    CSV and JSON Lines are written as the records arrive; other formats (and ``--sqlite``) collect them first.
+    CSV and JSON Lines are written as the records arrive, in the order given. Other formats (and any
+    format with ``--sqlite``) collect them first and write them in ``started_at`` order.
     """
-    if sqlite_path is not None or fmt not in STREAMING_FORMATS:
-        records = list(records)
-    if sqlite_path is not None:
-        try:
-            write_sqlite(records, sqlite_path)
-        except Exception as exc:  # sqlite3.Error, OSError: one line naming the file
-            raise click.ClickException(f"{sqlite_path}: cannot write SQLite database: {exc}") from exc
-    with opened_output(output) as out:
+
+    def write(out: TextIO) -> None:
+        rows: Iterable[InteractionRecord] = _guarded(records)
+        if sqlite_path is not None or fmt not in STREAMING_FORMATS:
+            rows = sorted(rows, key=lambda r: r.started_at)
+        if sqlite_path is not None:
+            save_sqlite(list(rows), sqlite_path)
         if fmt == "csv":
-            write_csv(records, out)
+            write_csv(rows, out)
         elif fmt == "jsonl":
-            write_jsonl(records, out)
+            write_jsonl(rows, out)
         elif fmt == "json":
-            write_json(records, out)
+            write_json(rows, out)
         else:
-            out.write(table(list(records)))
+            out.write(table(list(rows)))
+
+    write_output(output, write)
+
+
+def emit_rows(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    output: Path | None,
+    *,
+    table: Callable[[], str],
+) -> None:
+    """Plain dict rows (a summary) as CSV, JSON Lines or a JSON array; ``table`` renders the default view."""
+
+    def write(out: TextIO) -> None:
+        if fmt in ("csv", "jsonl", "json"):
+            write_rows(rows, columns, fmt, out)
+        else:
+            out.write(table())
+
+    write_output(output, write)

@@ -5,17 +5,33 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from analyzer.log import InteractionLog
+from analyzer.log import InteractionLog, LogError
 from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_paths
 from analyzer.pcap.ledger import Ledger, content_hash
+from analyzer.record import InteractionRecord
+
+
+def by_start(records: Sequence[InteractionRecord]) -> list[InteractionRecord]:
+    """Records in ``started_at`` order (stable: records that started together keep their order)."""
+    return sorted(records, key=lambda r: r.started_at)
 
 
 def pending_captures(paths: Sequence[Path], ledger: Ledger) -> tuple[list[tuple[Path, str]], int]:
-    """The files (with their content hashes) not yet in the ledger, and how many were skipped."""
-    done = ledger.analyzed()
+    """The files (with their content hashes) not yet in the ledger, and how many were skipped.
+
+    A file that cannot be read gets an empty hash: it is still analyzed (which reports the problem).
+    """
+    try:
+        done = ledger.analyzed()
+    except OSError as exc:
+        raise LogError(f"{ledger.path}: cannot read: {exc.strerror or exc}") from exc
     pending, skipped = [], 0
     for path in paths:
-        digest = content_hash(path)
+        try:
+            digest = content_hash(path)
+        except OSError:
+            pending.append((path, ""))
+            continue
         if digest in done:
             skipped += 1
         else:
@@ -34,7 +50,9 @@ def analyze_into_log_results(
 ) -> Iterator[CaptureResult]:
     """Analyze the files not yet in ``log_dir``'s ledger, append their records, yield each result.
 
-    A file that failed to parse is not entered in the ledger, so a later run tries it again.
+    Each file's records are appended (and yielded) in ``started_at`` order. A file that failed to
+    parse is not entered in the ledger, so a later run tries it again. Raises :class:`LogError` when
+    the log or the ledger cannot be written.
     """
     ledger = Ledger(log_dir)
     log = InteractionLog(log_dir)
@@ -44,9 +62,14 @@ def analyze_into_log_results(
     hashes = dict(pending)
     for result in analyze_paths([p for p, _ in pending], options, jobs=jobs):
         if result.error is None:
+            result.records = by_start(result.records)
             if result.records:
                 log.append_many(result.records)
-            ledger.add(hashes[result.path], result.path, len(result.records))
+            if hashes[result.path]:
+                try:
+                    ledger.add(hashes[result.path], result.path, len(result.records))
+                except OSError as exc:
+                    raise LogError(f"{ledger.path}: cannot write: {exc.strerror or exc}") from exc
         yield result
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from analyzer.pcap.captures import first_packet_time
@@ -16,24 +16,40 @@ class InputError(Exception):
     """A PATH argument that names nothing usable."""
 
 
-def expand_paths(arguments: Iterable[str]) -> list[Path]:
-    """Files named directly, capture files inside directories (not recursive), and glob matches; no repeats."""
+def expand_paths(arguments: Iterable[str], *, on_error: Callable[[str], None] | None = None) -> list[Path]:
+    """Files named directly, capture files inside directories (not recursive), and glob matches; no repeats.
+
+    An argument that names nothing usable (a missing path, a glob without matches, a directory without
+    capture files) raises :class:`InputError`, or, when ``on_error`` is given, is reported to it as one
+    message naming the argument and skipped, so the other arguments are still expanded.
+    """
+
+    def problem(message: str) -> None:
+        if on_error is None:
+            raise InputError(message)
+        on_error(message)
+
     found: dict[Path, None] = {}
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.is_file() and child.suffix.lower() in CAPTURE_SUFFIXES:
-                    found[child] = None
+            try:
+                children = [c for c in sorted(path.iterdir()) if c.is_file() and c.suffix.lower() in CAPTURE_SUFFIXES]
+            except OSError as exc:
+                problem(f"{argument}: cannot read directory: {exc.strerror or exc}")
+                continue
+            if not children:
+                problem(f"{argument}: no capture files ({', '.join(CAPTURE_SUFFIXES)})")
+            found.update(dict.fromkeys(children))
         elif path.exists():
             found[path] = None
         elif glob.has_magic(argument):
             matches = sorted(Path(m) for m in glob.glob(argument) if Path(m).is_file())
             if not matches:
-                raise InputError(f"{argument}: no files match")
+                problem(f"{argument}: no such file or directory (no files match)")
             found.update(dict.fromkeys(matches))
         else:
-            raise InputError(f"{argument}: no such file or directory")
+            problem(f"{argument}: no such file or directory")
     return list(found)
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from analyzer.cli import demo as demo_command
 from analyzer.cli.main import SUBCOMMANDS, cli
-from analyzer.log import InteractionLog
+from analyzer.log import InteractionLog, read_log
+from analyzer.proxy_process import ProxyError, find_mitmdump
 from analyzer.record import COLUMNS, InteractionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +107,92 @@ def test_logs_bad_input_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "yesterday-ish" in result.output
 
 
+@pytest.mark.parametrize("since", ["yesterday-ish", "99999999d", "9" * 400 + "w", "2026-13-01", "-1d", ""])
+def test_logs_every_bad_since_is_a_usage_error_naming_the_option(log_dir: Path, since: str) -> None:
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), "--since", since])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: Invalid value for '--since':")
+
+
+def _summary_line(out: str, model: str) -> list[str]:
+    return re.split(r"\s+", next(line for line in out.splitlines() if line.startswith(model)))
+
+
+def test_logs_summary_covers_every_match_not_only_the_last_n(log_dir: Path) -> None:
+    out = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), "--summary", "-n", "1"]).output
+    assert _summary_line(out, "m1")[:3] == ["m1", "2", "1"]
+    assert _summary_line(out, "m2")[:3] == ["m2", "1", "0"]
+
+
+@pytest.mark.parametrize("fmt", ["--csv", "--json", "--jsonl"])
+def test_logs_summary_in_machine_formats(log_dir: Path, fmt: str) -> None:
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), "--summary", "-n", "1", fmt])
+    assert result.exit_code == 0, result.output
+    if fmt == "--csv":
+        rows: list[dict] = list(csv.DictReader(io.StringIO(result.stdout)))
+        header = ["model", "count", "errors", "ttft_p50_ms", "ttft_p95_ms", "tok_per_s_p50", "eval_tokens"]
+        assert list(rows[0]) == header
+        assert [(r["model"], r["count"], r["ttft_p50_ms"]) for r in rows] == [("m1", "2", "20.0"), ("m2", "1", "20.0")]
+        return
+    lines = result.stdout.splitlines()
+    rows = json.loads(result.stdout) if fmt == "--json" else [json.loads(line) for line in lines]
+    assert [(r["model"], r["count"], r["errors"], r["ttft_p50_ms"]) for r in rows] == [
+        ("m1", 2, 1, 20.0),
+        ("m2", 1, 0, 20.0),
+    ]
+
+
+def test_logs_summary_with_sqlite_stores_the_matching_records(log_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "i.db"
+    args = ["logs", "--log-dir", str(log_dir), "--summary", "-n", "1", "--model", "m1", "--sqlite", str(db)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from interactions").fetchone() == (2,)
+
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+
+
+@needs_dev_full
+@pytest.mark.parametrize("flags", [[], ["--csv"], ["--json"], ["--jsonl"], ["--summary"], ["--summary", "--csv"]])
+def test_logs_output_that_cannot_be_written(log_dir: Path, flags: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), *flags, "-o", "/dev/full"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines() == ["Error: /dev/full: cannot write: No space left on device"]
+
+
+@needs_dev_full
+def test_logs_stdout_that_cannot_be_written_as_a_subprocess(log_dir: Path) -> None:
+    """stdout on a full device: one line, exit 1, and no second complaint from the interpreter's last flush."""
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(
+            [str(Path(sys.executable).parent / "ollama-wire"), "logs", "--log-dir", str(log_dir), "--jsonl"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == ["Error: standard output: cannot write: No space left on device"]
+
+
+def test_logs_on_a_missing_log_dir_says_where_logs_go(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(missing)])
+    assert result.exit_code == 0
+    assert result.stdout == (
+        f"no interactions: {missing} does not exist (the addon writes to logs/ollama_interactions relative to "
+        "where mitmdump runs; use --log-dir)\n"
+    )
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(missing), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+    assert f"no interactions: {missing} does not exist" in result.stderr
+
+
 def test_logs_skips_a_half_written_line(log_dir: Path) -> None:
     with next(log_dir.glob("*.jsonl")).open("a") as fh:
         fh.write('{"id": "cut-sho')
@@ -124,3 +212,58 @@ def test_cli_reference_is_up_to_date() -> None:
     """docs/cli.md is generated from --help: regenerate with `python docs/generate_cli.py`."""
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "generate_cli.py"), "--check"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+# --------------------------------------------------------------------------- demo: real mitmdump, emulator, clients
+
+
+def _mitmdump_missing() -> bool:
+    try:
+        find_mitmdump()
+    except ProxyError:
+        return True
+    return False
+
+
+needs_mitmdump = pytest.mark.skipif(_mitmdump_missing(), reason="mitmdump not installed")
+
+
+def test_demo_log_dir_under_a_regular_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    result = CliRunner().invoke(cli, ["demo", "--emulator", "--log-dir", str(afile / "x")])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout == ""  # stopped before starting anything
+    assert result.stderr.splitlines() == [f"Error: {afile / 'x'}: cannot create the log directory: Not a directory"]
+
+
+@needs_mitmdump
+@pytest.mark.timeout(120)
+def test_demo_records_every_request(tmp_path: Path) -> None:
+    log_dir = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--emulator", "--log-dir", str(log_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"recorded 3 interactions in {log_dir}/" in result.stdout
+    assert len(read_log(log_dir)) == 3
+
+
+@needs_mitmdump
+@pytest.mark.timeout(120)
+def test_demo_fails_when_fewer_records_than_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request the addon never saw (claimed by the client side, not sent) must not pass as success."""
+    real_send, real_wait = demo_command.send_demo_traffic, demo_command.wait_for_records
+
+    def send_and_claim_one_more(proxy_url: str, model: str) -> list[str]:
+        return [*real_send(proxy_url, model), "phantom request → never sent"]
+
+    def wait_for_the_real_ones(log_dir: Path, count: int) -> None:
+        real_wait(log_dir, count - 1)
+
+    monkeypatch.setattr(demo_command, "send_demo_traffic", send_and_claim_one_more)
+    monkeypatch.setattr(demo_command, "wait_for_records", wait_for_the_real_ones)
+    log_dir = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--emulator", "--log-dir", str(log_dir)])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert re.fullmatch(rf"Error: {re.escape(str(log_dir))}: only \d of 4 requests were recorded \(.+\)", line)

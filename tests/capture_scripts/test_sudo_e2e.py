@@ -7,18 +7,26 @@ snapshots as that user while the emulator serves real `ollama` client traffic, t
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pwd
+import secrets
+import shutil
 import signal
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from capture_support import Installation, needs_root, run_as, start_as
+from capture_support import TestUser as CaptureUser
 from click.testing import CliRunner
 
+from capture_scripts import install
 from capture_scripts.cli import cli
 from capture_scripts.snapshot import count_packets
 
@@ -263,3 +271,95 @@ def test_runner_lock_and_sigterm_finish_the_snapshot(installation: Installation)
     assert list(installation.outbox.iterdir()) == []
     log = (installation.user.home / "runstate" / "capture.log").read_text()
     assert "runner stopped (SIGTERM) after 1 snapshot(s)" in log
+
+
+@pytest.fixture
+def quota_installation() -> Iterator[Installation]:
+    """A second fresh user, set up through the CLI with room for one snapshot in the outbox; undone afterwards."""
+    name = f"ocapq{secrets.token_hex(3)}"
+    home = Path("/tmp") / f"{name}-home"
+    tag = secrets.token_hex(3)
+    helper = Path(f"/usr/local/libexec/ollama-wire-test-{tag}/ollama-capture-helper")
+    spool = Path(f"/var/spool/ollama-wire-test-{tag}")
+    sudoers = install.SUDOERS_DIR / install.sudoers_file_name(name)
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", name], check=True)
+    try:
+        pw = pwd.getpwnam(name)
+        home.mkdir(mode=0o755)
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        setup = CliRunner().invoke(
+            cli, ["setup", "--user", name, "--helper", str(helper), "--spool", str(spool), "--port", "9",
+                  "--max-outbox-files", "1"],
+        )  # fmt: skip
+        assert setup.exit_code == 0, setup.output
+        assert "MAX_OUTBOX_FILES = 1\n" in helper.read_text()
+        config = home / "capture.yaml"
+        config.write_text(
+            f"helper: {helper}\nspool_dir: {spool}\noutput_dir: {home}/captures\nstate_dir: {home}/state\n"
+            "method: sudo\nports: [9]\ninterface: lo\n",
+            encoding="utf-8",
+        )
+        os.chown(config, pw.pw_uid, pw.pw_gid)
+        yield Installation(CaptureUser(name, pw.pw_uid, pw.pw_gid, home), helper, spool, sudoers, config)
+    finally:
+        sudoers.unlink(missing_ok=True)
+        shutil.rmtree(helper.parent, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            subprocess.run(["pkill", "-KILL", "-U", name], check=False)
+            subprocess.run(["userdel", name], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_full_outbox_refuses_the_next_snapshot(quota_installation: Installation) -> None:
+    inst = quota_installation
+    capture = ["sudo", "-n", str(inst.helper), "capture", "--interface", "lo", "--duration", "1", "--port", "9"]
+    # A snapshot the runner does not collect (it moves only ollama-*.pcap out of the outbox) stays there.
+    first = as_user_shell(inst, *capture, "--name", "manual-1.pcap")
+    assert first.returncode == 0, first.stderr
+    undelivered = Path(json.loads(first.stdout.splitlines()[-1])["path"])
+    assert undelivered == inst.outbox / "manual-1.pcap"
+    before = spool_listing(inst)
+
+    second = as_user_shell(inst, *capture)
+    assert second.returncode == 3, (second.stdout, second.stderr)
+    assert f"outbox {inst.outbox} is full: it holds 1 file(s)" in second.stderr
+    assert "nothing was captured" in second.stderr
+    once = ["once", "--config", str(inst.config_path), "--duration", "1"]
+    refused = run_as(inst.user, invoke_cli, once)
+    assert refused["exit_code"] == 4 and f"outbox {inst.outbox} is full" in refused["output"], refused["output"]
+    assert spool_listing(inst) == before  # nothing new in the spool (not even a partial file)
+    assert list((inst.user.home / "captures").glob("*.pcap")) == []
+
+    # Once the outbox is emptied, snapshots work again — and `once` moves its snapshot straight out of it.
+    undelivered.unlink()
+    done = run_as(inst.user, invoke_cli, once)
+    assert done["exit_code"] == 0, done["output"]
+    assert len(list((inst.user.home / "captures").glob("*.pcap"))) == 1
+    assert list(inst.outbox.iterdir()) == []
+
+
+def test_setup_refuses_a_port_in_the_ephemeral_range(test_user: CaptureUser, tmp_path: Path) -> None:
+    if install.ephemeral_ports((40000,)) != [40000]:
+        pytest.skip("port 40000 is not in this machine's ephemeral port range")
+    helper = tmp_path / "libexec" / "ollama-capture-helper"
+    spool = tmp_path / "spool"
+    sudoers_dir = tmp_path / "sudoers.d"
+    sudoers_dir.mkdir(mode=0o755)
+    args = ["setup", "--user", test_user.name, "--helper", str(helper), "--spool", str(spool),
+            "--sudoers-dir", str(sudoers_dir), "--port", "40000"]  # fmt: skip
+    try:
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == 1, refused.output
+        assert "refusing: port 40000 is in this machine's ephemeral port range" in refused.output
+        assert "--allow-ephemeral-port" in refused.output
+        assert not helper.exists() and not spool.exists() and list(sudoers_dir.iterdir()) == []
+
+        allowed = CliRunner().invoke(cli, [*args, "--allow-ephemeral-port"])
+        assert allowed.exit_code == 0, allowed.output
+        assert "warning: port 40000 is in this machine's ephemeral port range" in allowed.output
+        assert "ALLOWED_PORTS = (40000,)" in helper.read_text()
+    finally:
+        shutil.rmtree(sudoers_dir, ignore_errors=True)
+        shutil.rmtree(helper.parent, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)

@@ -36,13 +36,17 @@ from capture_tools import (
     write_pcap,
 )
 from click.testing import CliRunner, Result
+from pcapgen import Conversation, frame_of
 
 from analyzer.cli.analyze import analyze_pcap
 from analyzer.emulator import EmulatorConfig, EmulatorThread
 from analyzer.log import log_files, read_log
 from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
 from analyzer.pcap.ledger import LEDGER_NAME
+from analyzer.pcap.segments import TcpSegment
 from analyzer.record import COLUMNS, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_CAPTURE_STARTED_MID_RESPONSE
+
+ROOT = Path(__file__).resolve().parents[3]
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 pytestmark = pytest.mark.timeout(180)
@@ -176,6 +180,7 @@ class TestOutputs:
         result = run(lo4.path, *ports(lo4), "--jsonl")
         assert result.exit_code == 0, result.stderr
         expected = analyze_capture(lo4.path, AnalyzeOptions(ports=(lo4.port,))).records
+        expected.sort(key=lambda r: r.started_at)  # the file's records by start time
         assert jsonl(result.stdout) == [r.to_dict() for r in expected]
         assert all(list(row) == list(COLUMNS) for row in jsonl(result.stdout))
 
@@ -262,10 +267,11 @@ class TestManyInputs:
     @staticmethod
     def expected_order(lo4: RealCapture, lo6: RealCapture) -> list[str]:
         first, later = sorted((lo4, lo6), key=lambda c: read_pcap(c.path).packets[0].ts)
+        options = AnalyzeOptions(ports=(lo4.port, lo6.port))
         return [
             r.prompt or ""
             for c in (first, later)
-            for r in analyze_capture(c.path, AnalyzeOptions(ports=(lo4.port, lo6.port))).records
+            for r in sorted(analyze_capture(c.path, options).records, key=lambda r: r.started_at)
         ]
 
     def test_directory_sorted_by_capture_time(self, directory: Path, lo4: RealCapture, lo6: RealCapture) -> None:
@@ -423,7 +429,9 @@ class TestBadInput:
     def test_auto_falls_back_to_tshark_for_an_unsupported_link_type(self, bad_files: dict[str, Path]) -> None:
         result = run(bad_files["user0"])
         assert result.exit_code == 0, result.stderr
-        assert "reading it with tshark instead" in one_line_error(result, str(bad_files["user0"]))
+        warning, note = result.stderr.splitlines()
+        assert warning.startswith(f"warning: {bad_files['user0']}") and "reading it with tshark instead" in warning
+        assert note == f"note: {bad_files['user0']}: no TCP traffic on port(s) 11434"
 
     def test_nonexistent_path(self, tmp_path: Path) -> None:
         missing = tmp_path / "nowhere.pcap"
@@ -435,10 +443,10 @@ class TestBadInput:
     def test_nonexistent_path_as_a_subprocess(self, tmp_path: Path) -> None:
         missing = tmp_path / "nowhere.pcap"
         completed = subprocess.run([str(ANALYZE_PCAP), str(missing)], capture_output=True, text=True, timeout=60)
-        assert completed.returncode != 0
-        assert "Traceback" not in completed.stderr
+        assert completed.returncode == 1
+        assert completed.stdout == ""
         assert [line for line in completed.stderr.splitlines() if line.strip()] == [
-            f"Error: {missing}: no such file or directory"
+            f"error: {missing}: no such file or directory"
         ]
 
     @pytest.mark.root
@@ -491,3 +499,215 @@ def test_tshark_engine_with_several_ports(lo4: RealCapture, lo6: RealCapture) ->
     assert fast.exit_code == 0, fast.stderr
     assert tshark.exit_code == 0, tshark.stderr
     assert jsonl(tshark.stdout) == jsonl(fast.stdout)
+
+
+# --------------------------------------------------------------------------- crafted captures (no root needed)
+
+
+def _http(head: bytes, body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    return head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data)
+
+
+def request(path: str, body: dict) -> bytes:
+    return _http(b"POST %s HTTP/1.1\r\nHost: ollama\r\n" % path.encode(), body)
+
+
+def response(body: dict) -> bytes:
+    return _http(b"HTTP/1.1 200 OK\r\n", body)
+
+
+def generate(conv: Conversation, prompt: str, **extra: object) -> tuple[list[TcpSegment], list[TcpSegment]]:
+    """A non-streamed /api/generate on ``conv``: (handshake + request, response + close)."""
+    asked = [*conv.handshake(), conv.c(request("/api/generate", {"model": "m", "prompt": prompt, **extra}))]
+    return asked, [conv.s(response({"model": "m", "response": f"answer to {prompt}", "done": True})), *conv.close()]
+
+
+def write_capture(path: Path, segments: list[TcpSegment]) -> Path:
+    path.write_bytes(pcapgen.pcap([(seg.ts, frame_of(seg)) for seg in sorted(segments, key=lambda s: s.ts)]))
+    return path
+
+
+@pytest.fixture
+def crafted(tmp_path: Path) -> dict[str, Path]:
+    """``overlap``: "slow" starts first but "quick" (started later, on a second connection) completes first;
+    ``later``: one request "middle" that starts between the two, in a file whose first packet comes later."""
+    slow, quick = Conversation(cport=50001, ts=1000.0), Conversation(cport=50002, ts=1000.5)
+    slow_asked, _ = generate(slow, "slow")
+    quick_asked, quick_answered = generate(quick, "quick")
+    slow.ts = 1001.0
+    slow_answered = [slow.s(response({"model": "m", "response": "answer to slow", "done": True})), *slow.close()]
+    overlap = write_capture(tmp_path / "overlap.pcap", [*slow_asked, *quick_asked, *quick_answered, *slow_answered])
+    middle = Conversation(cport=50003, ts=1000.2)
+    asked, answered = generate(middle, "middle")
+    later = write_capture(tmp_path / "later.pcap", [*asked, *answered])
+    return {"overlap": overlap, "later": later}
+
+
+def prompts(result: Result, fmt: str) -> list[str]:
+    assert result.exit_code == 0, result.stderr
+    if fmt == "--jsonl":
+        return [r["prompt"] for r in jsonl(result.stdout)]
+    if fmt == "--json":
+        return [r["prompt"] for r in json.loads(result.stdout)]
+    if fmt == "--csv":
+        return [r["prompt"] for r in csv.DictReader(io.StringIO(result.stdout))]
+    return [word for line in result.stdout.splitlines() for word in line.split() if word.startswith("answer")]
+
+
+class TestOrder:
+    """Collected outputs list the whole run by start time; streamed ones go as exchanges complete."""
+
+    def test_library_yields_completion_order(self, crafted: dict[str, Path]) -> None:
+        """The premise of the tests below: the capture's exchanges complete in the other order."""
+        records = analyze_capture(crafted["overlap"], AnalyzeOptions()).records
+        assert [r.prompt for r in records] == ["quick", "slow"]
+
+    @pytest.mark.parametrize("fmt", ["--jsonl", "--csv"])
+    def test_streamed_formats_go_in_completion_order(self, crafted: dict[str, Path], fmt: str) -> None:
+        result = run(crafted["later"], crafted["overlap"], fmt)
+        assert prompts(result, fmt) == ["quick", "slow", "middle"]  # files oldest first, exchanges as they end
+
+    def test_collected_per_file_outputs_sort_within_each_file(self, crafted: dict[str, Path]) -> None:
+        result = run(crafted["later"], crafted["overlap"], "--jsonl", "--jobs", "2")
+        assert prompts(result, "--jsonl") == ["slow", "quick", "middle"]
+
+    def test_json_sorts_the_whole_run(self, crafted: dict[str, Path]) -> None:
+        result = run(crafted["later"], crafted["overlap"], "--json")
+        assert prompts(result, "--json") == ["slow", "middle", "quick"]
+
+    def test_table_and_responses_sort_the_whole_run(self, crafted: dict[str, Path]) -> None:
+        table = run(crafted["overlap"], crafted["later"])
+        assert table.exit_code == 0, table.stderr
+        assert [line.split()[1] for line in table.stdout.splitlines()[2:]] == [
+            "00:16:40.004",
+            "00:16:40.204",
+            "00:16:40.504",
+        ]
+        texts = run(crafted["overlap"], crafted["later"], "--responses").stdout
+        assert [line for line in texts.splitlines() if line.startswith("answer")] == [
+            "answer to slow",
+            "answer to middle",
+            "answer to quick",
+        ]
+
+    def test_csv_with_sqlite_collects_and_sorts_the_whole_run(self, crafted: dict[str, Path], tmp_path: Path) -> None:
+        result = run(crafted["later"], crafted["overlap"], "--csv", "--sqlite", tmp_path / "i.db")
+        assert prompts(result, "--csv") == ["slow", "middle", "quick"]
+
+    def test_help_documents_the_order(self) -> None:
+        help_text = " ".join(run("--help").stdout.split())
+        assert "--json list every request of the run by start time" in help_text
+        assert "stream each request as its exchange completes" in help_text
+
+
+class TestMissingInputs:
+    """A PATH that names nothing is one error line; the other PATHS are still analyzed; exit 1."""
+
+    def test_missing_file_beside_a_good_one(self, crafted: dict[str, Path], tmp_path: Path) -> None:
+        missing = tmp_path / "missing.pcap"
+        result = run(missing, crafted["later"], "--jsonl")
+        assert result.exit_code == 1
+        assert [r["prompt"] for r in jsonl(result.stdout)] == ["middle"]
+        assert one_line_error(result, str(missing)) == f"error: {missing}: no such file or directory"
+
+    def test_glob_without_matches_beside_a_good_file(self, crafted: dict[str, Path], tmp_path: Path) -> None:
+        pattern = str(tmp_path / "nothing-*.pcap")
+        result = run(pattern, crafted["later"], "--jsonl")
+        assert result.exit_code == 1
+        assert [r["prompt"] for r in jsonl(result.stdout)] == ["middle"]
+        assert one_line_error(result, pattern).startswith(f"error: {pattern}: no such file or directory")
+
+    def test_directory_without_captures(self, crafted: dict[str, Path], tmp_path: Path) -> None:
+        empty = tmp_path / "notes"
+        empty.mkdir()
+        (empty / "readme.txt").write_text("no captures here\n")
+        result = run(empty, crafted["later"], "--jsonl")
+        assert result.exit_code == 1
+        assert [r["prompt"] for r in jsonl(result.stdout)] == ["middle"]
+        assert one_line_error(result, str(empty)) == f"error: {empty}: no capture files (.pcap, .pcapng, .cap, .dmp)"
+
+    def test_nothing_exists_at_all(self, tmp_path: Path) -> None:
+        result = run(tmp_path / "a.pcap", str(tmp_path / "b-*.pcap"), "--csv")
+        assert result.exit_code == 1
+        assert result.stdout == ""
+        assert len(result.stderr.splitlines()) == 2 and "Traceback" not in result.stderr
+
+    def test_no_traffic_on_the_port_is_a_note(self, crafted: dict[str, Path]) -> None:
+        result = run(crafted["later"], "--port", "8080", "--port", "9090", "--jsonl")
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == ""
+        assert one_line_error(result, str(crafted["later"])) == (
+            f"note: {crafted['later']}: no TCP traffic on port(s) 8080, 9090"
+        )
+
+    def test_traffic_on_the_port_gives_no_note(self, crafted: dict[str, Path]) -> None:
+        result = run(crafted["later"], "--jsonl")
+        assert result.exit_code == 0 and result.stderr == ""
+
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+
+
+class TestOutputFailures:
+    @needs_dev_full
+    @pytest.mark.parametrize("fmt", ["--table", "--csv", "--jsonl", "--json", "--responses"])
+    def test_output_to_a_full_device(self, crafted: dict[str, Path], fmt: str) -> None:
+        result = run(crafted["overlap"], fmt, "-o", "/dev/full")
+        assert result.exit_code == 1
+        assert one_line_error(result, "/dev/full") == "Error: /dev/full: cannot write: No space left on device"
+
+    def test_log_dir_under_a_regular_file(self, crafted: dict[str, Path], tmp_path: Path) -> None:
+        afile = tmp_path / "afile"
+        afile.write_text("not a directory\n")
+        result = run(crafted["overlap"], "--log-dir", afile / "sub")
+        assert result.exit_code == 1
+        assert one_line_error(result, str(afile)) == f"Error: {afile / 'sub'}: cannot write: Not a directory"
+
+    def test_log_that_cannot_be_appended_to(self, crafted: dict[str, Path], tmp_path: Path) -> None:
+        """The day's log file is a directory: one line naming it; the next file is not analyzed into the log."""
+        log_dir = tmp_path / "log"
+        (log_dir / "1970-01-01.jsonl").mkdir(parents=True)
+        result = run(crafted["overlap"], crafted["later"], "--log-dir", log_dir, "--jsonl")
+        assert result.exit_code == 1
+        assert "1970-01-01.jsonl" in one_line_error(result, str(log_dir))
+        assert not (log_dir / LEDGER_NAME).exists()  # nothing marked analyzed: a rerun tries again
+
+
+class TestResponses:
+    def test_with_a_machine_format_is_a_usage_error(self, crafted: dict[str, Path]) -> None:
+        for fmt in ("csv", "json", "jsonl"):
+            result = run(crafted["overlap"], "--responses", f"--{fmt}")
+            assert result.exit_code == 2
+            assert result.stdout == ""
+            assert one_line_error(result, "--responses") == f"Error: --responses prints text; drop --{fmt}"
+
+    def test_system_and_tool_calls_are_shown(self, tmp_path: Path) -> None:
+        conv = Conversation()
+        call = {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+        body = {
+            "model": "m",
+            "stream": False,
+            "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Weather?"}],
+        }
+        answer = {"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": [call]}, "done": True}
+        segments = [*conv.handshake(), conv.c(request("/api/chat", body)), conv.s(response(answer)), *conv.close()]
+        path = write_capture(tmp_path / "tools.pcap", segments)
+        result = run(path, "--responses")
+        assert result.exit_code == 0, result.stderr
+        assert "--- system\nBe terse.\n" in result.stdout
+        compact = json.dumps([call], separators=(",", ":"))
+        assert f"--- tool_calls\n{compact}\n" in result.stdout
+
+    def test_blocks_are_left_out_when_empty(self, crafted: dict[str, Path]) -> None:
+        result = run(crafted["later"], "--responses")
+        assert result.exit_code == 0, result.stderr
+        assert "--- system" not in result.stdout and "--- tool_calls" not in result.stdout
+
+
+def test_help_example_uses_the_snapshot_directory() -> None:
+    """The example directory is where ollama-capture puts finished snapshots (docs/capture.md)."""
+    capture_doc = (ROOT / "docs" / "capture.md").read_text(encoding="utf-8")
+    snapshots = re.search(r"Snapshots land in `([^`]+)/ollama-", capture_doc)
+    assert snapshots is not None
+    assert f"analyze-pcap {snapshots.group(1)} --log-dir" in run("--help").stdout
