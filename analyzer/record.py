@@ -129,8 +129,6 @@ def record_problem(data: object) -> str | None:
     return None
 
 
-
-
 def scalar_row(record: InteractionRecord | dict[str, Any]) -> dict[str, Any]:
     """The record flattened for CSV/SQLite/table output: ``flags`` joined with ``;``,
     ``messages`` and ``tool_calls`` as compact JSON text (empty string when absent)."""
