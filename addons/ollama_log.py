@@ -6,22 +6,29 @@ Each response is streamed through a ``flow.response.stream`` callable that retur
 unchanged the moment it arrives; the callable only timestamps the bytes and feeds the shared
 protocol core (``analyzer.interaction``). One JSON line per finished interaction goes to
 ``<ollama_log_dir>/YYYY-MM-DD.jsonl`` and one summary line to the console.
+
+Which flows count: in reverse mode everything behind the proxy is the upstream Ollama; in every other mode
+(regular, upstream, transparent, ...) only requests to port 11434 (Ollama's default), unless ``ollama_hosts``
+names the hosts. A bad or unknown ``ollama_*`` setting stops mitmdump with one error line per setting.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 try:
     import analyzer  # noqa: F401  (the installed package)
 except ImportError:  # loaded by path from a checkout whose package is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http, optmanager
+from mitmproxy.proxy.mode_specs import ReverseMode
 
 from analyzer.endpoints import classify
 from analyzer.interaction import DEFAULT_MAX_TEXT_BYTES, InteractionBuilder
@@ -39,6 +46,78 @@ from analyzer.summary import one_line
 
 logger = logging.getLogger(__name__)
 CLIENT_DISCONNECTED = "Client disconnected."
+OLLAMA_PORT = 11434  # Ollama's default port: outside reverse mode, what counts when ollama_hosts is empty
+OPTION_NAMES = (
+    "ollama_log_dir",
+    "ollama_redact",
+    "ollama_hosts",
+    "ollama_extra_paths",
+    "ollama_max_text",
+    "ollama_console",
+)
+
+
+def _shown(value: object) -> str:
+    """A setting's value as the user wrote it (``--set name=value``)."""
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the addon's option ``name``, or None."""
+    if name == "ollama_log_dir":
+        directory = Path(value).expanduser()
+        if directory.exists() and not directory.is_dir():
+            return f"{directory} exists and is not a directory"
+    elif name == "ollama_redact" and value not in REDACTION_MODES:
+        return f"not one of {', '.join(REDACTION_MODES)}"
+    elif name == "ollama_max_text" and value <= 0:
+        return "must be a positive number of characters"
+    elif name == "ollama_hosts":
+        for host in value:
+            if not host or "/" in host:
+                return f"{host!r} is not a host or host:port"
+    elif name == "ollama_extra_paths":
+        for prefix in value:
+            if not prefix.startswith("/"):
+                return f"{prefix!r} is not a path prefix (starts with /)"
+    return None
+
+
+def apply_deferred(options: optmanager.OptManager) -> list[str]:
+    """Apply the ``ollama_*`` settings mitmproxy held back until the script declared them; return the bad ones.
+
+    ``--set`` values for options no addon has declared yet are parked in ``options.deferred`` and parsed
+    after ``load()`` returns. A value that does not parse then aborts the script load with no message at
+    all (the proxy runs and records nothing), and an unknown name stays parked for ever. Taking our names
+    out here turns each bad one into a message instead.
+    """
+    deferred = getattr(options, "deferred", None)
+    if not isinstance(deferred, dict):
+        return []
+    problems = []
+    for name in [n for n in deferred if n.startswith("ollama_")]:
+        value = deferred.pop(name)
+        strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
+        shown = _shown(strings if isinstance(strings, list) else value)
+        if name not in OPTION_NAMES:
+            close = difflib.get_close_matches(name, OPTION_NAMES, 1, 0.8)
+            hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(OPTION_NAMES)}"
+            problems.append(f"unknown option {name}={shown} ({hint})")
+            continue
+        try:
+            if isinstance(strings, list):
+                options.set(*([f"{name}={s}" for s in strings] or [name]))
+            else:
+                options.update(**{name: value})
+        except (exceptions.OptionsError, TypeError, ValueError) as exc:
+            reason = str(exc)
+            problems.append(reason if reason.startswith(f"{name}=") else f"{name}={shown}: {reason}")
+            continue
+        problem = option_problem(name, getattr(options, name))
+        if problem:
+            options.update(**{name: options.default(name)})  # so configure() does not fail a second time
+            problems.append(f"{name}={shown}: {problem}")
+    return problems
 
 
 def _address(address: tuple | None) -> str:
@@ -54,6 +133,7 @@ class OllamaLog:
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.recorded = 0
+        self.problems: list[str] = []
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -74,8 +154,10 @@ class OllamaLog:
             "ollama_hosts",
             Sequence[str],
             [],
-            "Hosts (host or host:port) whose traffic counts as Ollama. Empty: any host, "
-            "as long as the path is an Ollama or OpenAI-compatible endpoint.",
+            "Hosts (host or host:port) whose traffic counts as Ollama. In reverse mode these are matched "
+            "against the upstream (e.g. 127.0.0.1:11434), not the listen address. Empty: in reverse mode "
+            "everything behind the proxy; in regular, upstream and other modes only port 11434, Ollama's "
+            "default. Either way the path must be an Ollama or OpenAI-compatible endpoint.",
         )
         loader.add_option(
             "ollama_extra_paths",
@@ -91,30 +173,42 @@ class OllamaLog:
             "record flagged truncated_body. Bounds the addon's memory per flow.",
         )
         loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
+        # Like save.py, refuse to run rather than let traffic through unrecorded: each bad setting is logged
+        # as an error, and mitmproxy's startup check then exits with status 1.
+        self.problems = apply_deferred(ctx.options)
+        for problem in self.problems:
+            logger.error("ollama_log: %s", problem)
 
     def configure(self, updated: set[str]) -> None:
+        for name in OPTION_NAMES:
+            if name in updated:
+                value = getattr(ctx.options, name)
+                problem = option_problem(name, value)
+                if problem:
+                    raise exceptions.OptionsError(f"{name}={_shown(value)}: {problem}")
         if "ollama_log_dir" in updated:
-            directory = Path(ctx.options.ollama_log_dir).expanduser()
-            if directory.exists() and not directory.is_dir():
-                raise exceptions.OptionsError(f"ollama_log_dir: {directory} exists and is not a directory")
-            self.log = InteractionLog(directory)
-        if "ollama_redact" in updated and ctx.options.ollama_redact not in REDACTION_MODES:
-            raise exceptions.OptionsError(
-                f"ollama_redact: {ctx.options.ollama_redact!r} is not one of {', '.join(REDACTION_MODES)}"
-            )
-        if "ollama_max_text" in updated and ctx.options.ollama_max_text <= 0:
-            raise exceptions.OptionsError("ollama_max_text must be a positive number of characters")
+            self.log = InteractionLog(Path(ctx.options.ollama_log_dir).expanduser())
+
+    def running(self) -> None:
+        if self.problems:  # only reached where no startup error check stopped us already
+            ctx.master.shutdown()
 
     # -- which flows ------------------------------------------------------------------------
     def is_ollama(self, flow: http.HTTPFlow) -> bool:
-        """Whether this request is Ollama traffic under the ``ollama_hosts``/``ollama_extra_paths`` options."""
+        """Whether this request is Ollama traffic under the ``ollama_hosts``/``ollama_extra_paths`` options.
+
+        In reverse mode the request already carries the upstream's host and port. In a forward mode any
+        website's ``/`` or ``/v1/...`` would look like Ollama, so there only port 11434 or ``ollama_hosts`` count.
+        """
+        request = flow.request
         hosts = ctx.options.ollama_hosts
         if hosts:
-            request = flow.request
             names = {request.pretty_host, f"{request.pretty_host}:{request.port}", request.host}
             if not names.intersection(hosts):
                 return False
-        path = flow.request.path
+        elif not isinstance(flow.client_conn.proxy_mode, ReverseMode) and request.port != OLLAMA_PORT:
+            return False
+        path = request.path
         return classify(path) is not None or any(path.startswith(p) for p in ctx.options.ollama_extra_paths)
 
     # -- hooks ------------------------------------------------------------------------------

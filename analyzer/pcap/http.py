@@ -104,6 +104,7 @@ class HttpConnection:
         self.exchanges_seen = 0
         self.non_http = False
         self.client_closed = False
+        self.server_closed_first = False  # the server's FIN came before any FIN or RST of the client
         self.queue: deque[_Exchange] = deque()  # requests waiting for (the end of) their response
         # request side
         self.req_state = _HEAD
@@ -160,6 +161,7 @@ class HttpConnection:
         if from_client:
             self.client_closed = True
             return
+        self.server_closed_first = not self.client_closed
         ex = self.resp_exchange
         if ex is not None:
             if self.resp_state == _BODY_CLOSE:
@@ -168,6 +170,10 @@ class HttpConnection:
                 # The server closed mid-body: because the client had gone (aborted), or on its own (failed).
                 flag = FLAG_CLIENT_ABORTED if self.client_closed else FLAG_UPSTREAM_FAILED
                 self._finish_incomplete(ex, self.resp_last_ts or ts, [flag])
+        if self.server_closed_first:
+            # Requests still waiting will never be answered, and the server hung up first: its failure,
+            # whatever the client does next (it usually closes too, which must not read as an abort).
+            self._finish_unanswered(ts, [FLAG_NO_RESPONSE, FLAG_UPSTREAM_FAILED])
         self.resp_state = _DEAD
 
     def on_close(self, ts: float, reason: str, reset_by_client: bool = False) -> None:
@@ -175,27 +181,31 @@ class HttpConnection:
         if self.non_http:
             return
         capture_end = reason == "capture_end"
+        # Blame the side that hung up first: a client FIN/RST after the server's FIN is only its answer.
+        client_first = (reset_by_client or self.client_closed) and not self.server_closed_first
         ex = self.resp_exchange
         if ex is not None and not ex.finished:
             if capture_end:
                 flags = [FLAG_CAPTURE_ENDED_MID_RESPONSE]
             elif self.resp_state == _BODY_CLOSE and not reset_by_client:
                 flags = []
-            elif reset_by_client or self.client_closed:
+            elif client_first:
                 flags = [FLAG_CLIENT_ABORTED]
             else:
                 flags = [FLAG_UPSTREAM_FAILED]
             self._finish_incomplete(ex, self.resp_last_ts or ts, flags)
-        while self.queue:
-            ex = self.queue.popleft()
-            if ex.finished:
-                continue
-            if capture_end:
+        if capture_end:
+            while self.queue:
+                ex = self.queue.popleft()
                 mid_request = ex is self.req_exchange and self.req_state in (_BODY_LENGTH, _BODY_CHUNKED)
-                flags = [FLAG_CAPTURE_ENDED_MID_REQUEST if mid_request else FLAG_CAPTURE_ENDED_MID_RESPONSE]
-            else:
-                flags = [FLAG_CLIENT_ABORTED] if reset_by_client or self.client_closed else [FLAG_NO_RESPONSE]
-            self._finish_incomplete(ex, ts, flags)
+                self._finish_incomplete(
+                    ex, ts, [FLAG_CAPTURE_ENDED_MID_REQUEST if mid_request else FLAG_CAPTURE_ENDED_MID_RESPONSE]
+                )
+        else:
+            # no_response plus who ended it, as the proxy records it (client_aborted or upstream_failed)
+            self._finish_unanswered(
+                ts, [FLAG_NO_RESPONSE, FLAG_CLIENT_ABORTED if client_first else FLAG_UPSTREAM_FAILED]
+            )
         if not self.exchanges_seen and (self.req_started or self.resp_started):
             self.stats.unparsed_connections += 1
         self.req_buf = bytearray()
@@ -232,6 +242,12 @@ class HttpConnection:
         if flags:
             ex.builder.add_flags(flags)
         self._emit(ex, at)
+
+    def _finish_unanswered(self, ts: float, flags: list[str]) -> None:
+        """Finish every queued request that never got (the start of) a response."""
+        while self.queue:
+            ex = self.queue.popleft()
+            self._finish_incomplete(ex, ts, flags)
 
     def _flag_gap(self, ex: _Exchange | None) -> None:
         if ex is not None and not ex.finished:

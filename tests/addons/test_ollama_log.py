@@ -1,16 +1,20 @@
-"""The addon with mitmproxy's own test harness: taddons contexts and tflow flows."""
+"""The addon with mitmproxy's own test harness (taddons contexts, tflow flows), and bad settings in a real mitmdump."""
 
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, flow
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
 from analyzer.log import read_log
+from analyzer.proxy_process import MitmdumpProcess, free_port
 
 ADDON_PATH = Path(__file__).resolve().parents[2] / "addons" / "ollama_log.py"
 TOKENS = ["The", " sky", " is", " blue", " ☁", "."]
@@ -170,3 +174,134 @@ def test_cap_bounds_memory_and_flags(tctx) -> None:
     addon.response(f)
     (rec,) = read_log(log_dir)
     assert len(rec.response_text) == 8 and "truncated_body" in rec.flags
+
+
+# -- which flows count, per proxy mode ---------------------------------------------------------------
+
+
+def flow_in_mode(mode: str, host: str, port: int, path: str) -> flow.Flow:
+    f = ollama_flow(path)
+    f.request.host, f.request.port = host, port
+    f.client_conn.proxy_mode = ProxyMode.parse(mode)
+    return f
+
+
+@pytest.mark.parametrize(
+    ("mode", "host", "port", "path", "hosts", "counts"),
+    [
+        ("regular", "example.com", 80, "/", [], False),  # any website's home page
+        ("regular", "example.com", 80, "/v1/models", [], False),
+        ("regular", "example.com", 8080, "/api/generate", [], False),
+        ("regular", "gpu-box", 11434, "/api/generate", [], True),  # Ollama's default port
+        ("regular", "gpu-box", 11434, "/", [], True),
+        ("upstream:http://corp-proxy:3128", "example.com", 443, "/v1/models", [], False),
+        ("upstream:http://corp-proxy:3128", "gpu-box", 11434, "/api/chat", [], True),
+        ("regular", "gpu-box", 8080, "/api/generate", ["gpu-box:8080"], True),
+        ("regular", "gpu-box", 8080, "/", ["gpu-box"], True),
+        ("regular", "gpu-box", 11434, "/api/generate", ["gpu-box:8080"], False),  # hosts given: only those
+        ("reverse:http://127.0.0.1:8080", "127.0.0.1", 8080, "/", [], True),  # behind a reverse proxy: all
+        ("reverse:http://127.0.0.1:8080", "127.0.0.1", 8080, "/elsewhere", [], False),
+        ("reverse:http://127.0.0.1:11434", "127.0.0.1", 11434, "/api/chat", ["127.0.0.1:11434"], True),  # upstream
+        ("reverse:http://127.0.0.1:11434@11435", "127.0.0.1", 11434, "/api/chat", ["127.0.0.1:11435"], False),
+    ],
+)
+def test_which_flows_count_per_mode(tctx, mode, host, port, path, hosts, counts) -> None:
+    ctx, addon, log_dir = tctx
+    ctx.configure(addon, ollama_hosts=hosts)
+    assert addon.is_ollama(flow_in_mode(mode, host, port, path)) is counts
+
+
+def test_forward_mode_website_is_neither_streamed_nor_recorded(tctx) -> None:
+    ctx, addon, log_dir = tctx
+    page = flow_in_mode("regular", "example.com", 80, "/")
+    addon.responseheaders(page)
+    assert not page.response.stream
+    addon.response(page)
+    failed = flow_in_mode("regular", "example.com", 80, "/v1/models")
+    failed.response, failed.error = None, flow.Error("Connection refused")
+    addon.error(failed)
+    ollama = flow_in_mode("regular", "127.0.0.1", 11434, "/api/generate")
+    addon.responseheaders(ollama)
+    stream_through(ollama, [ndjson_body()])
+    addon.response(ollama)
+    assert [r.path for r in read_log(log_dir)] == ["/api/generate"]
+
+
+# -- settings mitmproxy defers until the script declares them ---------------------------------------
+
+
+def test_deferred_settings_are_applied_and_bad_ones_reported(caplog) -> None:
+    with taddons.context() as tctx:
+        tctx.options.set(
+            "ollama_max_text=12",
+            "ollama_hosts=a:1",
+            "ollama_hosts=b",
+            "ollama_console=maybe",
+            "ollama_redact=bogus",
+            "ollama_max_txt=5",
+            "other_addon_option=1",
+            defer=True,
+        )
+        with caplog.at_level(logging.ERROR):
+            addon = tctx.script(str(ADDON_PATH)).addons[0]
+        assert tctx.options.ollama_max_text == 12 and tctx.options.ollama_hosts == ["a:1", "b"]
+        assert tctx.options.ollama_console is True and tctx.options.ollama_redact == "images"  # defaults kept
+        assert set(tctx.options.deferred) == {"other_addon_option"}  # not ours: left to its owner
+    assert addon.problems == [
+        'ollama_console=maybe: Boolean must be "true", "false", or have the value omitted (a synonym for "true").',
+        "ollama_redact=bogus: not one of none, images, hash, drop",
+        "unknown option ollama_max_txt=5 (did you mean ollama_max_text?)",
+    ]
+    assert [r.getMessage() for r in caplog.records] == [f"ollama_log: {p}" for p in addon.problems]
+
+
+BAD_SETTINGS = [
+    ("ollama_max_text", "abc"),
+    ("ollama_max_text", "0"),
+    ("ollama_console", "maybe"),
+    ("ollama_redact", "bogus"),
+    ("ollama_typo", "1"),
+    ("ollama_hosts", "http://127.0.0.1:11434"),
+    ("ollama_extra_paths", "api/x"),
+]
+
+
+def _mitmdump(tmp_path: Path, **settings: str) -> MitmdumpProcess:
+    upstream = f"http://127.0.0.1:{free_port()}"  # never contacted: no request is made
+    return MitmdumpProcess(
+        upstream, options={"ollama_log_dir": str(tmp_path / "log"), **settings}, console_path=tmp_path / "console.txt"
+    )
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS)
+def test_real_mitmdump_refuses_a_bad_setting_with_one_line(tmp_path: Path, name: str, value: str) -> None:
+    proxy = _mitmdump(tmp_path, **{name: value})
+    with proxy.console_path.open("wb") as console:
+        process = subprocess.Popen(proxy.command(), stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            returncode = process.wait(60)  # a bound, not a speed check: it must exit on its own
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    output = proxy.console()
+    lines = [line for line in output.splitlines() if "ollama_log:" in line]
+    assert returncode != 0, output
+    assert len(lines) == 1 and f"{name}={value}" in lines[0], output
+    assert "Traceback" not in output and not (tmp_path / "log").exists()
+
+
+def test_real_mitmdump_accepts_good_settings(tmp_path: Path) -> None:
+    """The control for the test above: valid values of every kind start normally and exit cleanly."""
+    proxy = _mitmdump(
+        tmp_path,
+        ollama_max_text="100",
+        ollama_console="false",
+        ollama_redact="hash",
+        ollama_hosts="127.0.0.1:11434",
+        ollama_extra_paths="/custom/",
+    )
+    with proxy:
+        pass
+    assert proxy.process is not None and proxy.process.returncode == 0, proxy.console()
+    assert "ollama_log:" not in proxy.console()

@@ -8,7 +8,7 @@ from typing import Any
 from pcapgen import Conversation, chunked
 
 from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_segments
-from analyzer.pcap.segments import ACK, TcpSegment
+from analyzer.pcap.segments import ACK, FIN, RST, TcpSegment
 
 NDJSON = [b'{"response":"Hel","done":false}\n', b'{"response":"lo","done":false}\n', b'{"done":true}\n']
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -255,6 +255,43 @@ def test_client_reset_mid_stream_flags_abort() -> None:
     segs = [*c.handshake(), c.c(req()), c.s(STREAM_HEAD), c.s(b"%x\r\n%s\r\n" % (len(NDJSON[0]), NDJSON[0])), c.reset()]
     (ex,) = run(segs)
     assert ex.flags == ["client_aborted"]
+
+
+def test_server_closing_first_without_response_is_an_upstream_failure() -> None:
+    """The emulator's close_after on a non-stream request: the server FINs unanswered, then the client FINs."""
+    c = Conversation()
+    segs = [*c.handshake(), c.c(req()), c.s(flags=FIN | ACK), c.c(flags=FIN | ACK), c.s(flags=ACK)]
+    (ex,) = run(segs)
+    assert ex.flags == ["no_response", "upstream_failed"] and ex.response is None
+    assert ex.finished_at == segs[4].ts  # when the server hung up, not when the client followed
+
+
+def test_client_closing_first_without_response_is_an_abort() -> None:
+    c = Conversation()
+    segs = [*c.handshake(), c.c(req()), c.c(flags=FIN | ACK), c.s(flags=FIN | ACK), c.c(flags=ACK)]
+    (ex,) = run(segs)
+    assert ex.flags == ["no_response", "client_aborted"] and ex.response is None
+
+
+def test_reset_without_response_blames_the_side_that_reset_or_closed_first() -> None:
+    c = Conversation()
+    (ex,) = run([*c.handshake(), c.c(req()), c.reset()])
+    assert ex.flags == ["no_response", "client_aborted"]
+    c = Conversation()
+    (ex,) = run([*c.handshake(), c.c(req()), c.s(flags=RST | ACK)])
+    assert ex.flags == ["no_response", "upstream_failed"]
+    c = Conversation()
+    (ex,) = run([*c.handshake(), c.c(req()), c.s(flags=FIN | ACK), c.reset()])  # the client resets in answer
+    assert ex.flags == ["no_response", "upstream_failed"]
+
+
+def test_server_closing_first_fails_the_pipelined_requests_it_left_unanswered() -> None:
+    c = Conversation()
+    segs = [*c.handshake(), c.c(req("/a") + req("/b")), c.s(resp_len(b"A")), c.s(flags=FIN | ACK), *c.close()[:1]]
+    first, second = run(segs)
+    assert first.body == b"A" and first.flags == []
+    assert second.request is not None and second.request[2] == "/b"
+    assert second.flags == ["no_response", "upstream_failed"]
 
 
 def test_ipv6_hostport_text() -> None:
