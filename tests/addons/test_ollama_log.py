@@ -247,8 +247,10 @@ def test_deferred_settings_are_applied_and_bad_ones_reported(caplog) -> None:
         assert tctx.options.ollama_max_text == 12 and tctx.options.ollama_hosts == ["a:1", "b"]
         assert tctx.options.ollama_console is True and tctx.options.ollama_redact == "images"  # defaults kept
         assert set(tctx.options.deferred) == {"other_addon_option"}  # not ours: left to its owner
-    assert addon.problems == [
-        'ollama_console=maybe: Boolean must be "true", "false", or have the value omitted (a synonym for "true").',
+    console_problem, *others = addon.problems
+    # The first is mitmproxy's own parse message, worded differently in 11.x and 12.x.
+    assert console_problem.startswith("ollama_console=maybe: ") and '"true"' in console_problem
+    assert others == [
         "ollama_redact=bogus: not one of none, images, hash, drop",
         "unknown option ollama_max_txt=5 (did you mean ollama_max_text?)",
     ]
