@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup sysdeps lint bench clean
+.PHONY: demo test setup sysdeps lint bench clean compat-mitmproxy12
 
 setup: $(VENV)/.installed
 
@@ -25,10 +25,22 @@ lint: setup
 
 test: setup sysdeps lint
 	$(BIN)/pytest
+	$(MAKE) compat-mitmproxy12
+
+# The addon must keep working on mitmproxy 12.x, which needs Python 3.12: run its tests there too when a
+# Python 3.12 is around (pyenv or PATH); otherwise say so and skip.
+VENV12 ?= .venv-mitmproxy12
+compat-mitmproxy12:
+	@py312="$$(bash .ci/python312.sh)"; \
+	if [ -z "$$py312" ]; then echo "compat-mitmproxy12: no Python 3.12 found, skipped"; exit 0; fi; \
+	set -e; \
+	[ -x $(VENV12)/bin/mitmdump ] || { "$$py312" -m venv $(VENV12) && \
+	  $(VENV12)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 'mitmproxy>=12,<13'; }; \
+	$(VENV12)/bin/python -m pytest -p no:cacheprovider tests/addons tests/e2e tests/analyzer/test_interaction.py
 
 bench: setup
 	$(BIN)/python benchmarks/proxy_overhead.py
 	$(BIN)/python benchmarks/pcap_speed.py
 
 clean:
-	rm -rf $(VENV) logs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(VENV12) logs .pytest_cache .ruff_cache .mypy_cache
