@@ -31,7 +31,7 @@ from mitmproxy import ctx, exceptions, http, optmanager
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from analyzer.endpoints import classify
-from analyzer.interaction import DEFAULT_MAX_TEXT_BYTES, InteractionBuilder
+from analyzer.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
 from analyzer.log import DEFAULT_LOG_DIR, InteractionLog, LogError
 from analyzer.record import (
     FLAG_CLIENT_ABORTED,
@@ -168,7 +168,7 @@ class OllamaLog:
         loader.add_option(
             "ollama_max_text",
             int,
-            DEFAULT_MAX_TEXT_BYTES,
+            DEFAULT_MAX_TEXT_CHARS,
             "Most characters of response text kept per interaction; the rest is dropped and the "
             "record flagged truncated_body. Bounds the addon's memory per flow.",
         )
@@ -268,7 +268,7 @@ class OllamaLog:
             client=_address(flow.client_conn.peername),
             server=_address(flow.server_conn.address) or format_address(request.host, request.port),
             record_id=flow.id,
-            max_text_bytes=ctx.options.ollama_max_text,
+            max_text_chars=ctx.options.ollama_max_text,
             redaction=ctx.options.ollama_redact,
         )
         builder.request_started(request.timestamp_start, request.method, request.path, dict(request.headers))

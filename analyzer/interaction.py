@@ -30,7 +30,7 @@ from analyzer.request_content import RequestContent, parse_request
 from analyzer.response_content import ResponseContent
 from analyzer.timing import GapStats, ms_between
 
-DEFAULT_MAX_TEXT_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 # One stream line / SSE event, and one non-streamed JSON body (embeddings can be several MB): longer ones
 # are dropped and flagged truncated_body. Independent of the text cap, which bounds what is *kept*.
@@ -126,7 +126,7 @@ class InteractionBuilder:
         client: str = "",
         server: str = "",
         record_id: str = "",
-        max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         redaction: str = REDACT_IMAGES,
     ) -> None:
@@ -134,7 +134,7 @@ class InteractionBuilder:
         self.client = client
         self.server = server
         self.record_id = record_id or uuid.uuid4().hex
-        self._max_text = max_text_bytes
+        self._max_text = max_text_chars
         self._max_request = max_request_bytes
         self._redaction = redaction
         self._flags: dict[str, None] = {}
@@ -157,7 +157,7 @@ class InteractionBuilder:
         self._body = bytearray()  # single JSON / text bodies, capped
         self._sniffed: list[tuple[bytes, float]] = []
         self._sse_done = False
-        self._content = ResponseContent(max_text_chars=max_text_bytes)
+        self._content = ResponseContent(max_text_chars=max_text_chars)
         self._chunks = 0
         self._had_error_line = False
         self._json_parsed = False

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyzer.endpoints import classify
-from analyzer.interaction import DEFAULT_MAX_TEXT_BYTES, InteractionBuilder
+from analyzer.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
 from analyzer.pcap.errors import CaptureError, UnsupportedLinkTypeError
 from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_capture, exchanges_from_segments
 from analyzer.record import InteractionRecord
@@ -27,7 +27,7 @@ class AnalyzeOptions:
     tls_keylog: Path | None = None
     tls_ports: tuple[int, ...] = (443,)
     redaction: str = REDACT_IMAGES
-    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _builder_factory(options: AnalyzeOptions) -> Callable[[str, str], Interactio
             client=client,
             server=server,
             record_id="pending",
-            max_text_bytes=options.max_text_bytes,
+            max_text_chars=options.max_text_chars,
             redaction=options.redaction,
         )
 

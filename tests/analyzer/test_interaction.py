@@ -375,7 +375,7 @@ def test_capture_starting_exactly_on_a_line_keeps_that_line() -> None:
 
 
 def test_truncation_cap_flags_and_bounds_text() -> None:
-    b = InteractionBuilder(source="proxy", max_text_bytes=10)
+    b = InteractionBuilder(source="proxy", max_text_chars=10)
     b.request_started(0.0, "POST", "/api/generate", {})
     b.response_started(0.1, 200, NDJSON)
     b.response_body(native_stream("generate"), 0.2)
@@ -459,7 +459,7 @@ def test_get_endpoints_are_not_streams() -> None:
 
 def test_large_json_body_beyond_the_text_cap_still_parses() -> None:
     body = json.dumps({"model": "m", "embeddings": [[0.123456] * 50_000]}).encode()
-    b = InteractionBuilder(source="proxy", max_text_bytes=1000)
+    b = InteractionBuilder(source="proxy", max_text_chars=1000)
     b.request_started(0.0, "POST", "/api/embed", {})
     b.response_started(0.1, 200, JSON)
     b.response_body(body, 0.2)
