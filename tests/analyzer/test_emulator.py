@@ -17,22 +17,11 @@ import openai
 import pytest
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread, expected_text, plan_reply
+from analyzer.emulator.examples import WEATHER_TOOL
 from analyzer.emulator.http11 import Request, ResponseWriter
 
 MODEL = "llama3.2:1b"
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 # --- a tiny independent HTTP/1.1 client that keeps every chunk boundary --------------------------------

@@ -33,6 +33,7 @@ import pcapgen
 import pytest
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread, plan_reply
+from analyzer.emulator.examples import WEATHER_TOOL
 from analyzer.pcap.tcpdump import CaptureFailed, TcpdumpRun, tcpdump
 from analyzer.proxy_process import MitmdumpProcess
 
@@ -273,19 +274,6 @@ LONG_STREAM_TOKENS = 120
 BIG_BODY_TOKENS = 600
 ERROR_AFTER = 5
 PACING: dict[str, Any] = {"prefill_ms": 2.0, "token_ms": 1.0}
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 def missing_tools() -> str | None:
