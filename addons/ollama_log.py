@@ -36,6 +36,7 @@ from analyzer.log import DEFAULT_LOG_DIR, InteractionLog, LogError
 from analyzer.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_NO_RESPONSE,
+    FLAG_RECORDER_ERROR,
     FLAG_SHUTDOWN,
     FLAG_UPSTREAM_FAILED,
     InteractionRecord,
@@ -292,6 +293,7 @@ class OllamaLog:
                     builder.response_body(data, time.time())
                 except Exception:  # stop observing this flow; the bytes still pass
                     broken = True
+                    builder.add_flags([FLAG_RECORDER_ERROR])  # the record says its text may be partial
                     logger.warning("ollama_log: stopped parsing flow %s", flow_id, exc_info=True)
             # Returning b"" for a non-empty fragment would end the client's body early.
             return chained(data) if chained is not None else data

@@ -26,6 +26,7 @@ FLAG_ENCODED_BODY = "encoded_body"
 FLAG_NO_RESPONSE = "no_response"
 FLAG_SHUTDOWN = "proxy_shutdown"
 FLAG_REDACTED = "redacted"
+FLAG_RECORDER_ERROR = "recorder_error"
 
 
 def format_address(host: str, port: int | None) -> str:

@@ -153,6 +153,9 @@ def test_parser_bug_never_breaks_the_stream(tctx, monkeypatch) -> None:
     monkeypatch.setattr(builder, "response_body", lambda *a: 1 / 0)
     body = ndjson_body()
     assert b"".join(stream_through(f, [body[:10], body[10:]])) == body
+    addon.response(f)
+    (rec,) = read_log(log_dir)  # still recorded, and it says why its text is missing
+    assert "recorder_error" in rec.flags and not rec.complete and rec.response_text == ""
 
 
 def test_bad_options_are_refused(tctx, tmp_path: Path) -> None:

@@ -101,7 +101,8 @@ def test_once_as_user_through_sudo_captures_real_client_traffic(
     from analyzer.pcap.captures import iter_packets
 
     assert sum(1 for _ in iter_packets(str(path))) == snap["packets"]
-    batch = pytest.importorskip("analyzer.pcap.batch")
+    from analyzer.pcap import batch
+
     appended = batch.analyze_into_log([path], installation.user.home / "logs", [emulator.port])
     assert appended > 0
 
@@ -359,6 +360,37 @@ def test_setup_refuses_a_port_in_the_ephemeral_range(test_user: CaptureUser, tmp
         assert allowed.exit_code == 0, allowed.output
         assert "warning: port 40000 is in this machine's ephemeral port range" in allowed.output
         assert "ALLOWED_PORTS = (40000,)" in helper.read_text()
+    finally:
+        shutil.rmtree(sudoers_dir, ignore_errors=True)
+        shutil.rmtree(helper.parent, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def test_setup_then_uninstall_through_the_cli_leaves_nothing(test_user: CaptureUser, tmp_path: Path) -> None:
+    helper = tmp_path / "libexec" / "ollama-capture-helper"
+    spool = tmp_path / "spool"
+    sudoers_dir = tmp_path / "sudoers.d"
+    sudoers_dir.mkdir(mode=0o755)
+    where = [
+        "--user",
+        test_user.name,
+        "--helper",
+        str(helper),
+        "--spool",
+        str(spool),
+        "--sudoers-dir",
+        str(sudoers_dir),
+    ]
+    try:
+        installed = CliRunner().invoke(cli, ["setup", *where])
+        assert installed.exit_code == 0, installed.output
+        (drop_in,) = sudoers_dir.iterdir()
+        assert stat.S_IMODE(drop_in.stat().st_mode) == 0o440 and "." not in drop_in.name
+        assert helper.exists() and (spool / test_user.name).is_dir()
+
+        removed = CliRunner().invoke(cli, ["setup", *where, "--uninstall", "--remove-spool"])
+        assert removed.exit_code == 0, removed.output
+        assert list(sudoers_dir.iterdir()) == [] and not helper.exists() and not spool.exists()
     finally:
         shutil.rmtree(sudoers_dir, ignore_errors=True)
         shutil.rmtree(helper.parent, ignore_errors=True)
