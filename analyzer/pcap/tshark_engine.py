@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 from analyzer.pcap.errors import CaptureError, EmptyCaptureError
@@ -234,7 +234,6 @@ def iter_tshark_segments(
 
 def _parse_plain(lines: Iterator[bytes]) -> Iterator[TcpSegment]:
     """Parse field-export lines into segments; the hot loop, so kept flat."""
-    unhex = binascii.a2b_hex
     addr_cache: dict[bytes, str] = {}
     for raw in lines:
         if b"," in raw:
@@ -253,19 +252,7 @@ def _parse_plain(lines: Iterator[bytes]) -> Iterator[TcpSegment]:
         dst_s = addr_cache.get(dst)
         if dst_s is None:
             dst_s = addr_cache[dst] = dst.decode()
-        payload = unhex(f[12]) if f[12] else b""
-        yield TcpSegment(
-            float(f[0]),
-            src_s,
-            int(f[6]),
-            dst_s,
-            int(f[7]),
-            int(f[8]),
-            int(f[9]) if f[9] else 0,
-            int(f[10], 16) & 0xFF,
-            payload,
-            len(payload) < int(f[11] or 0),
-        )
+        yield _segment(f, src_s, dst_s)
 
 
 def _parse_repeated(raw: bytes) -> TcpSegment | None:
@@ -277,12 +264,17 @@ def _parse_repeated(raw: bytes) -> TcpSegment | None:
     # Both IPv4 and IPv6 present: the IPv4 header is the innermost one iff it carries TCP itself.
     if ip_src and ip6_src and f[5] != "6":
         ip_src = ip_dst = ""
+    return _segment(f, ip_src or ip6_src, ip_dst or ip6_dst)
+
+
+def _segment(f: Sequence[bytes] | Sequence[str], src: str, dst: str) -> TcpSegment:
+    """A segment from one line's fields (see ``_FIELDS``), bytes or text, with its addresses chosen."""
     payload = binascii.a2b_hex(f[12]) if f[12] else b""
     return TcpSegment(
         float(f[0]),
-        ip_src or ip6_src,
+        src,
         int(f[6]),
-        ip_dst or ip6_dst,
+        dst,
         int(f[7]),
         int(f[8]),
         int(f[9]) if f[9] else 0,
