@@ -59,14 +59,20 @@ class ResponseContent:
         target.append(piece)
         self.stored_chars += len(piece)
 
-    # -- native Ollama ------------------------------------------------------------------------
-    def apply_native(self, obj: dict[str, Any]) -> bool:
-        """Apply one native object; True when it carried a non-empty token (text, thinking, tool call)."""
-        self.detected_api = self.detected_api or API_OLLAMA
+    def _is_error(self, obj: dict[str, Any], api: str) -> bool:
+        """Note the API and model every object may carry; True (error recorded) for an error object."""
+        self.detected_api = self.detected_api or api
         if isinstance(obj.get("model"), str):
             self.model = obj["model"]
         if obj.get("error") is not None:
             self.error = error_message(obj["error"])
+            return True
+        return False
+
+    # -- native Ollama ------------------------------------------------------------------------
+    def apply_native(self, obj: dict[str, Any]) -> bool:
+        """Apply one native object; True when it carried a non-empty token (text, thinking, tool call)."""
+        if self._is_error(obj, API_OLLAMA):
             return False
         token = False
         response = obj.get("response")
@@ -120,11 +126,7 @@ class ResponseContent:
     # -- OpenAI-compatible --------------------------------------------------------------------
     def apply_openai(self, obj: dict[str, Any]) -> bool:
         """Apply one OpenAI chunk or body; True when it carried a non-empty token."""
-        self.detected_api = self.detected_api or API_OPENAI
-        if isinstance(obj.get("model"), str):
-            self.model = obj["model"]
-        if obj.get("error") is not None:
-            self.error = error_message(obj["error"])
+        if self._is_error(obj, API_OPENAI):
             return False
         kind = obj.get("object")
         if isinstance(kind, str):
