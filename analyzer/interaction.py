@@ -335,7 +335,7 @@ class InteractionBuilder:
 
         started = self.started_at if self.started_at is not None else self._response_at
         end = at if at is not None else self._last_byte_at
-        complete = self._is_complete()
+        complete = self._settle_completeness()  # before the flags are listed: it may drop some
         stream = request.stream
         if stream is None:  # no request body said (GET, or a capture that missed it): tell by the response
             stream = self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF)
@@ -456,10 +456,11 @@ class InteractionBuilder:
             return self._json_parsed or (self.status is not None and self.status >= 400)
         return False
 
-    def _is_complete(self) -> bool:
+    def _settle_completeness(self) -> bool:
+        """Whether the response is complete. Once the body said it was finished, a client that hung up
+        before the last empty chunk (the openai client does, right after [DONE]) received everything: the
+        transport-level abort/failure flags are dropped rather than reported."""
         if self._protocol_ended():
-            # A client that hangs up right after [DONE] (the openai client does), before the last empty
-            # chunk, received everything: the close is not an abort.
             for flag in _INCOMPLETE_FLAGS:
                 self._flags.pop(flag, None)
             return True
