@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from analyzer.proxy_process import ADDON_PATH, MitmdumpProcess, ProxyError
+from analyzer.recorder.process import ADDON_PATH, MitmdumpProcess, ProxyError
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

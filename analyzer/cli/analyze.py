@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from analyzer.cli.output import STREAMING_FORMATS, emit_records, output_options
-from analyzer.log import LogError
 from analyzer.pcap.analyze import (
     DEFAULT_PORTS,
     ENGINES,
@@ -21,9 +20,10 @@ from analyzer.pcap.analyze import (
 )
 from analyzer.pcap.batch import analyze_into_log_results, by_start
 from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
-from analyzer.record import InteractionRecord
-from analyzer.redact import REDACT_IMAGES, REDACTION_MODES
-from analyzer.tables import LISTING_COLUMNS, listing_rows, text_table
+from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.store.log import LogError
+from analyzer.store.tables import LISTING_COLUMNS, listing_rows, text_table
 
 EXIT_BAD_INPUT = 1
 

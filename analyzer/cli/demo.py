@@ -12,9 +12,9 @@ from pathlib import Path
 import click
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread
-from analyzer.log import LogError, read_log
-from analyzer.proxy_process import MitmdumpProcess, ProxyError
-from analyzer.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
+from analyzer.recorder.process import MitmdumpProcess, ProxyError
+from analyzer.store.log import LogError, read_log
+from analyzer.store.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
 
 REAL_OLLAMA = "http://127.0.0.1:11434"
 

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from analyzer.cli.output import emit_records, emit_rows, output_options, save_sqlite
-from analyzer.log import DEFAULT_LOG_DIR, LogError, read_log
-from analyzer.record import InteractionRecord
-from analyzer.tables import LISTING_COLUMNS, SUMMARY_COLUMNS, listing_rows, summary_rows, summary_stats, text_table
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """``30m``, ``2h``, ``1d``, ``1w`` ago, or an ISO date/time (UTC unless it says otherwise).
-
-    Raises ValueError, with a message quoting ``value``, for anything else (including a duration
-    reaching back before the year 1).
-    """
-    now = now or datetime.now(UTC)
-    text = value.strip()
-    match = _RELATIVE.match(text)
-    if match:
-        try:
-            return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-        except OverflowError as exc:
-            raise ValueError(f"{value!r} reaches back too far") from exc
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is neither a duration like 30m/2h/1d nor an ISO date") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+from analyzer.protocol.record import InteractionRecord
+from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
+from analyzer.store.select import parse_since, select
+from analyzer.store.tables import (
+    LISTING_COLUMNS,
+    SUMMARY_COLUMNS,
+    listing_rows,
+    summary_rows,
+    summary_stats,
+    text_table,
+)
 
 
 def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -47,37 +30,6 @@ def _since_option(ctx: click.Context, param: click.Parameter, value: str | None)
         return parse_since(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-
-
-def _started(record: InteractionRecord) -> datetime | None:
-    try:
-        started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return started if started.tzinfo else started.replace(tzinfo=UTC)
-
-
-def select(
-    records: Sequence[InteractionRecord],
-    *,
-    model: str | None = None,
-    since: datetime | None = None,
-    errors_only: bool = False,
-) -> list[InteractionRecord]:
-    """Records matching every given filter, oldest first."""
-    chosen = []
-    for r in records:
-        if model and r.model != model:
-            continue
-        if errors_only and not (r.error or (r.status is not None and r.status >= 400)):
-            continue
-        if since is not None:
-            started = _started(r)
-            if started is None or started < since:
-                continue
-        chosen.append(r)
-    chosen.sort(key=lambda r: r.started_at)
-    return chosen
 
 
 def missing_log_message(log_dir: Path) -> str:

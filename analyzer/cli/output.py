@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 import click
 
-from analyzer.record import InteractionRecord
-from analyzer.tables import write_csv, write_json, write_jsonl, write_rows, write_sqlite
+from analyzer.protocol.record import InteractionRecord
+from analyzer.store.tables import write_csv, write_json, write_jsonl, write_rows, write_sqlite
 
 FORMATS = ("table", "csv", "jsonl", "json")
 STREAMING_FORMATS = ("csv", "jsonl")

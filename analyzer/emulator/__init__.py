@@ -2,7 +2,8 @@
 
 Public API: ``EmulatorConfig`` (server options), ``EmulatorThread`` (in-process server for tests and the
 demo), ``EmulatorServer`` (the asyncio server itself), ``plan_reply``/``expected_text`` (what a request will
-produce, for comparing with what a client received).
+produce, for comparing with what a client received). A product feature (``ollama-wire emulate``, the demo),
+not test tooling. Imports nothing else of ``analyzer``.
 """
 
 from analyzer.emulator.config import DEFAULT_MODELS, EmulatorConfig

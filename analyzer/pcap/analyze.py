@@ -7,12 +7,12 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.endpoints import classify
-from analyzer.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
 from analyzer.pcap.errors import CaptureError, UnsupportedLinkTypeError
 from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_capture, exchanges_from_segments
-from analyzer.record import InteractionRecord
-from analyzer.redact import REDACT_IMAGES
+from analyzer.protocol.endpoints import classify
+from analyzer.protocol.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
+from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.redact import REDACT_IMAGES
 
 DEFAULT_PORTS = (11434,)
 ENGINES = ("auto", "fast", "tshark")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from analyzer.log import InteractionLog, LogError
 from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_paths
 from analyzer.pcap.ledger import Ledger, content_hash
-from analyzer.record import InteractionRecord
+from analyzer.protocol.record import InteractionRecord
+from analyzer.store.log import InteractionLog, LogError
 
 
 def by_start(records: Sequence[InteractionRecord]) -> list[InteractionRecord]:

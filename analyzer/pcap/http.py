@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from analyzer.pcap.http_framing import ChunkDecoder, ChunkError, content_length, is_chunked, parse_head
-from analyzer.record import (
+from analyzer.protocol.record import (
     FLAG_CAPTURE_ENDED_MID_REQUEST,
     FLAG_CAPTURE_ENDED_MID_RESPONSE,
     FLAG_CAPTURE_STARTED_MID_REQUEST,

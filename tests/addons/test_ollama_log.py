@@ -13,8 +13,8 @@ from mitmproxy import exceptions, flow
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from analyzer.log import read_log
-from analyzer.proxy_process import MitmdumpProcess, free_port
+from analyzer.recorder.process import MitmdumpProcess, free_port
+from analyzer.store.log import read_log
 
 ADDON_PATH = Path(__file__).resolve().parents[2] / "addons" / "ollama_log.py"
 TOKENS = ["The", " sky", " is", " blue", " ☁", "."]

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from analyzer.cli import demo as demo_command
 from analyzer.cli.main import SUBCOMMANDS, cli
-from analyzer.log import InteractionLog, read_log
-from analyzer.proxy_process import ProxyError, find_mitmdump
-from analyzer.record import COLUMNS, InteractionRecord
+from analyzer.protocol.record import COLUMNS, InteractionRecord
+from analyzer.recorder.process import ProxyError, find_mitmdump
+from analyzer.store.log import InteractionLog, read_log
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,7 +201,7 @@ def test_logs_skips_a_half_written_line(log_dir: Path) -> None:
 
 
 def test_readme_documents_every_addon_option() -> None:
-    addon = (ROOT / "addons" / "ollama_log.py").read_text()
+    addon = (ROOT / "analyzer" / "recorder" / "addon.py").read_text()
     declared = set(re.findall(r'add_option\(\s*"(ollama_\w+)"', addon))
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(ollama_\w+)` \|", readme, re.MULTILINE))

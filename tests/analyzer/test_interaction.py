@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from analyzer.interaction import InteractionBuilder
-from analyzer.record import InteractionRecord
+from analyzer.protocol.interaction import InteractionBuilder
+from analyzer.protocol.record import InteractionRecord
 
 TOKENS = ["Hel", "lo", ", ", "café", " →", " 🦙", " 日本", "!"]
 NDJSON = {"Content-Type": "application/x-ndjson"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyzer.log import InteractionLog, log_files, read_log
-from analyzer.record import InteractionRecord
+from analyzer.protocol.record import InteractionRecord
+from analyzer.store.log import InteractionLog, log_files, read_log
 
 
 def _rec(i: int) -> InteractionRecord:

@@ -133,7 +133,7 @@ def test_run_loop_with_retention_state_status_and_analysis(tmp_path: Path, emula
     assert all(line[:4].isdigit() and line[10] == "T" for line in log)
     assert "last_error" not in state, state.get("last_error")
     assert state["analyzed_records"] > 0
-    from analyzer.log import read_log
+    from analyzer.store.log import read_log
 
     records = read_log(tmp_path / "logs")  # the hand-off wrote real records of the emulator's traffic
     assert len(records) == state["analyzed_records"] and {r.path for r in records} == {"/api/generate"}

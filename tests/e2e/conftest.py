@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from analyzer.emulator import EmulatorThread
-from analyzer.log import read_log
-from analyzer.proxy_process import MitmdumpProcess
-from analyzer.record import InteractionRecord
+from analyzer.protocol.record import InteractionRecord
+from analyzer.recorder.process import MitmdumpProcess
+from analyzer.store.log import read_log
 
 RECORD_TIMEOUT_S = 15.0
 

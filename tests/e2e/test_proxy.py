@@ -25,7 +25,7 @@ import openai
 import pytest
 
 from analyzer.emulator import EmulatorThread, plan_reply
-from analyzer.record import (
+from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_ERROR_MID_STREAM,
     FLAG_NO_RESPONSE,

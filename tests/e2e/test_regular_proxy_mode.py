@@ -19,9 +19,9 @@ import ollama
 import pytest
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread, expected_text
-from analyzer.log import read_log
-from analyzer.proxy_process import ADDON_PATH, find_mitmdump, free_port, wait_for_port
-from analyzer.record import InteractionRecord
+from analyzer.protocol.record import InteractionRecord
+from analyzer.recorder.process import ADDON_PATH, find_mitmdump, free_port, wait_for_port
+from analyzer.store.log import read_log
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -35,7 +35,7 @@ import pytest
 from analyzer.emulator import EmulatorConfig, EmulatorThread, plan_reply
 from analyzer.emulator.examples import WEATHER_TOOL
 from analyzer.pcap.tcpdump import CaptureFailed, TcpdumpRun, tcpdump
-from analyzer.proxy_process import MitmdumpProcess
+from analyzer.recorder.process import MitmdumpProcess
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1

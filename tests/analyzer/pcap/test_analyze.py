@@ -33,14 +33,14 @@ from capture_tools import (
     write_pcap,
 )
 
-from analyzer.log import read_log
 from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_capture
-from analyzer.record import (
+from analyzer.protocol.record import (
     FLAG_CAPTURE_ENDED_MID_RESPONSE,
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_GAP_IN_CAPTURE,
     InteractionRecord,
 )
+from analyzer.store.log import read_log
 
 pytestmark = [
     pytest.mark.root,

@@ -40,11 +40,11 @@ from pcapgen import Conversation, frame_of
 
 from analyzer.cli.analyze import analyze_pcap
 from analyzer.emulator import EmulatorConfig, EmulatorThread
-from analyzer.log import log_files, read_log
 from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
 from analyzer.pcap.ledger import LEDGER_NAME
 from analyzer.pcap.segments import TcpSegment
-from analyzer.record import COLUMNS, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_CAPTURE_STARTED_MID_RESPONSE
+from analyzer.protocol.record import COLUMNS, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_CAPTURE_STARTED_MID_RESPONSE
+from analyzer.store.log import log_files, read_log
 
 ROOT = Path(__file__).resolve().parents[3]
 

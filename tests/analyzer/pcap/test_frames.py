@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from capture_tools import ProxyCapture
 
-from analyzer.frames import load_log, read_capture
-from analyzer.record import COLUMNS
+from analyzer.pcap.frames import read_capture
+from analyzer.protocol.record import COLUMNS
+from analyzer.store.frames import load_log
 
 
 def test_log_and_capture_frames_have_the_record_columns_and_the_same_texts(proxy_capture: ProxyCapture) -> None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from analyzer.cli.analyze import analyze_pcap
 from analyzer.pcap.tcpdump import tcpdump
-from analyzer.proxy_process import MitmdumpProcess
+from analyzer.recorder.process import MitmdumpProcess
 
 pytestmark = [
     pytest.mark.root,

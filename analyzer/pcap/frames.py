@@ -1,4 +1,4 @@
-"""pandas entry points for notebooks: the interaction log and capture files as DataFrames."""
+"""pandas entry point for notebooks: one capture file as a DataFrame with the log's columns."""
 
 from __future__ import annotations
 
@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzer.log import DEFAULT_LOG_DIR, read_log
 from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.errors import CaptureError
-from analyzer.tables import records_to_frame
-
-
-def load_log(log_dir: Path | str = DEFAULT_LOG_DIR) -> pd.DataFrame:
-    """Every record of the interaction log (the addon's JSONL files), one row each, record columns."""
-    return records_to_frame(read_log(log_dir))
+from analyzer.store.tables import records_to_frame
 
 
 def read_capture(path: Path | str, *, ports: tuple[int, ...] = DEFAULT_PORTS, engine: str = "auto") -> pd.DataFrame:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from analyzer.endpoints import API_OLLAMA, Endpoint, classify
-from analyzer.framing import LineSplitter, SseSplitter
-from analyzer.record import (
+from analyzer.protocol.endpoints import API_OLLAMA, Endpoint, classify
+from analyzer.protocol.framing import LineSplitter, SseSplitter
+from analyzer.protocol.record import (
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_CLIENT_ABORTED,
     FLAG_ENCODED_BODY,
@@ -25,10 +25,10 @@ from analyzer.record import (
     FLAG_UNPARSABLE_LINE,
     InteractionRecord,
 )
-from analyzer.redact import REDACT_IMAGES, redact
-from analyzer.request_content import RequestContent, parse_request
-from analyzer.response_content import ResponseContent
-from analyzer.timing import GapStats, ms_between
+from analyzer.protocol.redact import REDACT_IMAGES, redact
+from analyzer.protocol.request_content import RequestContent, parse_request
+from analyzer.protocol.response_content import ResponseContent
+from analyzer.protocol.timing import GapStats, ms_between
 
 DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024

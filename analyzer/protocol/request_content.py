@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from analyzer.endpoints import API_OPENAI, Endpoint
+from analyzer.protocol.endpoints import API_OPENAI, Endpoint
 
 
 @dataclass(slots=True)

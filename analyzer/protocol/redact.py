@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from analyzer.record import FLAG_REDACTED, InteractionRecord
+from analyzer.protocol.record import FLAG_REDACTED, InteractionRecord
 
 REDACT_NONE = "none"  # keep everything, images included
 REDACT_IMAGES = "images"  # replace base64 images by a hash placeholder (default: images are huge)

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from analyzer.record import COLUMNS, LIST_COLUMNS, InteractionRecord, scalar_row
-from analyzer.timing import percentile
+from analyzer.protocol.record import COLUMNS, LIST_COLUMNS, InteractionRecord, scalar_row
+from analyzer.protocol.timing import percentile
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,7 +1,7 @@
 """The one interaction record shared by the proxy log, pcap tables, CSV, SQLite and DataFrames.
 
 Every producer (the mitmproxy addon, the pcap analyzer) builds an :class:`InteractionRecord`
-through :class:`analyzer.interaction.InteractionBuilder`; every consumer reads the same names.
+through :class:`analyzer.protocol.interaction.InteractionBuilder`; every consumer reads the same names.
 The column list and meanings are documented in ``docs/record.md``.
 """
 
@@ -144,3 +144,41 @@ def scalar_row(record: InteractionRecord | dict[str, Any]) -> dict[str, Any]:
         else:
             row[name] = value
     return row
+
+
+def record_from_row(row: dict[str, str]) -> InteractionRecord:
+    """The inverse of :func:`scalar_row` for a CSV row (every value a string; empty means absent).
+
+    Raises ValueError naming the column when a value does not fit it.
+    """
+    data: dict[str, Any] = {}
+    for name in COLUMNS:
+        text = row.get(name)
+        if text is None:
+            continue
+        try:
+            if name == "flags":
+                data[name] = [f for f in text.split(";") if f]
+            elif name in LIST_COLUMNS:
+                data[name] = json.loads(text) if text else ([] if name == "tool_calls" else None)
+            elif name in _BOOL_FIELDS:
+                data[name] = None if text == "" else text.lower() in ("true", "1")
+            elif name in _INT_FIELDS:
+                data[name] = None if text == "" else int(float(text))
+            elif name.endswith(("_ms", "_per_s")):
+                data[name] = None if text == "" else float(text)
+            elif name in _OPTIONAL_TEXT:
+                data[name] = text or None
+            else:
+                data[name] = text
+        except ValueError as exc:
+            raise ValueError(f"column {name}: {text[:40]!r} is not a valid value") from exc
+    if data.get("chunks") is None:
+        data.pop("chunks", None)
+    for name in ("request_bytes", "response_bytes", "complete"):
+        if data.get(name) is None:
+            data.pop(name, None)
+    return InteractionRecord(**data)
+
+
+_OPTIONAL_TEXT = frozenset({"model", "prompt", "system", "done_reason", "error"})

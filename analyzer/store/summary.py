@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analyzer.record import InteractionRecord
+from analyzer.protocol.record import InteractionRecord
 
 
 def _ms(value: float | None) -> str:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.endpoints import API_OLLAMA, API_OPENAI
+from analyzer.protocol.endpoints import API_OLLAMA, API_OPENAI
 
 NS_PER_MS = 1_000_000
 

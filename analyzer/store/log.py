@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analyzer.record import InteractionRecord, record_problem
+from analyzer.protocol.record import InteractionRecord, record_problem
 
 DEFAULT_LOG_DIR = Path("logs/ollama_interactions")
 LOG_SUFFIX = ".jsonl"

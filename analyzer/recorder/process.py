@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-from analyzer.record import format_address
+from analyzer.protocol.record import format_address
 
-ADDON_PATH = Path(__file__).resolve().parent.parent / "addons" / "ollama_log.py"
+ADDON_PATH = Path(__file__).resolve().parent / "mitmproxy_script.py"  # loadable from an installed package
 
 
 class ProxyError(Exception):

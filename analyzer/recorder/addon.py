@@ -1,0 +1,317 @@
+"""The recorder: a mitmproxy addon that records every Ollama interaction without slowing the stream.
+
+mitmproxy loads it through a tiny script (``addons/ollama_log.py`` in a checkout, or
+``analyzer/recorder/mitmproxy_script.py`` from an installed package, printed by ``ollama-wire addon-path``).
+
+Each response is streamed through a ``flow.response.stream`` callable that returns every fragment
+unchanged the moment it arrives; the callable only timestamps the bytes and feeds the shared
+protocol core (``analyzer.protocol.interaction``). One JSON line per finished interaction goes to
+``<ollama_log_dir>/YYYY-MM-DD.jsonl`` and one summary line to the console.
+
+Which flows count: in reverse mode everything behind the proxy is the upstream Ollama; in every other mode
+(regular, upstream, transparent, ...) only requests to port 11434 (Ollama's default), unless ``ollama_hosts``
+names the hosts. A bad or unknown ``ollama_*`` setting stops mitmdump with one error line per setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http, optmanager
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from analyzer.protocol.endpoints import classify
+from analyzer.protocol.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
+from analyzer.protocol.observer import ObserverHub
+from analyzer.protocol.record import (
+    FLAG_CLIENT_ABORTED,
+    FLAG_NO_RESPONSE,
+    FLAG_RECORDER_ERROR,
+    FLAG_SHUTDOWN,
+    FLAG_UPSTREAM_FAILED,
+    InteractionRecord,
+    format_address,
+)
+from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog, LogError
+from analyzer.store.summary import one_line
+
+logger = logging.getLogger(__name__)
+CLIENT_DISCONNECTED = "Client disconnected."
+OLLAMA_PORT = 11434  # Ollama's default port: outside reverse mode, what counts when ollama_hosts is empty
+OPTION_NAMES = (
+    "ollama_log_dir",
+    "ollama_redact",
+    "ollama_hosts",
+    "ollama_extra_paths",
+    "ollama_max_text",
+    "ollama_console",
+)
+
+
+def _shown(value: object) -> str:
+    """A setting's value as the user wrote it (``--set name=value``)."""
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the addon's option ``name``, or None."""
+    if name == "ollama_log_dir":
+        directory = Path(value).expanduser()
+        if directory.exists() and not directory.is_dir():
+            return f"{directory} exists and is not a directory"
+    elif name == "ollama_redact" and value not in REDACTION_MODES:
+        return f"not one of {', '.join(REDACTION_MODES)}"
+    elif name == "ollama_max_text" and value <= 0:
+        return "must be a positive number of characters"
+    elif name == "ollama_hosts":
+        for host in value:
+            if not host or "/" in host:
+                return f"{host!r} is not a host or host:port"
+    elif name == "ollama_extra_paths":
+        for prefix in value:
+            if not prefix.startswith("/"):
+                return f"{prefix!r} is not a path prefix (starts with /)"
+    return None
+
+
+def apply_deferred(options: optmanager.OptManager) -> list[str]:
+    """Apply the ``ollama_*`` settings mitmproxy held back until the script declared them; return the bad ones.
+
+    ``--set`` values for options no addon has declared yet are parked in ``options.deferred`` and parsed
+    after ``load()`` returns. A value that does not parse then aborts the script load with no message at
+    all (the proxy runs and records nothing), and an unknown name stays parked for ever. Taking our names
+    out here turns each bad one into a message instead.
+    """
+    deferred = getattr(options, "deferred", None)
+    if not isinstance(deferred, dict):
+        return []
+    problems = []
+    for name in [n for n in deferred if n.startswith("ollama_")]:
+        value = deferred.pop(name)
+        strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
+        shown = _shown(strings if isinstance(strings, list) else value)
+        if name not in OPTION_NAMES:
+            close = difflib.get_close_matches(name, OPTION_NAMES, 1, 0.8)
+            hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(OPTION_NAMES)}"
+            problems.append(f"unknown option {name}={shown} ({hint})")
+            continue
+        try:
+            if isinstance(strings, list):
+                options.set(*([f"{name}={s}" for s in strings] or [name]))
+            else:
+                options.update(**{name: value})
+        except (exceptions.OptionsError, TypeError, ValueError) as exc:
+            reason = str(exc)
+            problems.append(reason if reason.startswith(f"{name}=") else f"{name}={shown}: {reason}")
+            continue
+        problem = option_problem(name, getattr(options, name))
+        if problem:
+            options.update(**{name: options.default(name)})  # so configure() does not fail a second time
+            problems.append(f"{name}={shown}: {problem}")
+    return problems
+
+
+def _address(address: tuple | None) -> str:
+    if not address:
+        return ""
+    return format_address(str(address[0]), int(address[1]))
+
+
+class OllamaLog:
+    """The addon. Per flow it keeps one InteractionBuilder, bounded by ``ollama_max_text``."""
+
+    def __init__(self, hub: ObserverHub | None = None) -> None:
+        self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
+        self.builders: dict[str, InteractionBuilder] = {}
+        self.log = InteractionLog(DEFAULT_LOG_DIR)
+        self.recorded = 0
+        self.problems: list[str] = []
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "ollama_log_dir",
+            str,
+            str(DEFAULT_LOG_DIR),
+            "Directory of the interaction log: one append-only JSONL file per UTC day.",
+        )
+        loader.add_option(
+            "ollama_redact",
+            str,
+            REDACT_IMAGES,
+            "What to keep of prompts and responses: none (keep all), images (replace images by a hash), "
+            "hash (replace every text by its sha256), drop (remove prompts and responses).",
+            choices=REDACTION_MODES,
+        )
+        loader.add_option(
+            "ollama_hosts",
+            Sequence[str],
+            [],
+            "Hosts (host or host:port) whose traffic counts as Ollama. In reverse mode these are matched "
+            "against the upstream (e.g. 127.0.0.1:11434), not the listen address. Empty: in reverse mode "
+            "everything behind the proxy; in regular, upstream and other modes only port 11434, Ollama's "
+            "default. Either way the path must be an Ollama or OpenAI-compatible endpoint.",
+        )
+        loader.add_option(
+            "ollama_extra_paths",
+            Sequence[str],
+            [],
+            "Extra path prefixes to record besides Ollama's own /api/* and /v1/* endpoints.",
+        )
+        loader.add_option(
+            "ollama_max_text",
+            int,
+            DEFAULT_MAX_TEXT_CHARS,
+            "Most characters of response text kept per interaction; the rest is dropped and the "
+            "record flagged truncated_body. Bounds the addon's memory per flow.",
+        )
+        loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
+        # Like save.py, refuse to run rather than let traffic through unrecorded: each bad setting is logged
+        # as an error, and mitmproxy's startup check then exits with status 1.
+        self.problems = apply_deferred(ctx.options)
+        for problem in self.problems:
+            logger.error("ollama_log: %s", problem)
+
+    def configure(self, updated: set[str]) -> None:
+        for name in OPTION_NAMES:
+            if name in updated:
+                value = getattr(ctx.options, name)
+                problem = option_problem(name, value)
+                if problem:
+                    raise exceptions.OptionsError(f"{name}={_shown(value)}: {problem}")
+        if "ollama_log_dir" in updated:
+            self.log = InteractionLog(Path(ctx.options.ollama_log_dir).expanduser())
+
+    def running(self) -> None:
+        if self.problems:  # only reached where no startup error check stopped us already
+            ctx.master.shutdown()
+
+    # -- which flows ------------------------------------------------------------------------
+    def is_ollama(self, flow: http.HTTPFlow) -> bool:
+        """Whether this request is Ollama traffic under the ``ollama_hosts``/``ollama_extra_paths`` options.
+
+        In reverse mode the request already carries the upstream's host and port. In a forward mode any
+        website's ``/`` or ``/v1/...`` would look like Ollama, so there only port 11434 or ``ollama_hosts`` count.
+        """
+        request = flow.request
+        hosts = ctx.options.ollama_hosts
+        if hosts:
+            names = {request.pretty_host, f"{request.pretty_host}:{request.port}", request.host}
+            if not names.intersection(hosts):
+                return False
+        elif not isinstance(flow.client_conn.proxy_mode, ReverseMode) and request.port != OLLAMA_PORT:
+            return False
+        path = request.path
+        return classify(path) is not None or any(path.startswith(p) for p in ctx.options.ollama_extra_paths)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.response is None or not self.is_ollama(flow):
+                return
+            builder = self._start(flow)
+            response = flow.response
+            builder.response_started(response.timestamp_start, response.status_code, dict(response.headers))
+            flow.response.stream = self._stream_callable(flow.id, builder, flow.response.stream)
+        except Exception:  # never raise into mitmproxy: the flow passes unrecorded
+            logger.warning("ollama_log: could not start recording %s", flow.request.path, exc_info=True)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        builder = self.builders.get(flow.id)
+        if builder is None:
+            return
+        try:
+            response = flow.response
+            assert response is not None
+            if not response.stream and response.raw_content:  # body came with the headers
+                builder.response_body(response.raw_content, response.timestamp_end or time.time())
+            self._finish(flow.id, response.timestamp_end)
+        except Exception:
+            logger.warning("ollama_log: could not record %s", flow.request.path, exc_info=True)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        try:
+            message = flow.error.msg if flow.error else "unknown error"
+            builder = self.builders.get(flow.id)
+            if builder is None:
+                if flow.response is not None or not self.is_ollama(flow):
+                    return
+                builder = self._start(flow)  # upstream never answered
+                builder.add_flags([FLAG_NO_RESPONSE])
+            if message == CLIENT_DISCONNECTED:
+                builder.add_flags([FLAG_CLIENT_ABORTED])
+                self._finish(flow.id, time.time())
+            else:
+                builder.add_flags([FLAG_UPSTREAM_FAILED])
+                self._finish(flow.id, time.time(), error=message)
+        except Exception:
+            logger.warning("ollama_log: could not record failed flow %s", flow.request.path, exc_info=True)
+
+    def done(self) -> None:
+        """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged."""
+        for flow_id in list(self.builders):
+            self.builders[flow_id].add_flags([FLAG_SHUTDOWN])
+            self._finish(flow_id, time.time())
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _start(self, flow: http.HTTPFlow) -> InteractionBuilder:
+        request = flow.request
+        builder = InteractionBuilder(
+            source="proxy",
+            client=_address(flow.client_conn.peername),
+            server=_address(flow.server_conn.address) or format_address(request.host, request.port),
+            record_id=flow.id,
+            max_text_chars=ctx.options.ollama_max_text,
+            redaction=ctx.options.ollama_redact,
+        )
+        builder.request_started(request.timestamp_start, request.method, request.path, dict(request.headers))
+        body = request.raw_content
+        if body:
+            builder.request_body(body, request.timestamp_end or request.timestamp_start)
+        self.builders[flow.id] = builder
+        self.hub.started(builder)
+        return builder
+
+    def _stream_callable(
+        self, flow_id: str, builder: InteractionBuilder, previous: object
+    ) -> Callable[[bytes], bytes | list[bytes]]:
+        """The pass-through callable: every fragment goes back to mitmproxy unchanged, at once."""
+        chained = previous if callable(previous) else None
+        broken = False
+
+        def observe(data: bytes) -> bytes | list[bytes]:
+            nonlocal broken
+            if data and not broken:
+                try:
+                    builder.response_body(data, time.time())
+                    self.hub.progressed(builder)
+                except Exception:  # stop observing this flow; the bytes still pass
+                    broken = True
+                    builder.add_flags([FLAG_RECORDER_ERROR])  # the record says its text may be partial
+                    logger.warning("ollama_log: stopped parsing flow %s", flow_id, exc_info=True)
+            # Returning b"" for a non-empty fragment would end the client's body early.
+            return chained(data) if chained is not None else data
+
+        return observe
+
+    def _finish(self, flow_id: str, at: float | None, *, error: str | None = None) -> None:
+        builder = self.builders.pop(flow_id, None)
+        if builder is None:
+            return
+        record = builder.finish(at, error=error)
+        self.hub.finished(record)
+        self._write(record)
+
+    def _write(self, record: InteractionRecord) -> None:
+        try:
+            self.log.append(record)
+            self.recorded += 1
+        except LogError as exc:
+            logger.warning("ollama_log: %s (record %s not saved)", exc, record.id)
+        if ctx.options.ollama_console:
+            logger.info("ollama %s", one_line(record))
