@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from analyzer.pcap.errors import (
@@ -112,6 +113,17 @@ class _Buffer:
         return len(self.data) - self.pos
 
 
+@dataclass(slots=True)
+class _Interface:
+    """One pcapng interface description block, as packets need it."""
+
+    linktype: int
+    divisor: float  # timestamp units per second (if_tsresol)
+    offset: float  # seconds added to every timestamp (if_tsoffset)
+    snaplen: int  # 0 = no limit
+    checked: bool = False  # link type checked against the supported ones (done at its first packet)
+
+
 class CaptureReader:
     """Iterate the packets of one pcap or pcapng file; collects non-fatal ``warnings``.
 
@@ -211,8 +223,7 @@ class CaptureReader:
         endian = "<"
         block_head = struct.Struct("<II")
         epb_head = struct.Struct("<IIIII")
-        # per interface: (linktype, divisor, offset seconds, snaplen, checked)
-        interfaces: list[list] = []
+        interfaces: list[_Interface] = []
         last_ts = 0.0
         while True:
             if not buf.ensure(8):
@@ -261,35 +272,37 @@ class CaptureReader:
                     raise CorruptCaptureError(
                         self.path, f"packet at byte {pos} refers to undeclared interface {iface}"
                     ) from None
-                if not info[4]:
-                    self._check_linktype(info[0])
-                    info[4] = True
-                last_ts = ((ts_high << 32) | ts_low) / info[1] + info[2]
-                yield last_ts, info[0], buf.view[pos + 28 : pos + 28 + caplen]
+                if not info.checked:
+                    self._check_interface(info)
+                last_ts = ((ts_high << 32) | ts_low) / info.divisor + info.offset
+                yield last_ts, info.linktype, buf.view[pos + 28 : pos + 28 + caplen]
             elif btype == _BLOCK_IDB:
                 interfaces.append(self._parse_idb(data, pos, blen, endian))
             elif btype == _BLOCK_SPB:
                 if not interfaces:
                     raise CorruptCaptureError(self.path, f"simple packet block at byte {pos} before any interface")
                 info = interfaces[0]
-                if not info[4]:
-                    self._check_linktype(info[0])
-                    info[4] = True
+                if not info.checked:
+                    self._check_interface(info)
                 orig = struct.unpack_from(endian + "I", data, pos + 8)[0]
-                caplen = min(orig, blen - 16, info[3] or orig)
-                yield last_ts, info[0], buf.view[pos + 12 : pos + 12 + caplen]
+                caplen = min(orig, blen - 16, info.snaplen or orig)
+                yield last_ts, info.linktype, buf.view[pos + 12 : pos + 12 + caplen]
             elif btype == _BLOCK_OPB:
                 iface, _drops, ts_high, ts_low, caplen, _orig = struct.unpack_from(endian + "HHIIII", data, pos + 8)
                 if iface < len(interfaces) and caplen <= blen - 32:
                     info = interfaces[iface]
-                    if not info[4]:
-                        self._check_linktype(info[0])
-                        info[4] = True
-                    last_ts = ((ts_high << 32) | ts_low) / info[1] + info[2]
-                    yield last_ts, info[0], buf.view[pos + 28 : pos + 28 + caplen]
+                    if not info.checked:
+                        self._check_interface(info)
+                    last_ts = ((ts_high << 32) | ts_low) / info.divisor + info.offset
+                    yield last_ts, info.linktype, buf.view[pos + 28 : pos + 28 + caplen]
             # every other block type (NRB, ISB, DSB, custom, SHB itself) is skipped
 
-    def _parse_idb(self, data: bytes, pos: int, blen: int, endian: str) -> list:
+    def _check_interface(self, info: _Interface) -> None:
+        """Check an interface's link type when its first packet arrives (interfaces without packets are fine)."""
+        self._check_linktype(info.linktype)
+        info.checked = True
+
+    def _parse_idb(self, data: bytes, pos: int, blen: int, endian: str) -> _Interface:
         linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", data, pos + 8)
         divisor = 1e6
         offset = 0.0
@@ -307,7 +320,7 @@ class CaptureReader:
             elif code == _OPT_IF_TSOFFSET and length >= 8:
                 offset = float(struct.unpack_from(endian + "q", data, value)[0])
             opt = value + ((length + 3) & ~3)
-        return [linktype, divisor, offset, snaplen, False]
+        return _Interface(linktype, divisor, offset, snaplen)
 
 
 def iter_packets(

@@ -7,46 +7,44 @@ de-chunked HTTP body in any fragmentation; the builder never assumes a fragment 
 
 from __future__ import annotations
 
-import json
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from analyzer.protocol.body_readers import (
+    BodyReader,
+    ObjectSink,
+    SniffReader,
+    body_mode,
+    reader_for,
+)
 from analyzer.protocol.endpoints import API_OLLAMA, Endpoint, classify
-from analyzer.protocol.framing import LineSplitter, SseSplitter
 from analyzer.protocol.record import (
+    FLAG_CAPTURE_ENDED_MID_RESPONSE,
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_CLIENT_ABORTED,
     FLAG_ENCODED_BODY,
     FLAG_ERROR_MID_STREAM,
+    FLAG_NO_RESPONSE,
+    FLAG_SHUTDOWN,
     FLAG_TRUNCATED_BODY,
-    FLAG_UNPARSABLE_LINE,
+    FLAG_UPSTREAM_FAILED,
     InteractionRecord,
 )
 from analyzer.protocol.redact import REDACT_IMAGES, redact
 from analyzer.protocol.request_content import RequestContent, parse_request
 from analyzer.protocol.response_content import ResponseContent
-from analyzer.protocol.timing import GapStats, ms_between
+from analyzer.protocol.timing import ms_between
 
 DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
-# One stream line / SSE event, and one non-streamed JSON body (embeddings can be several MB): longer ones
-# are dropped and flagged truncated_body. Independent of the text cap, which bounds what is *kept*.
-MAX_LINE_BYTES = 8 * 1024 * 1024
-MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 
 # Flags after which a response cannot be called complete, whatever it contained.
 _INCOMPLETE_FLAGS = frozenset(
-    {FLAG_CLIENT_ABORTED, "upstream_failed", "capture_ended_mid_response", "proxy_shutdown", "no_response"}
+    {FLAG_CLIENT_ABORTED, FLAG_UPSTREAM_FAILED, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_SHUTDOWN, FLAG_NO_RESPONSE}
 )
-
-MODE_NDJSON = "ndjson"
-MODE_SSE = "sse"
-MODE_JSON = "json"
-MODE_TEXT = "text"
-MODE_SNIFF = "sniff"
 
 
 def iso_utc(ts: float) -> str:
@@ -70,18 +68,6 @@ def valid_unicode(value: Any) -> Any:
     if isinstance(value, dict):
         return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
     return value
-
-
-def body_mode(content_type: str | None) -> str:
-    """How to read a response body, told by its Content-Type (never by its framing)."""
-    ct = (content_type or "").lower()
-    if "ndjson" in ct:
-        return MODE_NDJSON
-    if "event-stream" in ct:
-        return MODE_SSE
-    if "json" in ct:
-        return MODE_JSON
-    return MODE_TEXT
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -116,7 +102,9 @@ class InteractionBuilder:
 
     Call order: ``request_started`` → ``request_body``* → ``response_started`` → ``response_body``* →
     ``finish``. Any step may be missing (a capture window cuts an exchange); ``finish`` always
-    returns a record. Methods never raise on bad traffic: problems become ``flags``.
+    returns a record. Methods never raise on bad traffic: problems become ``flags``. How the response body
+    is read (NDJSON, SSE, one JSON object, text, or sniffed after a cut) is the job of one
+    :mod:`~analyzer.protocol.body_readers` reader, chosen when the response headers arrive.
     """
 
     def __init__(
@@ -134,7 +122,6 @@ class InteractionBuilder:
         self.client = client
         self.server = server
         self.record_id = record_id or uuid.uuid4().hex
-        self._max_text = max_text_chars
         self._max_request = max_request_bytes
         self._redaction = redaction
         self._flags: dict[str, None] = {}
@@ -145,40 +132,43 @@ class InteractionBuilder:
         self.endpoint: Endpoint | None = None
         self._request_body = bytearray()
         self._request_bytes = 0
+        self._request_decoder: _Decoder | None = None
         # response
         self.status: int | None = None
         self._response_at: float | None = None
         self._last_byte_at: float | None = None
         self._response_bytes = 0
-        self._mode: str | None = None
         self._decoder: _Decoder | None = None
-        self._lines: LineSplitter | None = None
-        self._events: SseSplitter | None = None
-        self._body = bytearray()  # single JSON / text bodies, capped
-        self._sniffed: list[tuple[bytes, float]] = []
-        self._sse_done = False
+        self._body_unreadable = False  # an encoding we cannot undo: bytes are counted, not read
+        self._reader: BodyReader | None = None
         self._content = ResponseContent(max_text_chars=max_text_chars)
-        self._chunks = 0
-        self._had_error_line = False
-        self._json_parsed = False
-        self._body_truncated = False
-        # Mid-response capture: the first unit may be the tail of a line. It is kept when it parses as a
-        # whole object (the capture started on a line boundary) and dropped quietly when it does not.
-        self._first_unit_may_be_partial = False
-        self._gaps = GapStats()
+        self._sink = ObjectSink(self._content, self.add_flags)
         self._finished: InteractionRecord | None = None
 
     # -- feeding ------------------------------------------------------------------------------
-    def request_started(self, at: float, method: str, path: str, headers: Mapping[str, str]) -> None:
-        """The request line and headers; ``at`` is the time of the first request byte."""
+    def request_started(self, at: float, method: str, path: str, headers: Mapping[str, str] | None) -> None:
+        """The request line and headers; ``at`` is the time of the first request byte.
+
+        A gzip/deflate ``Content-Encoding`` request body is inflated before it is parsed; any other encoding
+        is flagged ``encoded_body`` (the prompt cannot be read).
+        """
         self.started_at = at
         self.method = method
         self.path = path
         self.endpoint = classify(path)
+        encoding = (_header(headers, "content-encoding") or "").strip().lower()
+        if encoding in ("gzip", "deflate"):
+            self._request_decoder = _Decoder(encoding)
+        elif encoding and encoding != "identity":
+            self.add_flags([FLAG_ENCODED_BODY])
 
     def request_body(self, data: bytes, at: float) -> None:
         """A fragment of the (de-chunked) request body."""
         self._request_bytes += len(data)
+        if self._request_decoder is not None:
+            data = self._request_decoder.decode(data)
+            if self._request_decoder.failed:
+                self.add_flags([FLAG_ENCODED_BODY])
         room = self._max_request - len(self._request_body)
         if len(data) > room:
             self.add_flags([FLAG_TRUNCATED_BODY])
@@ -205,107 +195,35 @@ class InteractionBuilder:
         self.status = status
         if mid_response:
             self.add_flags([FLAG_CAPTURE_STARTED_MID_RESPONSE])
-            self._mode = MODE_SNIFF
-            self._first_unit_may_be_partial = True
+            self._reader = SniffReader(self._sink)
             return
         encoding = (_header(headers, "content-encoding") or "").strip().lower()
         if encoding in ("gzip", "deflate"):
             self._decoder = _Decoder(encoding)
         elif encoding and encoding != "identity":
+            self._body_unreadable = True
             self.add_flags([FLAG_ENCODED_BODY])
-        self._set_mode(body_mode(_header(headers, "content-type")))
-
-    def _set_mode(self, mode: str) -> None:
-        self._mode = mode
-        if mode == MODE_NDJSON:
-            self._lines = LineSplitter(MAX_LINE_BYTES)
-        elif mode == MODE_SSE:
-            self._events = SseSplitter(MAX_LINE_BYTES)
+        mode = body_mode(_header(headers, "content-type"))
+        self._reader = reader_for(mode, self._sink, status=status, endpoint=self.endpoint)
 
     def response_body(self, data: bytes, at: float) -> None:
         """A fragment of the de-chunked response body, as it arrived at ``at``."""
         if not data:
             return
-        if self._mode is None:  # body without a status line: treat as captured mid-response
+        if self._reader is None:  # body without a status line: treat as captured mid-response
             self.response_started(at, None, None, mid_response=True)
+        assert self._reader is not None
         self._response_bytes += len(data)
         self._last_byte_at = at
-        if FLAG_ENCODED_BODY in self._flags:
+        if self._body_unreadable:
             return
         if self._decoder is not None:
             data = self._decoder.decode(data)
             if self._decoder.failed:
+                self._body_unreadable = True
                 self.add_flags([FLAG_ENCODED_BODY])
                 return
-        self._consume(data, at)
-
-    def _consume(self, data: bytes, at: float) -> None:
-        mode = self._mode
-        if mode == MODE_NDJSON:
-            assert self._lines is not None
-            for line in self._lines.feed(data):
-                self._take_ndjson(line, at)
-        elif mode == MODE_SSE:
-            assert self._events is not None
-            for event in self._events.feed(data):
-                self._take_sse(event, at)
-        elif mode == MODE_SNIFF:
-            self._sniff(data, at)
-        else:
-            cap = MAX_JSON_BODY_BYTES if mode == MODE_JSON else self._max_text
-            room = cap - len(self._body)
-            if len(data) > room:
-                self._body_truncated = True
-                self.add_flags([FLAG_TRUNCATED_BODY])
-                data = data[: max(room, 0)]
-            self._body += data
-
-    def _sniff(self, data: bytes, at: float) -> None:
-        """Mid-response capture: wait for a whole line after the cut one, then pick NDJSON or SSE."""
-        self._sniffed.append((data, at))
-        joined = b"".join(d for d, _ in self._sniffed)
-        first_newline = joined.find(b"\n")
-        if first_newline < 0:
-            if len(joined) > MAX_LINE_BYTES:
-                self._sniffed.clear()
-            return
-        rest = joined[first_newline + 1 :].lstrip(b"\r\n")
-        if len(rest) < 6 and b"\n" not in rest and len(joined) < 64 * 1024:
-            return  # not enough of the next line yet to tell "data:" from "{"
-        is_sse = rest.startswith((b"data:", b"event:", b"id:", b":"))
-        self._set_mode(MODE_SSE if is_sse else MODE_NDJSON)
-        pending, self._sniffed = self._sniffed, []
-        for fragment, when in pending:
-            self._consume(fragment, when)
-
-    def _take_ndjson(self, line: bytes, at: float) -> None:
-        line = line.strip()
-        if line:
-            self._take_object(line, at, self._content.apply_native)
-
-    def _take_sse(self, event: bytes, at: float) -> None:
-        payload = event.strip()
-        if payload == b"[DONE]":
-            self._sse_done = True
-        else:
-            self._take_object(payload, at, self._content.apply_openai)
-
-    def _take_object(self, raw: bytes, at: float, apply: Callable[[dict[str, Any]], bool]) -> None:
-        """One stream object (NDJSON line or SSE data), applied; a token-bearing one is timed at ``at``."""
-        first_may_be_partial, self._first_unit_may_be_partial = self._first_unit_may_be_partial, False
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            obj = None
-        if not isinstance(obj, dict):
-            if not first_may_be_partial:
-                self.add_flags([FLAG_UNPARSABLE_LINE])
-            return
-        self._chunks += 1
-        if obj.get("error") is not None:
-            self._had_error_line = True
-        if apply(obj):
-            self._gaps.add(at)
+        self._reader.feed(data, at)
 
     def add_flags(self, flags: Iterable[str]) -> None:
         """Attach flags found by the producer (e.g. gap_in_capture, client_aborted)."""
@@ -317,20 +235,23 @@ class InteractionBuilder:
         """Close the exchange (``at`` = time of the last response byte or of the abort) and build the record."""
         if self._finished is not None:
             return self._finished
-        self._flush_body()
-        content = self._content
+        reader = self._reader
+        if reader is not None:
+            reader.flush(self._last_byte_at or 0.0)
+        content, sink, gaps = self._content, self._sink, self._sink.gaps
         request = parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()
         endpoint = self.endpoint
         if endpoint is None and content.detected_kind:
             endpoint = Endpoint(content.detected_api or API_OLLAMA, content.detected_kind)
 
+        streaming = reader is not None and reader.streaming
         if error and not content.error:
             content.error = error
         if self.status is not None and self.status >= 400 and not content.error:
             content.error = f"HTTP {self.status}"
-        if self._had_error_line and self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF):
+        if sink.had_error_line and streaming:
             self.add_flags([FLAG_ERROR_MID_STREAM])
-        if content.truncated or self._oversized():
+        if content.truncated or (reader is not None and reader.oversized() > 0):
             self.add_flags([FLAG_TRUNCATED_BODY])
 
         started = self.started_at if self.started_at is not None else self._response_at
@@ -338,7 +259,7 @@ class InteractionBuilder:
         complete = self._settle_completeness()  # before the flags are listed: it may drop some
         stream = request.stream
         if stream is None:  # no request body said (GET, or a capture that missed it): tell by the response
-            stream = self._mode in (MODE_NDJSON, MODE_SSE, MODE_SNIFF)
+            stream = streaming
         response_text = "".join(content.text)
         if not response_text and content.progress_status is not None:
             response_text = content.progress_status
@@ -367,14 +288,14 @@ class InteractionBuilder:
             complete=complete,
             flags=list(self._flags),
             ttfb_ms=ms_between(started, self._response_at),
-            ttft_ms=ms_between(started, self._gaps.first_at),
+            ttft_ms=ms_between(started, gaps.first_at),
             total_ms=ms_between(started, end),
-            gen_ms=ms_between(self._gaps.first_at, self._gaps.last_at),
-            chunks=self._chunks,
-            wire_tokens_per_s=self._gaps.rate_per_s(),
-            gap_p50_ms=self._gaps.percentile_ms(50),
-            gap_p95_ms=self._gaps.percentile_ms(95),
-            gap_max_ms=self._gaps.max_ms(),
+            gen_ms=ms_between(gaps.first_at, gaps.last_at),
+            chunks=sink.chunks,
+            wire_tokens_per_s=gaps.rate_per_s(),
+            gap_p50_ms=gaps.percentile_ms(50),
+            gap_p95_ms=gaps.percentile_ms(95),
+            gap_max_ms=gaps.max_ms(),
             prompt_eval_count=content.counters.get("prompt_eval_count"),
             eval_count=content.counters.get("eval_count"),
             total_duration_ms=content.counter_ms("total_duration"),
@@ -389,72 +310,11 @@ class InteractionBuilder:
         self._finished = redact(record, self._redaction)
         return self._finished
 
-    def _oversized(self) -> bool:
-        splitter_oversized = self._lines.oversized if self._lines else 0
-        if self._events is not None:
-            splitter_oversized += self._events.oversized_total
-        return splitter_oversized > 0
-
-    def _flush_body(self) -> None:
-        """End of body: parse what is left (an unterminated last line, a single JSON/text body)."""
-        if self._mode == MODE_SNIFF and self._sniffed:
-            # Never saw a second line: decide on what we have, so a short tail is not lost.
-            pending, self._sniffed = self._sniffed, []
-            joined = b"".join(d for d, _ in pending)
-            is_sse = b"data:" in joined
-            self._set_mode(MODE_SSE if is_sse else MODE_NDJSON)
-            for fragment, when in pending:
-                self._consume(fragment, when)
-        when = self._last_byte_at or 0.0
-        if self._lines is not None:
-            rest = self._lines.flush()
-            if rest is not None and rest.strip():
-                self._take_ndjson(rest, when)
-        if self._events is not None:
-            for event in self._events.flush():
-                self._take_sse(event, when)
-        if self._mode in (MODE_JSON, MODE_TEXT) and self._body:
-            self._take_single_body(bytes(self._body))
-
-    def _take_single_body(self, body: bytes) -> None:
-        content = self._content
-        if self._mode == MODE_JSON:
-            try:
-                obj = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                obj = None
-            if isinstance(obj, dict):
-                self._chunks = 1
-                is_openai = (self.endpoint is not None and self.endpoint.api != API_OLLAMA) or (
-                    "choices" in obj or "object" in obj
-                )
-                apply = content.apply_openai if is_openai else content.apply_native
-                if apply(obj):
-                    self._gaps.add(self._last_byte_at or 0.0)
-                self._json_parsed = True
-                return
-            if self.status is not None and self.status >= 400:
-                content.error = body.decode("utf-8", "replace").strip()
-            elif not self._body_truncated:  # a cut body is already flagged truncated_body
-                self.add_flags([FLAG_UNPARSABLE_LINE])
-            return
-        text = body.decode("utf-8", "replace")
-        if self.status is not None and self.status >= 400:
-            content.error = text.strip() or None
-        else:
-            content.text.append(text)
-
     def _protocol_ended(self) -> bool:
         """The body said it was finished: ``done:true``, ``data: [DONE]``, or a whole JSON body."""
-        if self._response_at is None or self._had_error_line:
+        if self._response_at is None or self._reader is None or self._sink.had_error_line:
             return False
-        if self._mode == MODE_SSE:
-            return self._sse_done
-        if self._mode in (MODE_NDJSON, MODE_SNIFF):
-            return self._content.done
-        if self._mode == MODE_JSON:
-            return self._json_parsed or (self.status is not None and self.status >= 400)
-        return False
+        return self._reader.ended()
 
     def _settle_completeness(self) -> bool:
         """Whether the response is complete. Once the body said it was finished, a client that hung up
@@ -466,4 +326,5 @@ class InteractionBuilder:
             return True
         if any(flag in self._flags for flag in _INCOMPLETE_FLAGS) or self._response_at is None:
             return False
-        return self._mode == MODE_TEXT and not self._had_error_line
+        reader = self._reader
+        return reader is not None and reader.complete_without_end_marker and not self._sink.had_error_line

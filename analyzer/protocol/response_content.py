@@ -59,20 +59,19 @@ class ResponseContent:
         target.append(piece)
         self.stored_chars += len(piece)
 
-    def _is_error(self, obj: dict[str, Any], api: str) -> bool:
-        """Note the API and model every object may carry; True (error recorded) for an error object."""
+    def _note_preamble(self, obj: dict[str, Any], api: str) -> None:
+        """Note what any object may carry whatever it is: the API it speaks, the model, an error message."""
         self.detected_api = self.detected_api or api
         if isinstance(obj.get("model"), str):
             self.model = obj["model"]
         if obj.get("error") is not None:
             self.error = error_message(obj["error"])
-            return True
-        return False
 
     # -- native Ollama ------------------------------------------------------------------------
     def apply_native(self, obj: dict[str, Any]) -> bool:
         """Apply one native object; True when it carried a non-empty token (text, thinking, tool call)."""
-        if self._is_error(obj, API_OLLAMA):
+        self._note_preamble(obj, API_OLLAMA)
+        if obj.get("error") is not None:  # an error object carries nothing else
             return False
         token = False
         response = obj.get("response")
@@ -126,7 +125,8 @@ class ResponseContent:
     # -- OpenAI-compatible --------------------------------------------------------------------
     def apply_openai(self, obj: dict[str, Any]) -> bool:
         """Apply one OpenAI chunk or body; True when it carried a non-empty token."""
-        if self._is_error(obj, API_OPENAI):
+        self._note_preamble(obj, API_OPENAI)
+        if obj.get("error") is not None:  # an error object carries nothing else
             return False
         kind = obj.get("object")
         if isinstance(kind, str):

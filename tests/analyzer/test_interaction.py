@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 
@@ -465,3 +466,26 @@ def test_large_json_body_beyond_the_text_cap_still_parses() -> None:
     b.response_body(body, 0.2)
     rec = b.finish(0.2)
     assert rec.complete and rec.flags == [] and rec.response_bytes == len(body)
+
+
+def test_gzip_request_body_is_inflated_before_it_is_read() -> None:
+    raw = json.dumps({"model": "m", "prompt": "squeezed", "stream": False}).encode()
+    wire = gzip.compress(raw)
+    b = InteractionBuilder(source="proxy")
+    b.request_started(0.0, "POST", "/api/generate", {"Content-Encoding": "gzip"})
+    b.request_body(wire[:5], 0.01)
+    b.request_body(wire[5:], 0.02)
+    b.response_started(0.1, 200, JSON)
+    b.response_body(b'{"model":"m","response":"ok","done":true}', 0.2)
+    rec = b.finish(0.2)
+    assert (rec.prompt, rec.stream, rec.request_bytes, rec.flags) == ("squeezed", False, len(wire), [])
+
+
+def test_unreadable_request_encoding_is_flagged_and_the_response_still_read() -> None:
+    b = InteractionBuilder(source="proxy")
+    b.request_started(0.0, "POST", "/api/generate", {"content-encoding": "br"})
+    b.request_body(b"\x8b\x01\x80opaque", 0.01)
+    b.response_started(0.1, 200, NDJSON)
+    b.response_body(native_stream(tokens=["a", "b"]), 0.2)
+    rec = b.finish(0.2)
+    assert (rec.prompt, rec.response_text, rec.complete, rec.flags) == (None, "ab", True, ["encoded_body"])
