@@ -1,0 +1,140 @@
+"""``ollama-wire proxy``: mitmdump in reverse mode with the installed addon, in the foreground until Ctrl-C.
+
+The 95% case in one command: clients talk to ``--listen`` (default ``127.0.0.1:11435``), mitmdump forwards to
+``--upstream`` (default ``http://127.0.0.1:11434``) and the addon records each interaction. Everything after
+the known options goes to mitmdump unchanged, after ours, so ``--set ollama_log_dir=…`` or
+``--set flow_detail=1`` override the defaults here.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from urllib.parse import urlsplit
+
+from analyzer.recorder.process import ADDON_PATH, ProxyError, find_mitmdump
+
+DEFAULT_LISTEN = "127.0.0.1:11435"
+DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
+OLLAMA_PORT = 11434
+# After Ctrl-C mitmdump finishes open interactions and exits; one that hangs longer than this is killed.
+STOP_TIMEOUT_S = 15.0
+# mitmdump's own one line per flow duplicates the addon's one line per interaction: off unless asked for.
+QUIET_DEFAULTS = ("--set", "flow_detail=0")
+
+
+@dataclass(frozen=True)
+class ProxyPlan:
+    """Where the proxy listens, where it forwards to, and the mitmdump options passed through."""
+
+    host: str
+    port: int
+    upstream: str
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def argv(self, mitmdump: str) -> list[str]:
+        """The mitmdump command line (IPv6 listen hosts are spelt ``@::1:port`` in a mode spec)."""
+        mode = f"reverse:{self.upstream}@{self.host}:{self.port}"
+        return [mitmdump, "--mode", mode, "-s", str(ADDON_PATH), *QUIET_DEFAULTS, *self.extra_args]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:11435`` for IPv6) → (host, port); ValueError with a one-line reason."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:11435 or [::1]:11435)")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"{value!r}: port {port} is out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: put an IPv6 address in brackets, e.g. [::1]:11435")
+    return host, port
+
+
+def parse_upstream(value: str) -> str:
+    """The upstream URL; without a scheme it reads like ``OLLAMA_HOST`` (``host`` → ``http://host:11434``)."""
+    if "://" not in value:
+        parts = urlsplit("http://" + value)
+        if parts.port is None and parts.hostname:
+            value = f"http://{value.rstrip('/')}:{OLLAMA_PORT}"
+        else:
+            value = "http://" + value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    return value.rstrip("/")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`ProxyError` when something already listens on host:port (port 0 is always free)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # like mitmproxy's own listener: connections left in TIME_WAIT by an earlier proxy do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ProxyError(
+                    f"cannot listen on {host}:{port}: the port is in use (another proxy? choose one with --listen)"
+                ) from None
+            raise ProxyError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def run_in_foreground(argv: Sequence[str], *, stop_timeout_s: float = STOP_TIMEOUT_S) -> int:
+    """Run ``argv`` until it exits; SIGINT/SIGTERM are passed on once, so Ctrl-C stops it cleanly.
+
+    The child gets its own session: a Ctrl-C at the terminal reaches only this process, which forwards it,
+    so mitmdump sees one SIGINT (a second would not give it time to finish the open interactions). A child
+    still running ``stop_timeout_s`` after the signal is killed. Returns the child's exit status.
+    """
+    child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
+    stop_requested_at: list[float] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if not stop_requested_at:
+            stop_requested_at.append(time.monotonic())
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if stop_requested_at and time.monotonic() - stop_requested_at[0] > stop_timeout_s:
+                    child.kill()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # only on an unexpected error above: never leave mitmdump behind
+            child.kill()
+            child.wait()
+
+
+def run_proxy(plan: ProxyPlan, on_ready: Callable[[], None] | None = None) -> int:
+    """Check mitmdump and the listen port, call ``on_ready``, run the proxy until it stops; its exit status."""
+    mitmdump = find_mitmdump()
+    check_port_free(plan.host, plan.port)
+    if on_ready is not None:
+        on_ready()
+    return run_in_foreground(plan.argv(mitmdump))

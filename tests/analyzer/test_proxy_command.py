@@ -1,0 +1,124 @@
+"""``ollama-wire proxy`` / ``addon-path``: argument parsing, the mitmdump command line, one-line errors.
+
+The end-to-end runs (a wheel in a fresh venv, a real client, Ctrl-C) are in tests/e2e/test_installed_package.py.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from analyzer.cli.main import cli
+from analyzer.recorder.foreground import ProxyPlan, parse_listen, parse_upstream
+from analyzer.recorder.process import ADDON_PATH
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:11435", ("127.0.0.1", 11435)),
+        ("localhost:0", ("localhost", 0)),
+        ("[::1]:11435", ("::1", 11435)),
+        ("0.0.0.0:8080", ("0.0.0.0", 8080)),
+    ],
+)
+def test_parse_listen(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("11435", "'11435' is not HOST:PORT (e.g. 127.0.0.1:11435 or [::1]:11435)"),
+        ("host:", "'host:' is not HOST:PORT (e.g. 127.0.0.1:11435 or [::1]:11435)"),
+        ("host:x1", "'host:x1' is not HOST:PORT (e.g. 127.0.0.1:11435 or [::1]:11435)"),
+        ("host:70000", "'host:70000': port 70000 is out of range"),
+        ("::1:11435", "'::1:11435': put an IPv6 address in brackets, e.g. [::1]:11435"),
+    ],
+)
+def test_parse_listen_refuses(value: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_listen(value)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://127.0.0.1:11434", "http://127.0.0.1:11434"),
+        ("http://127.0.0.1:11434/", "http://127.0.0.1:11434"),
+        ("https://ollama.example", "https://ollama.example"),
+        ("127.0.0.1", "http://127.0.0.1:11434"),  # like OLLAMA_HOST: no scheme means port 11434
+        ("gpu-box:8000", "http://gpu-box:8000"),
+        ("[::1]", "http://[::1]:11434"),
+    ],
+)
+def test_parse_upstream(value: str, expected: str) -> None:
+    assert parse_upstream(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ftp://host", "'ftp://host' is not an http:// or https:// URL"),
+        ("http://", "'http://' is not an http:// or https:// URL"),
+        ("http://host:port", "'http://host:port' has an invalid port"),
+    ],
+)
+def test_parse_upstream_refuses(value: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_upstream(value)
+    assert str(caught.value) == message
+
+
+def test_mitmdump_command_line_puts_user_options_last() -> None:
+    extra = ("--set", "flow_detail=1", "--set", "ollama_console=false")
+    plan = ProxyPlan("::1", 11435, "http://127.0.0.1:11434", extra)
+    assert plan.listen == "[::1]:11435"
+    assert plan.argv("/x/mitmdump") == [
+        "/x/mitmdump",
+        "--mode",
+        "reverse:http://127.0.0.1:11434@::1:11435",
+        "-s",
+        str(ADDON_PATH),
+        "--set",
+        "flow_detail=0",
+        "--set",
+        "flow_detail=1",
+        "--set",
+        "ollama_console=false",
+    ]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_port_in_use_is_one_line(busy_port: int) -> None:
+    result = CliRunner().invoke(cli, ["proxy", "--listen", f"127.0.0.1:{busy_port}"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: cannot listen on 127.0.0.1:{busy_port}: the port is in use (another proxy? choose one with --listen)\n"
+    )
+
+
+def test_bad_listen_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["proxy", "--listen", "nonsense"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: Invalid value for '--listen': 'nonsense' is not HOST:PORT (e.g. 127.0.0.1:11435 or [::1]:11435)"
+    )
+
+
+def test_addon_path_prints_the_packaged_script() -> None:
+    result = CliRunner().invoke(cli, ["addon-path"])
+    assert result.exit_code == 0
+    assert result.output == f"{ADDON_PATH}\n"
+    assert ADDON_PATH.name == "mitmproxy_script.py" and ADDON_PATH.is_file()
