@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -30,13 +31,29 @@ EXIT_SUDO_RULE = 3
 EXIT_CAPTURE = 4
 EXIT_LOCKED = 5
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
 
 class Failure(click.ClickException):
-    """A one-line error with a specific exit status."""
+    """A one-line error; exit status 1 (the subclasses below have their own)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class SudoRuleFailure(Failure):
+    """The sudo rule for the helper is missing."""
+
+    exit_code = EXIT_SUDO_RULE
+
+
+class CaptureFailure(Failure):
+    """The capture itself failed."""
+
+    exit_code = EXIT_CAPTURE
+
+
+class LockedFailure(Failure):
+    """Another run holds the lock."""
+
+    exit_code = EXIT_LOCKED
 
 
 def _config(path: Path | None) -> CaptureConfig:
@@ -162,9 +179,9 @@ def once(
     try:
         snap = take_once(config, duration)
     except SudoRuleMissing as exc:
-        raise Failure(str(exc), EXIT_SUDO_RULE) from None
+        raise SudoRuleFailure(str(exc)) from None
     except CaptureError as exc:
-        raise Failure(str(exc), EXIT_CAPTURE) from None
+        raise CaptureFailure(str(exc)) from None
     if as_json:
         click.echo(_snapshot_json(snap))
     else:
@@ -182,9 +199,9 @@ def run(config_path: Path | None, max_snapshots: int | None, quiet: bool) -> Non
     try:
         result = run_loop(config, max_snapshots)
     except LockHeld as exc:
-        raise Failure(str(exc), EXIT_LOCKED) from None
+        raise LockedFailure(str(exc)) from None
     if result.failures and not result.snapshots:
-        raise Failure(f"all {result.failures} snapshot(s) failed; see {config.log_file}", EXIT_CAPTURE)
+        raise CaptureFailure(f"all {result.failures} snapshot(s) failed; see {config.log_file}")
 
 
 def _ago(ts: object) -> str:
@@ -244,7 +261,7 @@ agent_kind_options = [
 ]
 
 
-def _with_kind(fn):  # type: ignore[no-untyped-def]
+def _with_kind(fn: _Command) -> _Command:
     for option in reversed(agent_kind_options):
         fn = option(fn)
     return fn
@@ -323,4 +340,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -47,6 +47,7 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 # --- settings written by `ollama-capture setup` ---
 SPOOL_DIR = "/var/spool/ollama-wire"
@@ -107,10 +108,20 @@ def _number(text: str, what: str, low: int, high: int) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class CaptureRequest:
+    """A validated ``capture`` request: nothing in it came from the caller unchecked."""
+
+    interface: str  # one of the machine's interfaces
+    duration: int  # seconds, 1..MAX_DURATION
+    ports: tuple[int, ...]  # distinct, each among ALLOWED_PORTS
+    name: str | None  # a bare file name, or None for a time-stamped one
+
+
 def parse_capture_args(
     args: list[str], interfaces: set[str], allowed_ports: tuple[int, ...] = ALLOWED_PORTS
-) -> dict[str, object]:
-    """Validate ``capture`` arguments; return ``interface``, ``duration``, ``ports`` and ``name``.
+) -> CaptureRequest:
+    """Validate ``capture`` arguments into a :class:`CaptureRequest`; :class:`Refused` says what is wrong.
 
     Only ``--interface``, ``--duration``, ``--port`` (repeatable) and ``--name`` are known, each followed by
     its value as a separate word. Anything else is refused. Ports must be among those setup allowed
@@ -154,7 +165,7 @@ def parse_capture_args(
     name = values.get("--name")
     if name is not None and not _NAME.fullmatch(name):
         raise Refused(f"name must be a bare file name like ollama-1.pcap, got {name!r}")
-    return {"interface": interface, "duration": duration, "ports": ports, "name": name}
+    return CaptureRequest(interface, duration, tuple(ports), name)
 
 
 def bpf_filter(ports: list[int]) -> str:
@@ -462,15 +473,14 @@ def publish(partial_fd: int, part_name: str, outbox_fd: int, name: str, pick_fre
 
 def capture(args: list[str]) -> int:
     """The ``capture`` command: validate, run tcpdump, publish; print a JSON summary."""
-    opts = parse_capture_args(args, machine_interfaces())
+    request = parse_capture_args(args, machine_interfaces())
     user = invoking_user()
     tcpdump = find_tcpdump()
     partial_fd, outbox_fd = open_spool(user)
     check_outbox(outbox_fd, f"{SPOOL_DIR}/{user.pw_name}")
     sweep_partials(partial_fd)
     started = time.time()
-    name = opts["name"] or time.strftime("ollama-%Y%m%dT%H%M%SZ.pcap", time.gmtime(started))
-    assert isinstance(name, str)
+    name = request.name or time.strftime("ollama-%Y%m%dT%H%M%SZ.pcap", time.gmtime(started))
     part_name = f"{name}.{os.getpid()}.partial"
     _slot_fd, limit = reserve_capture(partial_fd, user.pw_uid, part_name)  # held until the process exits
     fd = os.open(
@@ -480,8 +490,8 @@ def capture(args: list[str]) -> int:
         dir_fd=partial_fd,
     )
     try:
-        argv = tcpdump_argv(tcpdump, str(opts["interface"]), list(opts["ports"]), drop_user())  # type: ignore[call-overload]
-        rc, err, early = run_tcpdump(argv, fd, int(opts["duration"]), limit)  # type: ignore[call-overload]
+        argv = tcpdump_argv(tcpdump, request.interface, list(request.ports), drop_user())
+        rc, err, early = run_tcpdump(argv, fd, request.duration, limit)
         size = os.fstat(fd).st_size
         if size < 24 and early:  # stopped before tcpdump even wrote its header: nothing to keep
             os.unlink(part_name, dir_fd=partial_fd)
@@ -502,7 +512,7 @@ def capture(args: list[str]) -> int:
         os.fsync(fd)
         os.fchown(fd, user.pw_uid, user.pw_gid)
         os.fchmod(fd, 0o600)
-        final = publish(partial_fd, part_name, outbox_fd, name, pick_free=opts["name"] is None)
+        final = publish(partial_fd, part_name, outbox_fd, name, pick_free=request.name is None)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(part_name, dir_fd=partial_fd)

@@ -21,7 +21,7 @@ def test_valid_arguments_build_a_fixed_tcpdump_command() -> None:
         IFACES,
         allowed_ports=(11434, 8080),
     )
-    assert opts == {"interface": "lo", "duration": 30, "ports": [11434, 8080], "name": None}
+    assert opts == helper.CaptureRequest(interface="lo", duration=30, ports=(11434, 8080), name=None)
     argv = helper.tcpdump_argv("/usr/bin/tcpdump", "lo", [11434, 8080], "tcpdump")
     assert argv == [
         "/usr/bin/tcpdump", "-i", "lo", "--immediate-mode", "-n", "-s", "0", "-U", "-w", "-",
