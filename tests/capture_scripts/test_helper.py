@@ -84,9 +84,14 @@ def test_helper_imports_only_the_standard_library() -> None:
     assert names <= set(sys.stdlib_module_names) | {"__future__"}
 
 
-def test_sudoers_template_is_the_same_as_the_shipped_copy() -> None:
-    shipped = Path(__file__).resolve().parents[2] / "sudoers" / "ollama-capture.sudoers"
-    assert shipped.read_text() == install.template("ollama-capture.sudoers")
+def test_sudoers_template_has_one_source() -> None:
+    """The packaged template is the rule; sudoers/ only points at it (no copy to keep in sync)."""
+    root = Path(__file__).resolve().parents[2]
+    assert sorted(p.name for p in (root / "sudoers").iterdir()) == ["README.md"]
+    readme = (root / "sudoers" / "README.md").read_text()
+    link = "../capture_scripts/templates/ollama-capture.sudoers"
+    assert f"]({link})" in readme
+    assert (root / "sudoers" / link).resolve().read_text() == install.template("ollama-capture.sudoers")
 
 
 @pytest.mark.skipif(shutil.which("visudo") is None and not os.path.exists("/usr/sbin/visudo"), reason="no visudo")

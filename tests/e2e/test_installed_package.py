@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -231,3 +232,13 @@ def _addon_origin(mitmdump: Path, fresh: FreshInstall) -> Path:
     code = "import analyzer.recorder.addon as a; print(a.__file__)"
     found = subprocess.run([python, "-c", code], cwd=fresh.root, capture_output=True, text=True, check=True)
     return Path(found.stdout.strip())
+
+
+def test_capture_setup_renders_the_packaged_sudoers_template(fresh: FreshInstall) -> None:
+    """The sudoers rule's one source is package data: an installed ``ollama-capture`` renders it."""
+    user = pwd.getpwnam("nobody").pw_name  # any account but root (root needs no rule)
+    result = fresh.run("ollama-capture", "setup", "--user", user, "--print")
+    assert result.returncode == 0, result.stderr
+    rule = result.stdout.split(f"/etc/sudoers.d/ollama-capture-{user}  mode 0440  owner 0:0 =====\n", 1)[1]
+    assert rule.startswith(f"# ollama-capture: lets {user} take packet snapshots")
+    assert "@USER@" not in rule and "@HELPER@" not in rule
