@@ -25,6 +25,7 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 # A mid-response capture needs this much of the line after the cut one to tell "data:" from "{".
 _SNIFF_MIN_NEXT_LINE = 6
+_SNIFF_LOOKAHEAD = 16  # bytes after the first newline kept for the decision
 _SNIFF_MAX_WAIT_BYTES = 64 * 1024
 
 MODE_NDJSON = "ndjson"
@@ -50,9 +51,9 @@ def body_mode(content_type: str | None) -> str:
 class ObjectSink:
     """Where response objects land: the content they carry, how many there were, when tokens arrived."""
 
-    def __init__(self, content: ResponseContent, add_flags: Callable[[Iterable[str]], None]) -> None:
+    def __init__(self, content: ResponseContent, gaps: GapStats, add_flags: Callable[[Iterable[str]], None]) -> None:
         self.content = content
-        self.gaps = GapStats()
+        self.gaps = gaps
         self.add_flags = add_flags
         self.chunks = 0
         self.had_error_line = False
@@ -244,7 +245,11 @@ class TextBodyReader(_CappedBody):
 
 
 class SniffReader:
-    """Mid-response capture (no headers): wait for a whole line after the cut one, then read NDJSON or SSE."""
+    """Mid-response capture (no headers): wait for a whole line after the cut one, then read NDJSON or SSE.
+
+    Linear in the input: each fragment is scanned once, and only a short look-ahead after the first newline
+    is kept for the decision.
+    """
 
     streaming = True
     complete_without_end_marker = False
@@ -252,6 +257,8 @@ class SniffReader:
     def __init__(self, sink: ObjectSink) -> None:
         self._sink = sink
         self._pending: list[tuple[bytes, float]] = []
+        self._pending_size = 0
+        self._lookahead: bytearray | None = None  # what follows the first newline, once seen
         self._reader: NdjsonReader | SseReader | None = None
         sink.first_unit_may_be_partial = True
 
@@ -260,16 +267,22 @@ class SniffReader:
             self._reader.feed(data, at)
             return
         self._pending.append((data, at))
-        joined = b"".join(d for d, _ in self._pending)
-        first_newline = joined.find(b"\n")
-        if first_newline < 0:
-            if len(joined) > MAX_LINE_BYTES:
-                self._pending.clear()
-            return
-        rest = joined[first_newline + 1 :].lstrip(b"\r\n")
-        if len(rest) < _SNIFF_MIN_NEXT_LINE and b"\n" not in rest and len(joined) < _SNIFF_MAX_WAIT_BYTES:
+        self._pending_size += len(data)
+        if self._lookahead is None:
+            newline = data.find(b"\n")
+            if newline < 0:
+                if self._pending_size > MAX_LINE_BYTES:
+                    self._pending.clear()
+                    self._pending_size = 0
+                return
+            self._lookahead = bytearray()
+            data = data[newline + 1 :]
+        ahead = self._lookahead
+        if len(ahead) < _SNIFF_LOOKAHEAD:
+            ahead += (data if ahead else data.lstrip(b"\r\n"))[: _SNIFF_LOOKAHEAD - len(ahead)]
+        if len(ahead) < _SNIFF_MIN_NEXT_LINE and b"\n" not in ahead and self._pending_size < _SNIFF_MAX_WAIT_BYTES:
             return  # not enough of the next line yet to tell "data:" from "{"
-        self._hand_over(is_sse=rest.startswith((b"data:", b"event:", b"id:", b":")))
+        self._hand_over(is_sse=bytes(ahead).startswith((b"data:", b"event:", b"id:", b":")))
 
     def flush(self, at: float) -> None:
         if self._reader is None and self._pending:
@@ -287,7 +300,7 @@ class SniffReader:
     def _hand_over(self, *, is_sse: bool) -> None:
         reader: NdjsonReader | SseReader = SseReader(self._sink) if is_sse else NdjsonReader(self._sink)
         self._reader = reader
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._pending_size = self._pending, [], 0
         for fragment, when in pending:
             reader.feed(fragment, when)
 

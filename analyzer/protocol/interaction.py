@@ -36,7 +36,7 @@ from analyzer.protocol.record import (
 from analyzer.protocol.redact import REDACT_IMAGES, redact
 from analyzer.protocol.request_content import RequestContent, parse_request
 from analyzer.protocol.response_content import ResponseContent
-from analyzer.protocol.timing import ms_between
+from analyzer.protocol.timing import GapStats, ms_between
 
 DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -142,7 +142,8 @@ class InteractionBuilder:
         self._body_unreadable = False  # an encoding we cannot undo: bytes are counted, not read
         self._reader: BodyReader | None = None
         self._content = ResponseContent(max_text_chars=max_text_chars)
-        self._sink = ObjectSink(self._content, self.add_flags)
+        self._gaps = GapStats()  # arrival times of token-bearing objects
+        self._sink = ObjectSink(self._content, self._gaps, self.add_flags)
         self._finished: InteractionRecord | None = None
 
     # -- feeding ------------------------------------------------------------------------------
@@ -230,6 +231,11 @@ class InteractionBuilder:
         for flag in flags:
             self._flags[flag] = None
 
+    @property
+    def chunks(self) -> int:
+        """Response objects read so far (stream lines/events, or 1 for a parsed single body)."""
+        return self._sink.chunks
+
     # -- finishing ----------------------------------------------------------------------------
     def finish(self, at: float | None = None, *, error: str | None = None) -> InteractionRecord:
         """Close the exchange (``at`` = time of the last response byte or of the abort) and build the record."""
@@ -238,7 +244,7 @@ class InteractionBuilder:
         reader = self._reader
         if reader is not None:
             reader.flush(self._last_byte_at or 0.0)
-        content, sink, gaps = self._content, self._sink, self._sink.gaps
+        content, sink, gaps = self._content, self._sink, self._gaps
         request = parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()
         endpoint = self.endpoint
         if endpoint is None and content.detected_kind:
