@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from analyzer.recorder.foreground import DEFAULT_LISTEN, DEFAULT_UPSTREAM, ProxyPlan, parse_listen, parse_upstream
+from analyzer.recorder.foreground import (
+    DEFAULT_LISTEN,
+    DEFAULT_UPSTREAM,
+    ProxyPlan,
+    is_loopback,
+    parse_listen,
+    parse_upstream,
+)
 from analyzer.recorder.process import ADDON_PATH, ProxyError
 
 
@@ -58,7 +65,12 @@ def proxy(listen: tuple[str, int], upstream: str, mitmdump_args: tuple[str, ...]
 
     def ready() -> None:
         click.echo(f"ollama-wire proxy: {plan.listen} -> {upstream} (addon {ADDON_PATH})", err=True)
-        click.echo(f"point clients at it: OLLAMA_HOST={plan.listen}; Ctrl-C stops", err=True)
+        if port == 0:
+            click.echo("port 0: mitmdump picks one and prints it below ('listening at'); Ctrl-C stops", err=True)
+        else:
+            click.echo(f"point clients at it: OLLAMA_HOST={plan.listen}; Ctrl-C stops", err=True)
+        if not is_loopback(host):
+            click.echo(f"note: {host} is reachable beyond this machine; prompts pass through in clear", err=True)
         sys.stderr.flush()
 
     from analyzer.recorder.foreground import run_proxy

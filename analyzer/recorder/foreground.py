@@ -9,6 +9,7 @@ the known options goes to mitmdump unchanged, after ours, so ``--set ollama_log_
 from __future__ import annotations
 
 import errno
+import ipaddress
 import signal
 import socket
 import subprocess
@@ -63,6 +64,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (names other than that count as reachable)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_upstream(value: str) -> str:
     """The upstream URL; without a scheme it reads like ``OLLAMA_HOST`` (``host`` → ``http://host:11434``)."""
     if "://" not in value:
@@ -100,22 +111,24 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def run_in_foreground(argv: Sequence[str], *, stop_timeout_s: float = STOP_TIMEOUT_S) -> int:
-    """Run ``argv`` until it exits; SIGINT/SIGTERM are passed on once, so Ctrl-C stops it cleanly.
+    """Run ``argv`` until it exits; Ctrl-C, SIGTERM or a closed terminal stop it cleanly. Its exit status.
 
-    The child gets its own session: a Ctrl-C at the terminal reaches only this process, which forwards it,
-    so mitmdump sees one SIGINT (a second would not give it time to finish the open interactions). A child
-    still running ``stop_timeout_s`` after the signal is killed. Returns the child's exit status.
+    Each of SIGINT, SIGTERM and SIGHUP is passed on as SIGINT, mitmdump's clean shutdown (the addon writes the
+    open interactions); a SIGTERM was seen to kill a mitmdump 11 outright (status 143) here. The child gets its
+    own session, so a Ctrl-C at the terminal reaches only this process and mitmdump sees the signal once. A
+    child still running ``stop_timeout_s`` after the first signal is killed.
     """
     child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
     stop_requested_at: list[float] = []
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
+    def forward(_signum: int, _frame: FrameType | None) -> None:
         if not stop_requested_at:
             stop_requested_at.append(time.monotonic())
         if child.poll() is None:
-            child.send_signal(signum)
+            child.send_signal(signal.SIGINT)
 
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in stop_signals}
     try:
         while True:
             try:

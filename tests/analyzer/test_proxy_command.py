@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from analyzer.cli.main import cli
-from analyzer.recorder.foreground import ProxyPlan, parse_listen, parse_upstream
+from analyzer.recorder.foreground import ProxyPlan, is_loopback, parse_listen, parse_upstream
 from analyzer.recorder.process import ADDON_PATH
 
 
@@ -122,3 +122,12 @@ def test_addon_path_prints_the_packaged_script() -> None:
     assert result.exit_code == 0
     assert result.output == f"{ADDON_PATH}\n"
     assert ADDON_PATH.name == "mitmproxy_script.py" and ADDON_PATH.is_file()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+     ("::", False), ("192.168.1.5", False), ("gpu-box", False)],
+)  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
