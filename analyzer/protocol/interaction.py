@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,8 @@ from analyzer.protocol.timing import GapStats, ms_between
 
 DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+# A compressed response fragment is inflated and read this much at a time, so memory stays bounded.
+INFLATE_STEP_BYTES = 1024 * 1024
 
 # Flags after which a response cannot be called complete, whatever it contained.
 _INCOMPLETE_FLAGS = frozenset(
@@ -87,11 +89,27 @@ class _Decoder:
         self._inflater = zlib.decompressobj(wbits)
         self.failed = False
 
-    def decode(self, data: bytes) -> bytes:
+    def pieces(self, data: bytes, step: int) -> Iterator[bytes]:
+        """All the inflated bytes of ``data``, at most ``step`` at a time (a small input may inflate 1000-fold)."""
+        pending = data
+        while not self.failed:
+            try:
+                out = self._inflater.decompress(pending, step)
+            except zlib.error:
+                self.failed = True
+                return
+            if out:
+                yield out
+            pending = self._inflater.unconsumed_tail
+            if not out or (len(out) < step and not pending):
+                return
+
+    def decode(self, data: bytes, limit: int = 0) -> bytes:
+        """The inflated bytes of ``data``; with ``limit`` > 0 at most that many (the rest of ``data`` is dropped)."""
         if self.failed:
             return b""
         try:
-            return self._inflater.decompress(data)
+            return self._inflater.decompress(data, limit)
         except zlib.error:
             self.failed = True
             return b""
@@ -166,11 +184,12 @@ class InteractionBuilder:
     def request_body(self, data: bytes, at: float) -> None:
         """A fragment of the (de-chunked) request body."""
         self._request_bytes += len(data)
-        if self._request_decoder is not None:
-            data = self._request_decoder.decode(data)
+        room = self._max_request - len(self._request_body)
+        if self._request_decoder is not None and room > 0:
+            # one byte past the cap at most: a small compressed body must not inflate into gigabytes here
+            data = self._request_decoder.decode(data, limit=room + 1)
             if self._request_decoder.failed:
                 self.add_flags([FLAG_ENCODED_BODY])
-        room = self._max_request - len(self._request_body)
         if len(data) > room:
             self.add_flags([FLAG_TRUNCATED_BODY])
             data = data[: max(room, 0)]
@@ -218,13 +237,14 @@ class InteractionBuilder:
         self._last_byte_at = at
         if self._body_unreadable:
             return
-        if self._decoder is not None:
-            data = self._decoder.decode(data)
-            if self._decoder.failed:
-                self._body_unreadable = True
-                self.add_flags([FLAG_ENCODED_BODY])
-                return
-        self._reader.feed(data, at)
+        if self._decoder is None:
+            self._reader.feed(data, at)
+            return
+        for piece in self._decoder.pieces(data, INFLATE_STEP_BYTES):
+            self._reader.feed(piece, at)
+        if self._decoder.failed:
+            self._body_unreadable = True
+            self.add_flags([FLAG_ENCODED_BODY])
 
     def add_flags(self, flags: Iterable[str]) -> None:
         """Attach flags found by the producer (e.g. gap_in_capture, client_aborted)."""

@@ -489,3 +489,28 @@ def test_unreadable_request_encoding_is_flagged_and_the_response_still_read() ->
     b.response_body(native_stream(tokens=["a", "b"]), 0.2)
     rec = b.finish(0.2)
     assert (rec.prompt, rec.response_text, rec.complete, rec.flags) == (None, "ab", True, ["encoded_body"])
+
+
+def test_a_compressed_request_inflates_only_up_to_the_request_cap() -> None:
+    wire = gzip.compress(b'{"model":"m","prompt":"' + b"0" * 20_000_000 + b'"}', 1)
+    b = InteractionBuilder(source="proxy", max_request_bytes=1000)
+    b.request_started(0.0, "POST", "/api/generate", {"Content-Encoding": "gzip"})
+    for start in range(0, len(wire), 4096):
+        b.request_body(wire[start : start + 4096], 0.01)
+    b.response_started(0.1, 200, JSON)
+    b.response_body(b'{"model":"m","response":"ok","done":true}', 0.2)
+    rec = b.finish(0.2)
+    assert (rec.request_bytes, rec.flags, rec.response_text) == (len(wire), ["truncated_body"], "ok")
+    assert len(b._request_body) == 1000
+
+
+def test_a_compressed_stream_is_read_whole_in_bounded_steps() -> None:
+    lines = native_stream(tokens=["x" * 1000] * 3000)  # ~3 MB of NDJSON, inflated 1 MiB at a time
+    wire = gzip.compress(lines, 9)
+    b = InteractionBuilder(source="proxy")
+    b.request_started(0.0, "POST", "/api/generate", {})
+    b.response_started(0.1, 200, {**NDJSON, "Content-Encoding": "gzip"})
+    b.response_body(wire, 0.2)
+    rec = b.finish(0.2)
+    assert len(wire) < 1024 * 1024 < len(lines)
+    assert (rec.response_text, rec.chunks, rec.complete, rec.flags) == ("x" * 3_000_000, 3001, True, [])
