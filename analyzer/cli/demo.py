@@ -105,8 +105,8 @@ def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
     """Record live traffic end to end: mitmdump + the addon in front of Ollama, official clients.
 
     Uses a real Ollama at 127.0.0.1:11434 when one answers, else the built-in emulator;
-    sends a generate, a chat and an OpenAI-compatible stream through a real `mitmdump -s
-    addons/ollama_log.py` reverse proxy, then prints what was recorded.
+    sends a generate, a chat and an OpenAI-compatible stream through a real mitmdump reverse proxy
+    with the ollama_log addon (as `ollama-wire proxy` runs it), then prints what was recorded.
     """
     before = prepare_log_dir(log_dir)
     with upstream_server(use_emulator, model) as (upstream, chosen_model, description):
@@ -116,7 +116,7 @@ def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
         except ProxyError as exc:
             raise click.ClickException(str(exc)) from exc
         try:
-            click.echo(f"proxy:    mitmdump -s addons/ollama_log.py listening on {proxy.url}")
+            click.echo(f"proxy:    mitmdump with the ollama_log addon listening on {proxy.url}")
             sent = send_demo_traffic(proxy.url, chosen_model)
             for line in sent:
                 click.echo("client:   " + line)

@@ -63,8 +63,9 @@ class MitmdumpProcess:
     """``mitmdump --mode reverse:UPSTREAM@HOST:0 -s <addon> --set …`` as a context manager.
 
     mitmdump binds port 0 and the real port is read from its "listening at" line, so parallel runs
-    never race for a port. ``addon`` defaults to this checkout's ``addons/ollama_log.py``; pass another
-    script, or ``None`` for a bare proxy. Console output goes to ``console_path`` (a temp file unless given).
+    never race for a port. ``addon`` defaults to the installed package's script (``ADDON_PATH``, what
+    ``ollama-wire addon-path`` prints); pass another script, or ``None`` for a bare proxy. Console output goes
+    to ``console_path`` (a temp file unless given).
     """
 
     def __init__(
@@ -103,7 +104,7 @@ class MitmdumpProcess:
     def start(self) -> MitmdumpProcess:
         """Start and wait (bounded) until the proxy accepts connections."""
         if self.addon is not None and not self.addon.exists():
-            raise ProxyError(f"{self.addon}: addon not found (run from a checkout of ollama-wire)")
+            raise ProxyError(f"{self.addon}: addon script not found")
         self._console = self.console_path.open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
