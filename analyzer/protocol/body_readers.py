@@ -105,6 +105,8 @@ class NdjsonReader:
     complete_without_end_marker = False
 
     def __init__(self, sink: ObjectSink) -> None:
+        self._take_object = sink.take_stream_object
+        self._apply = sink.content.apply_native
         self._sink = sink
         self._lines = LineSplitter(MAX_LINE_BYTES)
 
@@ -126,7 +128,7 @@ class NdjsonReader:
     def _take(self, line: bytes, at: float) -> None:
         line = line.strip()
         if line:
-            self._sink.take_stream_object(line, at, self._sink.content.apply_native)
+            self._take_object(line, at, self._apply)
 
 
 class SseReader:
@@ -136,7 +138,8 @@ class SseReader:
     complete_without_end_marker = False
 
     def __init__(self, sink: ObjectSink) -> None:
-        self._sink = sink
+        self._take_object = sink.take_stream_object
+        self._apply = sink.content.apply_openai
         self._events = SseSplitter(MAX_LINE_BYTES)
         self._done = False
 
@@ -159,7 +162,7 @@ class SseReader:
         if payload == b"[DONE]":
             self._done = True
         else:
-            self._sink.take_stream_object(payload, at, self._sink.content.apply_openai)
+            self._take_object(payload, at, self._apply)
 
 
 class _CappedBody:
