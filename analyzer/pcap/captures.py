@@ -112,6 +112,13 @@ class _Buffer:
         return len(self.data) - self.pos
 
 
+def _seconds(ticks: int, divisor: float) -> float:
+    """``ticks / divisor`` as whole seconds plus the fraction: the same float the classic-pcap path and the tshark
+    engine compute (ns ticks since 1970 exceed a float's 53 bits; dividing them whole rounds twice)."""
+    whole, frac = divmod(ticks, int(divisor))
+    return whole + frac / divisor
+
+
 class CaptureReader:
     """Iterate the packets of one pcap or pcapng file; collects non-fatal ``warnings``.
 
@@ -264,7 +271,7 @@ class CaptureReader:
                 if not info[4]:
                     self._check_linktype(info[0])
                     info[4] = True
-                last_ts = ((ts_high << 32) | ts_low) / info[1] + info[2]
+                last_ts = _seconds((ts_high << 32) | ts_low, info[1]) + info[2]
                 yield last_ts, info[0], buf.view[pos + 28 : pos + 28 + caplen]
             elif btype == _BLOCK_IDB:
                 interfaces.append(self._parse_idb(data, pos, blen, endian))
@@ -285,7 +292,7 @@ class CaptureReader:
                     if not info[4]:
                         self._check_linktype(info[0])
                         info[4] = True
-                    last_ts = ((ts_high << 32) | ts_low) / info[1] + info[2]
+                    last_ts = _seconds((ts_high << 32) | ts_low, info[1]) + info[2]
                     yield last_ts, info[0], buf.view[pos + 28 : pos + 28 + caplen]
             # every other block type (NRB, ISB, DSB, custom, SHB itself) is skipped
 
