@@ -84,6 +84,7 @@ def _wait_for(predicate: Any, bound: float = 30.0) -> None:
 
 
 @pytest.mark.root
+@pytest.mark.live
 @needs_root
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_finishes_the_current_snapshot_and_stops(tmp_path: Path, signum: int) -> None:
@@ -111,6 +112,7 @@ def test_signal_finishes_the_current_snapshot_and_stops(tmp_path: Path, signum: 
 
 
 @pytest.mark.root
+@pytest.mark.live
 @needs_root
 def test_run_loop_with_retention_state_status_and_analysis(tmp_path: Path, emulator: Any, traffic: Any) -> None:
     cfg = _write_config(
@@ -152,6 +154,7 @@ def test_once_without_any_way_to_capture_says_how_to_fix_it(tmp_path: Path) -> N
 
 
 @pytest.mark.root
+@pytest.mark.live
 @needs_root
 def test_signal_before_the_capture_began_discards_cleanly(tmp_path: Path) -> None:
     from capture_scripts.snapshot import SnapshotDiscarded, Snapshotter
