@@ -8,6 +8,7 @@ two clock readings on the same machine, never a duration against a limit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -29,6 +30,7 @@ from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_ERROR_MID_STREAM,
     FLAG_NO_RESPONSE,
+    FLAG_REDACTED,
     FLAG_SHUTDOWN,
     FLAG_UPSTREAM_FAILED,
     InteractionRecord,
@@ -455,3 +457,44 @@ def test_sigint_records_completed_and_open_streams(emulator: EmulatorThread, mit
     open_record = records[f"{mark} open"]
     assert FLAG_SHUTDOWN in open_record.flags and not open_record.complete
     assert open_record.response_text.startswith(received) and received
+
+
+IMAGE_URL = "data:image/png;base64,iVBORw0KGgo="
+
+
+def openai_image_chat(proxy: Mitmdump, mark: str) -> str:
+    """An OpenAI chat whose user message carries an inline image (an ``image_url`` part); the reply text."""
+    content: Any = [{"type": "text", "text": mark}, {"type": "image_url", "image_url": {"url": IMAGE_URL}}]
+    reply = openai_client(proxy).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
+    return reply.choices[0].message.content or ""
+
+
+def test_openai_image_url_is_replaced_by_default_and_the_record_is_not_flagged(proxy: Mitmdump) -> None:
+    mark = marker()
+    text = openai_image_chat(proxy, mark)
+    record = only(proxy.wait_for(mark))
+    placeholder = f"<image {len(IMAGE_URL)} chars sha256:{hashlib.sha256(IMAGE_URL.encode()).hexdigest()}>"
+    assert record.messages == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": mark}, {"type": "image_url", "image_url": {"url": placeholder}}],
+        }
+    ]
+    assert (record.prompt, record.response_text, record.flags) == (mark, text, [])
+    assert IMAGE_URL not in record.to_json()
+
+
+def test_hash_redaction_through_the_addon_sets_the_redacted_flag(
+    emulator: EmulatorThread, mitmdump_factory: MitmdumpFactory
+) -> None:
+    proxy = mitmdump_factory(emulator, options=["ollama_redact=hash"])
+    mark = marker()
+    text = openai_image_chat(proxy, mark)
+    (record,) = [r for r in proxy.wait_for("redacted") if r.path == "/v1/chat/completions"]
+    assert record.flags == [FLAG_REDACTED]
+    assert (record.prompt, record.response_text) == (sha256_of(mark), sha256_of(text))
+    assert mark not in record.to_json() and IMAGE_URL not in record.to_json()
+
+
+def sha256_of(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
