@@ -138,7 +138,10 @@ def test_run_loop_with_retention_state_status_and_analysis(tmp_path: Path, emula
     from analyzer.store.log import read_log
 
     records = read_log(tmp_path / "logs")  # the hand-off wrote real records of the emulator's traffic
-    assert len(records) == state["analyzed_records"] and {r.path for r in records} == {"/api/generate"}
+    assert len(records) == state["analyzed_records"]
+    # A snapshot that starts mid-response has no request line: its record has no path (seen here, ~1 run in 4).
+    whole = [r for r in records if "capture_started_mid_response" not in r.flags]
+    assert whole and {r.path for r in whole} == {"/api/generate"}
     status = subprocess.run([*CLI, "status", "--config", str(cfg)], capture_output=True, text=True, env=_env())
     assert status.returncode == 0 and "snapshots:      3" in status.stdout
     assert str(snaps[-1]) in status.stdout
