@@ -335,23 +335,36 @@ class TestBadInput:
         return {"empty": empty, "text": text, "user0": user0_capture(tmp_path / "user0.pcap")}
 
     @pytest.mark.parametrize(
-        ("name", "engine", "words"),
+        ("name", "engine", "message"),
         [
-            ("empty", "auto", "empty file"),
-            pytest.param("empty", "tshark", "empty file", marks=needs_tshark),
-            ("text", "auto", "not a pcap or pcapng"),
-            pytest.param("text", "tshark", "capture file", marks=needs_tshark),
-            ("user0", "fast", "link type 147"),
+            ("empty", "auto", "empty file (0 bytes): tcpdump may have been stopped before it wrote anything"),
+            pytest.param(
+                "empty",
+                "tshark",
+                "empty file (0 bytes): tcpdump may have been stopped before it wrote anything",
+                marks=needs_tshark,
+            ),
+            ("text", "auto", "not a pcap or pcapng capture file (starts with 6e 6f 74 20 61 20 63 61)"),
+            pytest.param(
+                "text",
+                "tshark",
+                'tshark exited with status 2: tshark: The file "{path}" isn\'t a capture file in a format TShark '
+                "understands.",
+                marks=needs_tshark,
+            ),
+            ("user0", "fast", "unsupported link type 147 (unknown); try --engine tshark"),
         ],
     )
     def test_one_line_error_naming_the_file(
-        self, bad_files: dict[str, Path], name: str, engine: str, words: str
+        self, bad_files: dict[str, Path], name: str, engine: str, message: str
     ) -> None:
         path = bad_files[name]
         result = run(path, "--engine", engine)
         assert result.exit_code == 1
-        line = one_line_error(result, str(path))
-        assert line.startswith("error:") and words in line
+        assert (result.stdout, result.stderr) == (
+            "no Ollama interactions found\n",
+            f"error: {path}: {message.format(path=path)}\n",
+        )
 
     def test_unsupported_link_type_suggests_tshark(self, bad_files: dict[str, Path]) -> None:
         line = one_line_error(run(bad_files["user0"], "--engine", "fast"), str(bad_files["user0"]))
