@@ -160,11 +160,11 @@ def _ollama(client: ollama.Client, s: Step, config: EmulatorConfig) -> Sent:
     except ollama.ResponseError as exc:
         sent.error = exc.error
         if exc.status_code != -1:  # an HTTP error status: the server refused before any reply
-            sent.status, sent.stream = exc.status_code, False
+            sent.status = exc.status_code
             return sent
         sent.complete, sent.flags = False, ("error_mid_stream",)
     sent.text, sent.thinking = "".join(text), "".join(thinking)
-    plan = plan_reply(s.kind, body, config)
+    plan = plan_reply("chat" if s.kind == "chat" else "generate", body, config)
     sent.tokens = plan.content[: s.error_after] if s.error_after else plan.content
     if last is not None and last.done:
         sent.done_reason, sent.native_counters = last.done_reason, True
