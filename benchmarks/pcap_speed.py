@@ -19,10 +19,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,13 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analyzer.pcap.tcpdump import tcpdump  # noqa: E402
 from analyzer.pcap.tshark_engine import find_tshark, iter_tshark_segments  # noqa: E402
+from tests.support.defaults import OLLAMA_PORT  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
+from tests.support.tcpdump import tcpdump  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 BIN = Path(sys.executable).parent
 TOKENS = 500
-DEFAULT_PORT = 11434
 
 
 # --------------------------------------------------------------------------- servers
@@ -46,14 +45,9 @@ DEFAULT_PORT = 11434
 
 @contextmanager
 def emulator_server() -> Iterator[int]:
-    """The project's emulator (``ollama-wire emulate``) on a free port, or a minimal stand-in."""
+    """The project's emulator (``ollama-wire emulate``, its own process) on Ollama's port if free, else any."""
     exe = BIN / "ollama-wire"
-    probe = subprocess.run([str(exe), "emulate", "--help"], capture_output=True) if exe.exists() else None
-    if probe is None or probe.returncode != 0:
-        with fallback_server() as port:
-            yield port
-        return
-    port = free_port(DEFAULT_PORT)
+    port = free_port(preferred=OLLAMA_PORT)
     proc = subprocess.Popen(
         [str(exe), "emulate", "--port", str(port), "--token-ms", "0", "--prefill-ms", "0",
          "--tokens", str(TOKENS), "--think-tokens", "0"],
@@ -68,59 +62,6 @@ def emulator_server() -> Iterator[int]:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
-
-
-@contextmanager
-def fallback_server() -> Iterator[int]:
-    """A threaded HTTP/1.1 server streaming ``TOKENS`` NDJSON chunks per request."""
-    sock = socket.create_server(("127.0.0.1", free_port(DEFAULT_PORT)))
-    port = sock.getsockname()[1]
-
-    def serve(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with conn:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                buf += conn.recv(65536)
-            head, _, body = buf.partition(b"\r\n\r\n")
-            length = int(next((h.split(b":")[1] for h in head.split(b"\r\n")
-                               if h.lower().startswith(b"content-length")), b"0"))  # fmt: skip
-            while len(body) < length:
-                body += conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
-            for i in range(TOKENS + 1):
-                obj = {"model": "bench", "created_at": "2024-01-01T00:00:00Z", "response": f" tok{i}",
-                       "done": i == TOKENS}  # fmt: skip
-                line = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-                conn.sendall(b"%x\r\n%s\r\n" % (len(line), line))
-            conn.sendall(b"0\r\n\r\n")
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield port
-    finally:
-        sock.close()
-
-
-def free_port(preferred: int = 0) -> int:
-    """``preferred`` if it is free on 127.0.0.1 (so analyze-pcap needs no port option), else any."""
-    for candidate in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise RuntimeError("no free port")
 
 
 def one_stream(port: int) -> None:
@@ -272,7 +213,7 @@ def analyze_run(path: Path, port: int, engine: str) -> tuple[float, int] | None:
         "print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
     cmd = [str(exe), str(path), "--engine", engine, "--csv", "-o", "/dev/null"]
-    if port != DEFAULT_PORT:
+    if port != OLLAMA_PORT:
         usage = subprocess.run([str(exe), "--help"], capture_output=True, text=True).stdout
         option = next((o for o in ("--port", "--server-port", "--ports") if o in usage), None)
         if option is None:

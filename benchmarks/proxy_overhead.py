@@ -41,6 +41,7 @@ from pathlib import Path
 
 import httpx
 
+from analyzer.protocol.timing import percentile
 from analyzer.recorder.process import ADDON_PATH, MitmdumpProcess, ProxyError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,13 +174,6 @@ def concurrent_rate(client: httpx.Client, url: str, prompt: str, tokens: int) ->
     return CONCURRENT * tokens / elapsed
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
 def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="proxy-overhead-"))
     script = workdir / "pass_through.py"
@@ -245,24 +239,24 @@ def report(args: argparse.Namespace, results: dict[str, Results]) -> None:
     )
     print(header)
     print("|---|" + "---:|" * 8)
-    direct_gap95 = percentile(results["direct"].gaps_ms, 95)
+    direct_gap95 = percentile(sorted(results["direct"].gaps_ms), 95)
     for name, r in results.items():
-        gap95 = percentile(r.gaps_ms, 95)
+        gap95 = percentile(sorted(r.gaps_ms), 95)
         cpu = f"{r.cpu_s * 1000 / streams:.1f}" if r.cpu_s is not None else "-"
-        if percentile(r.gaps_ms, 50) == 0:  # every token arrived in one burst: there are no gaps to compare
+        if percentile(sorted(r.gaps_ms), 50) == 0:  # every token arrived in one burst: there are no gaps to compare
             gaps = "burst | burst | burst | -"
         else:
             gaps = (
-                f"{percentile(r.gaps_ms, 50):.2f} | {gap95:.2f} | {percentile(r.gaps_ms, 99):.2f} | "
+                f"{percentile(sorted(r.gaps_ms), 50):.2f} | {gap95:.2f} | {percentile(sorted(r.gaps_ms), 99):.2f} | "
                 f"{gap95 - direct_gap95:+.2f}"
             )
         print(
-            f"| {name} | {percentile(r.ttft_ms, 50):.2f} | {percentile(r.ttft_ms, 95):.2f} | {gaps} | "
+            f"| {name} | {percentile(sorted(r.ttft_ms), 50):.2f} | {percentile(sorted(r.ttft_ms), 95):.2f} | {gaps} | "
             f"{sum(r.rates) / len(r.rates):.0f} | {cpu} |"
         )
     addon, passthrough = results["ollama_log"], results["pass-through"]
-    ttft_ratio = percentile(addon.ttft_ms, 50) / percentile(passthrough.ttft_ms, 50)
-    gap_delta = percentile(addon.gaps_ms, 95) - direct_gap95
+    ttft_ratio = percentile(sorted(addon.ttft_ms), 50) / percentile(sorted(passthrough.ttft_ms), 50)
+    gap_delta = percentile(sorted(addon.gaps_ms), 95) - direct_gap95
     rate_ratio = (sum(addon.rates) / len(addon.rates)) / (sum(passthrough.rates) / len(passthrough.rates))
     print()
     print(

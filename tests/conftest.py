@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread
-
-# Small but non-zero pacing: streams still have visible gaps between tokens, tests stay quick.
-FAST: dict[str, Any] = {"prefill_ms": 2.0, "token_ms": 1.0}
+from tests.support import processes
+from tests.support.defaults import FAST
 
 EmulatorFactory = Callable[..., EmulatorThread]
 
@@ -34,7 +33,7 @@ def emulator_factory() -> Iterator[EmulatorFactory]:
     started: list[EmulatorThread] = []
 
     def start(host: str = "127.0.0.1", **options: Any) -> EmulatorThread:
-        running = EmulatorThread(EmulatorConfig(**{**FAST, **options}), host=host)
+        running = processes.emulator(host, **options)
         running.start()
         started.append(running)
         return running

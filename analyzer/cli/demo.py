@@ -12,11 +12,12 @@ from pathlib import Path
 import click
 
 from analyzer.emulator import EmulatorConfig, EmulatorThread
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.recorder.process import MitmdumpProcess, ProxyError
 from analyzer.store.log import LogError, read_log
 from analyzer.store.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
 
-REAL_OLLAMA = "http://127.0.0.1:11434"
+REAL_OLLAMA = f"http://127.0.0.1:{OLLAMA_PORT}"
 
 
 def real_ollama_models(url: str = REAL_OLLAMA) -> list[str] | None:

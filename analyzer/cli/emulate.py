@@ -9,6 +9,7 @@ import sys
 import click
 
 from analyzer.emulator import DEFAULT_MODELS, EmulatorConfig, EmulatorServer, format_url
+from analyzer.protocol.endpoints import OLLAMA_PORT
 
 
 def _models(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -36,7 +37,9 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
 
 @click.command("emulate")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (use ::1 for IPv6).")
-@click.option("--port", default=11434, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option(
+    "--port", default=OLLAMA_PORT, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
 @click.option(
     "--models",
     multiple=True,

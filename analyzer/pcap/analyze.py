@@ -9,12 +9,12 @@ from pathlib import Path
 
 from analyzer.pcap.errors import CaptureError, UnsupportedLinkTypeError
 from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_capture, exchanges_from_segments
-from analyzer.protocol.endpoints import classify
+from analyzer.protocol.endpoints import OLLAMA_PORT, classify
 from analyzer.protocol.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_IMAGES
 
-DEFAULT_PORTS = (11434,)
+DEFAULT_PORTS = (OLLAMA_PORT,)
 ENGINES = ("auto", "fast", "tshark")
 
 

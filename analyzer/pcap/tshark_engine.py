@@ -267,11 +267,19 @@ def _parse_repeated(raw: bytes) -> TcpSegment | None:
     return _segment(f, ip_src or ip6_src, ip_dst or ip6_dst)
 
 
+def _epoch(value: bytes | str) -> float:
+    """``frame.time_epoch`` as whole seconds plus digits / 10**n: the same float the fast engine computes from the
+    file's ticks (``float(text)`` of a nanosecond time can differ from it in the last bit, and records must agree)."""
+    text = value.decode() if isinstance(value, bytes) else value
+    whole, _, frac = text.partition(".")
+    return int(whole) + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
 def _segment(f: Sequence[bytes] | Sequence[str], src: str, dst: str) -> TcpSegment:
     """A segment from one line's fields (see ``_FIELDS``), bytes or text, with its addresses chosen."""
     payload = binascii.a2b_hex(f[12]) if f[12] else b""
     return TcpSegment(
-        float(f[0]),
+        _epoch(f[0]),
         src,
         int(f[6]),
         dst,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+OLLAMA_PORT = 11434  # Ollama's default port: the one place every default refers to
+
 API_OLLAMA = "ollama"
 API_OPENAI = "openai"
 

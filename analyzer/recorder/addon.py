@@ -25,7 +25,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http, optmanager
 from mitmproxy.proxy.mode_specs import ReverseMode
 
-from analyzer.protocol.endpoints import classify
+from analyzer.protocol.endpoints import OLLAMA_PORT, classify
 from analyzer.protocol.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
 from analyzer.protocol.observer import ObserverHub
 from analyzer.protocol.record import (
@@ -43,7 +43,6 @@ from analyzer.store.summary import one_line
 
 logger = logging.getLogger(__name__)
 CLIENT_DISCONNECTED = "Client disconnected."
-OLLAMA_PORT = 11434  # Ollama's default port: outside reverse mode, what counts when ollama_hosts is empty
 OPTION_NAMES = (
     "ollama_log_dir",
     "ollama_redact",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
+from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.inputs import CAPTURE_SUFFIXES
 from analyzer.protocol.record import InteractionRecord, record_from_row, record_problem
 from analyzer.store.log import LogError, iter_log_dicts, log_files
@@ -77,7 +77,7 @@ def _capture_records(path: Path, ports: tuple[int, ...]) -> Iterator[Interaction
 
 
 def iter_source_records(
-    sources: Sequence[str | Path], *, warn: Warn | None = None, ports: tuple[int, ...] = (11434,)
+    sources: Sequence[str | Path], *, warn: Warn | None = None, ports: tuple[int, ...] = DEFAULT_PORTS
 ) -> Iterator[InteractionRecord]:
     """Every record in ``sources``, source by source. Raises :class:`SourceError` for a source it cannot read.
 

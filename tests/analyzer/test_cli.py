@@ -65,21 +65,44 @@ def log_dir(tmp_path: Path) -> Path:
     return tmp_path / "log"
 
 
-def test_logs_table_filters_and_summary(log_dir: Path) -> None:
-    run = CliRunner().invoke
-    out = run(cli, ["logs", "--log-dir", str(log_dir)]).output
-    assert out.count("/api/generate") == 3
-    out = run(cli, ["logs", "--log-dir", str(log_dir), "--model", "m2"]).output
-    assert out.count("/api/generate") == 1 and "m2" in out
-    out = run(cli, ["logs", "--log-dir", str(log_dir), "--errors"]).output
-    assert "boom" in out and out.count("/api/generate") == 1
-    out = run(cli, ["logs", "--log-dir", str(log_dir), "--since", "2026-01-02"]).output
-    assert out.count("/api/generate") == 2
-    out = run(cli, ["logs", "--log-dir", str(log_dir), "-n", "1"]).output
-    assert out.count("/api/generate") == 1 and "11:00" in out
-    out = run(cli, ["logs", "--log-dir", str(log_dir), "--summary"]).output
-    m1 = next(line for line in out.splitlines() if line.startswith("m1"))
-    assert re.split(r"\s+", m1)[:3] == ["m1", "2", "1"]  # model, count, errors
+def cells(output: str) -> list[list[str]]:
+    """A table's whole output, normalised for column widths: every line as its cells (split on 2+ spaces)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines()]
+
+
+HEADER = ["started_at", "method", "path", "model", "status", "ttft_ms", "eval_count", "tok_per_s", "total_ms", "flags"]
+ROW0 = ["2026-01-01 10:00:00.000", "POST", "/api/generate", "m1", "200", "10.0", "10", "50.0", "100.0", "a;b"]
+ROW1 = ["2026-01-02 10:00:00.000", "POST", "/api/generate", "m2", "200", "20.0", "10", "51.0", "100.0"]
+ROW2 = ["2026-01-02 11:00:00.000", "POST", "/api/generate", "m1", "200", "30.0", "10", "52.0", "100.0", "error: boom"]
+
+
+@pytest.mark.parametrize(
+    ("args", "rows"),
+    [
+        ([], [ROW0, ROW1, ROW2]),
+        (["--model", "m2"], [ROW1]),
+        (["--errors"], [ROW2]),
+        (["--since", "2026-01-02"], [ROW1, ROW2]),
+        (["-n", "1"], [ROW2]),
+    ],
+)
+def test_logs_table_filters(log_dir: Path, args: list[str], rows: list[list[str]]) -> None:
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), *args])
+    assert result.exit_code == 0 and result.stderr == ""
+    table = cells(result.stdout)
+    assert table[0] == HEADER and set(table[1][0]) == {"-"}
+    assert table[2:] == rows
+
+
+def test_logs_summary_table(log_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), "--summary"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert cells(result.stdout) == [
+        ["model", "count", "errors", "ttft_p50_ms", "ttft_p95_ms", "tok_per_s_p50", "eval_tokens"],
+        ["-----", "-----", "------", "-----------", "-----------", "-------------", "-----------"],
+        ["m1", "2", "1", "20.0", "29.0", "51.0", "20"],
+        ["m2", "1", "0", "20.0", "20.0", "51.0", "10"],
+    ]
 
 
 def test_logs_exports(log_dir: Path, tmp_path: Path) -> None:
@@ -190,14 +213,21 @@ def test_logs_on_a_missing_log_dir_says_where_logs_go(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["logs", "--log-dir", str(missing), "--json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout) == []
-    assert f"no interactions: {missing} does not exist" in result.stderr
+    assert result.stderr == (
+        f"no interactions: {missing} does not exist (the addon writes to logs/ollama_interactions relative to "
+        "where mitmdump runs; use --log-dir)\n"
+    )
 
 
 def test_logs_skips_a_half_written_line(log_dir: Path) -> None:
-    with next(log_dir.glob("*.jsonl")).open("a") as fh:
+    last = sorted(log_dir.glob("*.jsonl"))[-1]
+    with last.open("a") as fh:
         fh.write('{"id": "cut-sho')
     result = CliRunner().invoke(cli, ["logs", "--log-dir", str(log_dir), "--jsonl"])
-    assert result.exit_code == 0 and "skipped a line" in result.output
+    assert result.exit_code == 0
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["r0", "r1", "r2"]
+    lines = len(last.read_text().splitlines())
+    assert result.stderr == f"warning: {last}:{lines}: skipped a line that is not JSON\n"
 
 
 def test_readme_documents_every_addon_option() -> None:

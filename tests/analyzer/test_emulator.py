@@ -9,8 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 import ollama
 import openai
@@ -19,98 +18,20 @@ import pytest
 from analyzer.emulator import EmulatorConfig, EmulatorThread, expected_text, plan_reply
 from analyzer.emulator.examples import WEATHER_TOOL
 from analyzer.emulator.http11 import Request, ResponseWriter
+from tests.support.defaults import MODEL
+from tests.support.rawhttp import HttpConnection, RawResponse
 
-MODEL = "llama3.2:1b"
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
 
-# --- a tiny independent HTTP/1.1 client that keeps every chunk boundary --------------------------------
-
-
-@dataclass
-class RawResponse:
-    """One response as it came off the wire."""
-
-    status: int
-    version: str
-    header_names: list[str]
-    headers: dict[str, str]
-    chunks: list[bytes] = field(default_factory=list)
-    body: bytes = b""
-    complete: bool = True
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def read_response(stream: BinaryIO, method: str = "GET") -> RawResponse:
-    """Parse one response from ``stream``; chunked bodies keep their chunk boundaries."""
-    version, status, _ = stream.readline().decode().split(" ", 2)
-    names, headers = [], {}
-    for _ in range(100):
-        line = stream.readline().decode().rstrip("\r\n")
-        if not line:
-            break
-        name, _, value = line.partition(":")
-        names.append(name)
-        headers[name.lower()] = value.strip()
-    response = RawResponse(int(status), version, names, headers)
-    if method == "HEAD":
-        return response
-    if headers.get("transfer-encoding") == "chunked":
-        for _ in range(100_000):
-            size_line = stream.readline()
-            if not size_line:
-                response.complete = False
-                break
-            size = int(size_line.strip(), 16)
-            if size == 0:
-                assert stream.readline() == b"\r\n"
-                break
-            response.chunks.append(stream.read(size))
-            assert stream.readline() == b"\r\n"
-        response.body = b"".join(response.chunks)
-    elif "content-length" in headers:
-        response.body = stream.read(int(headers["content-length"]))
-    else:
-        response.body = stream.read()
-    return response
-
-
-def request_bytes(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> bytes:
-    payload = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
-    lines = [f"{method} {path} HTTP/1.1", "Host: test"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    if body is not None:
-        lines.append(f"Content-Length: {len(payload)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
-
-
-class Connection:
-    """A raw keep-alive connection to an emulator."""
-
-    def __init__(self, emu: EmulatorThread) -> None:
-        self.sock = socket.create_connection((emu.host, emu.port))
-        self.stream = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def request(self, method: str, path: str, body: Any = None, **headers: str) -> RawResponse:
-        self.send(request_bytes(method, path, body, {k.replace("_", "-"): v for k, v in headers.items()}))
-        return read_response(self.stream, method)
-
-    def at_eof(self) -> bool:
-        return self.stream.read(1) == b""
-
-    def close(self) -> None:
-        self.stream.close()
-        self.sock.close()
+def Connection(emu: EmulatorThread) -> HttpConnection:
+    """A raw keep-alive connection to ``emu``."""
+    return HttpConnection(emu.host, emu.port)
 
 
 @pytest.fixture
 def conn(emulator: EmulatorThread):
-    connection = Connection(emulator)
+    connection = HttpConnection(emulator.host, emulator.port)
     yield connection
     connection.close()
 
@@ -136,7 +57,7 @@ def ndjson(response: RawResponse) -> list[dict[str, Any]]:
 # --- framing -------------------------------------------------------------------------------------------
 
 
-def test_native_stream_is_one_json_line_per_chunk(emulator: EmulatorThread, conn: Connection) -> None:
+def test_native_stream_is_one_json_line_per_chunk(emulator: EmulatorThread, conn: HttpConnection) -> None:
     body = {"model": MODEL, "prompt": "Why is the sky blue?"}
     response = conn.request("POST", "/api/generate", body)
     assert response.status == 200
@@ -161,7 +82,7 @@ def test_native_stream_is_one_json_line_per_chunk(emulator: EmulatorThread, conn
     assert final["total_duration"] >= final["prompt_eval_duration"] + final["eval_duration"]
 
 
-def test_keep_alive_serves_many_requests_on_one_connection(conn: Connection) -> None:
+def test_keep_alive_serves_many_requests_on_one_connection(conn: HttpConnection) -> None:
     assert conn.request("GET", "/").body == b"Ollama is running"
     streamed = conn.request("POST", "/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
     assert ndjson(streamed)[-1]["done"] is True
@@ -180,10 +101,10 @@ def test_keep_alive_serves_many_requests_on_one_connection(conn: Connection) -> 
 
 
 def test_http10_gets_close_delimited_reply(emulator: EmulatorThread) -> None:
-    conn = Connection(emulator)
+    conn = HttpConnection(emulator.host, emulator.port)
     body = json.dumps({"model": MODEL, "prompt": "old client"}).encode()
     conn.send(b"POST /api/generate HTTP/1.0\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
-    response = read_response(conn.stream)
+    response = conn.read_response()
     conn.close()
     assert response.version == "HTTP/1.0"
     assert "transfer-encoding" not in response.headers and "connection" not in response.headers
@@ -191,19 +112,19 @@ def test_http10_gets_close_delimited_reply(emulator: EmulatorThread) -> None:
     assert "".join(o["response"] for o in lines) == expected_text("generate", json.loads(body), emulator.config)
 
 
-def test_chunked_request_body_is_read(emulator: EmulatorThread, conn: Connection) -> None:
+def test_chunked_request_body_is_read(emulator: EmulatorThread, conn: HttpConnection) -> None:
     body = json.dumps({"model": MODEL, "prompt": "chunked upload", "stream": False}).encode()
     half = len(body) // 2
     framed = b"%x\r\n%b\r\n%x;ext=1\r\n%b\r\n0\r\n\r\n" % (half, body[:half], len(body) - half, body[half:])
     conn.send(b"POST /api/generate HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + framed)
-    response = read_response(conn.stream)
+    response = conn.read_response()
     assert response.json()["response"] == expected_text("generate", json.loads(body), emulator.config)
     assert conn.request("GET", "/").status == 200  # connection still usable
 
 
 def test_content_length_only_up_to_2048_bytes(emulator_factory) -> None:
     emu = emulator_factory(prefill_ms=0, token_ms=0)
-    conn = Connection(emu)
+    conn = HttpConnection(emu.host, emu.port)
     seen = set()
     for count in range(0, 400, 7):
         body = {"model": MODEL, "prompt": "size", "stream": False, "options": {"emulator_tokens": count}}
@@ -240,7 +161,7 @@ def test_response_writer_boundary(size: int, framing: str) -> None:
     assert framing in head
 
 
-def test_errors_before_the_stream(conn: Connection) -> None:
+def test_errors_before_the_stream(conn: HttpConnection) -> None:
     missing = conn.request("POST", "/api/generate", {"model": "nope:1b", "prompt": "x"})
     assert missing.status == 404 and missing.json() == {"error": "model 'nope:1b' not found"}
     assert missing.headers["content-type"] == "application/json; charset=utf-8"
@@ -256,7 +177,7 @@ def test_errors_before_the_stream(conn: Connection) -> None:
     assert failing.status == 503 and "error" in failing.json()
 
 
-def test_empty_prompt_just_loads(conn: Connection) -> None:
+def test_empty_prompt_just_loads(conn: HttpConnection) -> None:
     response = conn.request("POST", "/api/generate", {"model": MODEL, "prompt": ""})
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     reply = response.json()
@@ -265,7 +186,7 @@ def test_empty_prompt_just_loads(conn: Connection) -> None:
     assert chat["done_reason"] == "load" and chat["message"] == {"role": "assistant", "content": ""}
 
 
-def test_mid_stream_error_keeps_status_200(conn: Connection) -> None:
+def test_mid_stream_error_keeps_status_200(conn: HttpConnection) -> None:
     body = {"model": MODEL, "prompt": "fail", "options": {"emulator_error_after": 3}}
     response = conn.request("POST", "/api/generate", body)
     lines = ndjson(response)
@@ -280,7 +201,7 @@ def test_mid_stream_error_keeps_status_200(conn: Connection) -> None:
     assert b"[DONE]" not in sse.body
 
 
-def test_close_after_drops_connection_mid_stream(emulator: EmulatorThread, conn: Connection) -> None:
+def test_close_after_drops_connection_mid_stream(emulator: EmulatorThread, conn: HttpConnection) -> None:
     response = conn.request(
         "POST",
         "/api/chat",
@@ -289,7 +210,7 @@ def test_close_after_drops_connection_mid_stream(emulator: EmulatorThread, conn:
     assert not response.complete and len(response.chunks) == 2
 
 
-def test_go_json_escaping_and_utf8_on_the_wire(emulator: EmulatorThread, conn: Connection) -> None:
+def test_go_json_escaping_and_utf8_on_the_wire(emulator: EmulatorThread, conn: HttpConnection) -> None:
     prompt = next(
         p for p in (f"p{i}" for i in range(500)) if "<tag>" in expected_text("generate", {"model": MODEL, "prompt": p})
     )
@@ -299,7 +220,7 @@ def test_go_json_escaping_and_utf8_on_the_wire(emulator: EmulatorThread, conn: C
     assert json.loads(raw)["response"] == expected_text("generate", body, emulator.config)
 
 
-def test_num_predict_cuts_text_with_done_reason_length(emulator: EmulatorThread, conn: Connection) -> None:
+def test_num_predict_cuts_text_with_done_reason_length(emulator: EmulatorThread, conn: HttpConnection) -> None:
     full = {"model": MODEL, "prompt": "limit", "stream": False}
     short = {**full, "options": {"num_predict": 5}}
     reply = conn.request("POST", "/api/generate", short).json()
@@ -309,14 +230,14 @@ def test_num_predict_cuts_text_with_done_reason_length(emulator: EmulatorThread,
 
 def test_metrics_follow_the_pacing(emulator_factory) -> None:
     emu = emulator_factory(prefill_ms=20, token_ms=5, tokens=6)
-    conn = Connection(emu)
+    conn = HttpConnection(emu.host, emu.port)
     reply = conn.request("POST", "/api/generate", {"model": MODEL, "prompt": "pace", "stream": False}).json()
     conn.close()
     assert reply["prompt_eval_duration"] >= 20_000_000 * 0.9
     assert reply["eval_duration"] >= 6 * 5_000_000 * 0.9
 
 
-def test_pull_streams_progress(conn: Connection) -> None:
+def test_pull_streams_progress(conn: HttpConnection) -> None:
     lines = ndjson(conn.request("POST", "/api/pull", {"model": "tinyllama"}))
     assert lines[-1] == {"status": "success"}
     assert any({"digest", "total", "completed"} <= set(line) for line in lines)
@@ -495,7 +416,7 @@ def test_emulator_thread_reports_busy_port() -> None:
             EmulatorThread(EmulatorConfig(), port=busy.getsockname()[1]).start()
 
 
-def test_sse_framing_one_event_per_chunk(emulator: EmulatorThread, conn: Connection) -> None:
+def test_sse_framing_one_event_per_chunk(emulator: EmulatorThread, conn: HttpConnection) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "sse"}], "stream": True}
     body["stream_options"] = {"include_usage": True}
     response = conn.request("POST", "/v1/chat/completions", body)

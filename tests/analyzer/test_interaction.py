@@ -407,11 +407,13 @@ def test_gzip_encoded_json_body() -> None:
 
 def test_redaction_modes() -> None:
     msgs = [{"role": "user", "content": "secret", "images": ["aGVsbG8="]}]
+    image = "<image 8 chars sha256:333d6b3a3c1f5db6c9bdda5939b136986d170f4649172a68368d54ecb44c2ff2>"
+    hashed = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"  # of "secret"
     for mode, check in [
-        ("none", lambda r: r.messages == msgs and r.response_text == "".join(TOKENS)),
-        ("images", lambda r: r.messages[0]["images"][0].startswith("<image 8 chars sha256:") and r.prompt == "secret"),
-        ("hash", lambda r: r.prompt.startswith("sha256:") and r.response_text.startswith("sha256:")),
-        ("drop", lambda r: r.prompt is None and r.response_text == "" and r.messages is None),
+        ("none", lambda r: r.messages == msgs and r.response_text == "".join(TOKENS) and r.flags == []),
+        ("images", lambda r: r.messages[0]["images"] == [image] and r.prompt == "secret" and r.flags == []),
+        ("hash", lambda r: r.prompt == hashed and r.response_text.startswith("sha256:") and r.flags == ["redacted"]),
+        ("drop", lambda r: (r.prompt, r.response_text, r.messages, r.flags) == (None, "", None, ["redacted"])),
     ]:
         b = InteractionBuilder(source="proxy", redaction=mode)
         b.request_started(0.0, "POST", "/api/chat", {})

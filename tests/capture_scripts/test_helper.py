@@ -346,6 +346,7 @@ def test_setup_refuses_a_port_in_the_ephemeral_range(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.root
+@pytest.mark.live
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tcpdump)")
 def test_capture_reaching_its_size_limit_still_delivers_a_valid_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

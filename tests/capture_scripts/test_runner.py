@@ -84,6 +84,7 @@ def _wait_for(predicate: Any, bound: float = 30.0) -> None:
 
 
 @pytest.mark.root
+@pytest.mark.live
 @needs_root
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_finishes_the_current_snapshot_and_stops(tmp_path: Path, signum: int) -> None:
@@ -111,6 +112,7 @@ def test_signal_finishes_the_current_snapshot_and_stops(tmp_path: Path, signum: 
 
 
 @pytest.mark.root
+@pytest.mark.live
 @needs_root
 def test_run_loop_with_retention_state_status_and_analysis(tmp_path: Path, emulator: Any, traffic: Any) -> None:
     cfg = _write_config(
@@ -136,7 +138,10 @@ def test_run_loop_with_retention_state_status_and_analysis(tmp_path: Path, emula
     from analyzer.store.log import read_log
 
     records = read_log(tmp_path / "logs")  # the hand-off wrote real records of the emulator's traffic
-    assert len(records) == state["analyzed_records"] and {r.path for r in records} == {"/api/generate"}
+    assert len(records) == state["analyzed_records"]
+    # A snapshot that starts mid-response has no request line: its record has no path (seen here, ~1 run in 4).
+    whole = [r for r in records if "capture_started_mid_response" not in r.flags]
+    assert whole and {r.path for r in whole} == {"/api/generate"}
     status = subprocess.run([*CLI, "status", "--config", str(cfg)], capture_output=True, text=True, env=_env())
     assert status.returncode == 0 and "snapshots:      3" in status.stdout
     assert str(snaps[-1]) in status.stdout
@@ -152,6 +157,7 @@ def test_once_without_any_way_to_capture_says_how_to_fix_it(tmp_path: Path) -> N
 
 
 @pytest.mark.root
+@pytest.mark.live
 @needs_root
 def test_signal_before_the_capture_began_discards_cleanly(tmp_path: Path) -> None:
     from capture_scripts.snapshot import SnapshotDiscarded, Snapshotter

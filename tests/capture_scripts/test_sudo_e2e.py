@@ -30,7 +30,7 @@ from capture_scripts import install
 from capture_scripts.cli import cli
 from capture_scripts.snapshot import count_packets
 
-pytestmark = [pytest.mark.root, needs_root]
+pytestmark = [pytest.mark.root, pytest.mark.live, needs_root]
 
 
 def invoke_cli(args: list[str]) -> dict[str, Any]:

@@ -11,53 +11,15 @@ runs never race for a port. Every wait is a bounded poll; nothing here asserts o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from analyzer.emulator import EmulatorThread
-from analyzer.protocol.record import InteractionRecord
-from analyzer.recorder.process import MitmdumpProcess
-from analyzer.store.log import read_log
+from tests.support.processes import Mitmdump
 
-RECORD_TIMEOUT_S = 15.0
-
-
-class Mitmdump(MitmdumpProcess):
-    """The project's mitmdump runner plus what tests need: its own log directory and record polling."""
-
-    def __init__(self, upstream: str, host: str, log_dir: Path, console_path: Path, *options: str) -> None:
-        settings = dict(option.split("=", 1) for option in options)
-        super().__init__(
-            upstream, host=host, options={"ollama_log_dir": str(log_dir), **settings}, console_path=console_path
-        )
-        self.log_dir = log_dir
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def records(self) -> list[InteractionRecord]:
-        """Every record in the log so far."""
-        return read_log(self.log_dir)
-
-    def wait_for(self, marker: str, count: int = 1, timeout_s: float = RECORD_TIMEOUT_S) -> list[InteractionRecord]:
-        """Wait (bounded) until ``count`` records mention ``marker`` anywhere (prompt, model, ...); returns them.
-
-        The addon writes a record in the ``response``/``error`` hook, which can run just after the client
-        already has the last byte, so a test must poll rather than read the log once.
-        """
-        deadline = time.monotonic() + timeout_s
-        found: list[InteractionRecord] = []
-        while time.monotonic() < deadline:
-            found = [r for r in self.records() if marker in r.to_json()]
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{len(found)} of {count} records with {marker!r} after {timeout_s}s")
-
+__all__ = ["Mitmdump", "MitmdumpFactory"]
 
 MitmdumpFactory = Callable[..., Mitmdump]
 

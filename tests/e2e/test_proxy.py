@@ -8,6 +8,7 @@ two clock readings on the same machine, never a duration against a limit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -29,18 +30,19 @@ from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_ERROR_MID_STREAM,
     FLAG_NO_RESPONSE,
+    FLAG_REDACTED,
     FLAG_SHUTDOWN,
     FLAG_UPSTREAM_FAILED,
     InteractionRecord,
 )
+from tests.support.defaults import CLIENT_TIMEOUT_S, MODEL
+from tests.support.rawhttp import HttpConnection, raw_exchange, request_bytes
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Mitmdump, MitmdumpFactory
 
 pytestmark = pytest.mark.timeout(60)
 
-MODEL = "llama3.2:1b"
-CLIENT_TIMEOUT_S = 30.0
 # Slow enough that a stream is still open while the test acts on it (abort, SIGINT); bounded by tokens.
 SLOW = {"emulator_token_ms": 25, "emulator_tokens": 400}
 
@@ -61,104 +63,6 @@ def ollama_client(proxy: Mitmdump) -> ollama.Client:
 
 def openai_client(proxy: Mitmdump) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.url + "/v1", api_key="ollama", max_retries=0, timeout=CLIENT_TIMEOUT_S)
-
-
-# -- raw HTTP/1.1 over a socket: exact bytes, exact timing -------------------------------------------------
-
-
-class RawResponse:
-    """A response read off a socket: head, de-chunked body, and whether it came chunked."""
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    @property
-    def chunked(self) -> bool:
-        return "chunked" in self.headers.get("transfer-encoding", "").lower()
-
-
-def request_bytes(method: str, path: str, body: dict[str, Any] | None, host: str, close: bool = True) -> bytes:
-    payload = json.dumps(body).encode() if body is not None else b""
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: e2e-raw\r\nAccept: */*\r\n"
-    if body is not None:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-    if close:
-        head += "Connection: close\r\n"
-    return (head + "\r\n").encode() + payload
-
-
-class SocketReader:
-    """Buffered reads from a socket with HTTP/1.1 framing (Content-Length, chunked, or until close)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-
-    def _fill(self) -> bool:
-        data = self.sock.recv(65536)
-        self.buffer += data
-        return bool(data)
-
-    def read_until(self, sep: bytes) -> bytes:
-        for _ in range(100_000):
-            cut = self.buffer.find(sep)
-            if cut >= 0:
-                line, self.buffer = self.buffer[: cut + len(sep)], self.buffer[cut + len(sep) :]
-                return line
-            if not self._fill():
-                raise ConnectionError("connection closed before " + repr(sep))
-        raise AssertionError("no separator")
-
-    def read_exactly(self, size: int) -> bytes:
-        for _ in range(100_000):
-            if len(self.buffer) >= size:
-                data, self.buffer = self.buffer[:size], self.buffer[size:]
-                return data
-            if not self._fill():
-                raise ConnectionError("connection closed mid-body")
-        raise AssertionError("body never complete")
-
-    def read_head(self) -> tuple[int, dict[str, str]]:
-        lines = self.read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        return status, headers
-
-    def chunks(self):
-        """Yield the de-chunked pieces of a chunked body, one per HTTP chunk."""
-        for _ in range(1_000_000):
-            size = int(self.read_until(b"\r\n").split(b";")[0], 16)
-            if size == 0:
-                self.read_until(b"\r\n")
-                return
-            yield self.read_exactly(size)
-            self.read_until(b"\r\n")
-
-    def read_response(self) -> RawResponse:
-        status, headers = self.read_head()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = b"".join(self.chunks())
-        elif "content-length" in headers:
-            body = self.read_exactly(int(headers["content-length"]))
-        else:
-            for _ in range(100_000):
-                if not self._fill():
-                    break
-            body, self.buffer = self.buffer, b""
-        return RawResponse(status, headers, body)
-
-
-def raw_exchange(address: tuple[str, int], method: str, path: str, body: dict[str, Any] | None = None) -> RawResponse:
-    """One request on a fresh connection (``Connection: close``); the response with its body de-chunked."""
-    with socket.create_connection(address, timeout=CLIENT_TIMEOUT_S) as sock:
-        sock.sendall(request_bytes(method, path, body, f"{address[0]}:{address[1]}"))
-        return SocketReader(sock).read_response()
 
 
 def ndjson_text(body: bytes, field: str = "response") -> str:
@@ -310,12 +214,11 @@ def test_error_mid_stream(proxy: Mitmdump, emulator: EmulatorThread) -> None:
 def test_client_abort_keeps_partial_text_and_proxy_keeps_serving(proxy: Mitmdump, emulator: EmulatorThread) -> None:
     mark = marker()
     body = {"model": MODEL, "prompt": mark, "options": SLOW}
-    with socket.create_connection(proxy.address, timeout=CLIENT_TIMEOUT_S) as sock:
-        sock.sendall(request_bytes("POST", "/api/generate", body, "proxy"))
-        reader = SocketReader(sock)
-        assert reader.read_head()[0] == 200
+    with HttpConnection(*proxy.address, timeout_s=CLIENT_TIMEOUT_S) as conn:
+        conn.send(request_bytes("POST", "/api/generate", body, host="proxy", close=True))
+        assert conn.read_head().status == 200
         received = ""
-        for piece, _ in zip(reader.chunks(), range(3), strict=False):
+        for piece, _ in zip(conn.chunks(), range(3), strict=False):
             received += ndjson_text(piece)
     # the socket is closed here, mid-stream
 
@@ -333,8 +236,8 @@ def test_client_abort_keeps_partial_text_and_proxy_keeps_serving(proxy: Mitmdump
 def test_client_abort_before_response(proxy: Mitmdump) -> None:
     mark = marker()
     body = {"model": MODEL, "prompt": mark, "options": {"emulator_prefill_ms": 3000}}
-    with socket.create_connection(proxy.address, timeout=CLIENT_TIMEOUT_S) as sock:
-        sock.sendall(request_bytes("POST", "/api/generate", body, "proxy"))
+    with HttpConnection(*proxy.address, timeout_s=CLIENT_TIMEOUT_S) as conn:
+        conn.send(request_bytes("POST", "/api/generate", body, host="proxy", close=True))
         time.sleep(0.3)  # let the proxy forward the request; the test holds whatever the timing
     record = only(proxy.wait_for(mark))
     assert set(record.flags) == {FLAG_NO_RESPONSE, FLAG_CLIENT_ABORTED}
@@ -394,11 +297,10 @@ def test_keep_alive_connection_gives_one_record_per_request(proxy: Mitmdump) -> 
         for i in range(4):
             reply = client.post("/api/generate", json={"model": MODEL, "prompt": f"{mark} {i}", "stream": i % 2 == 0})
             assert reply.status_code == 200
-    with socket.create_connection(proxy.address, timeout=CLIENT_TIMEOUT_S) as sock:
-        reader = SocketReader(sock)
+    with HttpConnection(*proxy.address, timeout_s=CLIENT_TIMEOUT_S) as conn:
         for i in range(4, 7):
-            sock.sendall(request_bytes("POST", "/api/generate", {"model": MODEL, "prompt": f"{mark} {i}"}, "p", False))
-            assert reader.read_response().status == 200
+            conn.send(request_bytes("POST", "/api/generate", {"model": MODEL, "prompt": f"{mark} {i}"}, host="p"))
+            assert conn.read_response().status == 200
 
     records = proxy.wait_for(mark, count=7)
     assert sorted(r.prompt or "" for r in records) == [f"{mark} {i}" for i in range(7)]
@@ -480,13 +382,12 @@ def test_body_bytes_identical_through_proxy(proxy: Mitmdump, emulator: EmulatorT
 def test_record_ttft_not_later_than_client_ttft(proxy: Mitmdump) -> None:
     mark = marker()
     body = {"model": MODEL, "prompt": mark, "options": {"emulator_prefill_ms": 30}}
-    with socket.create_connection(proxy.address, timeout=CLIENT_TIMEOUT_S) as sock:
+    with HttpConnection(*proxy.address, timeout_s=CLIENT_TIMEOUT_S) as conn:
         sent_at = time.time()
-        sock.sendall(request_bytes("POST", "/api/generate", body, "proxy"))
-        reader = SocketReader(sock)
-        reader.read_head()
+        conn.send(request_bytes("POST", "/api/generate", body, host="proxy", close=True))
+        conn.read_head()
         first_token_at = None
-        for piece in reader.chunks():
+        for piece in conn.chunks():
             if first_token_at is None and ndjson_text(piece):
                 first_token_at = time.time()
     assert first_token_at is not None
@@ -543,11 +444,10 @@ def test_sigint_records_completed_and_open_streams(emulator: EmulatorThread, mit
     proxy.wait_for(mark, count=2)
 
     body = {"model": MODEL, "prompt": f"{mark} open", "options": SLOW}
-    with socket.create_connection(proxy.address, timeout=CLIENT_TIMEOUT_S) as sock:
-        sock.sendall(request_bytes("POST", "/api/generate", body, "proxy"))
-        reader = SocketReader(sock)
-        assert reader.read_head()[0] == 200
-        received = "".join(ndjson_text(piece) for piece, _ in zip(reader.chunks(), range(3), strict=False))
+    with HttpConnection(*proxy.address, timeout_s=CLIENT_TIMEOUT_S) as conn:
+        conn.send(request_bytes("POST", "/api/generate", body, host="proxy", close=True))
+        assert conn.read_head().status == 200
+        received = "".join(ndjson_text(piece) for piece, _ in zip(conn.chunks(), range(3), strict=False))
         proxy.stop()  # SIGINT while the stream is open
         assert proxy.process is not None and proxy.process.returncode is not None
 
@@ -557,3 +457,44 @@ def test_sigint_records_completed_and_open_streams(emulator: EmulatorThread, mit
     open_record = records[f"{mark} open"]
     assert FLAG_SHUTDOWN in open_record.flags and not open_record.complete
     assert open_record.response_text.startswith(received) and received
+
+
+IMAGE_URL = "data:image/png;base64,iVBORw0KGgo="
+
+
+def openai_image_chat(proxy: Mitmdump, mark: str) -> str:
+    """An OpenAI chat whose user message carries an inline image (an ``image_url`` part); the reply text."""
+    content: Any = [{"type": "text", "text": mark}, {"type": "image_url", "image_url": {"url": IMAGE_URL}}]
+    reply = openai_client(proxy).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
+    return reply.choices[0].message.content or ""
+
+
+def test_openai_image_url_is_replaced_by_default_and_the_record_is_not_flagged(proxy: Mitmdump) -> None:
+    mark = marker()
+    text = openai_image_chat(proxy, mark)
+    record = only(proxy.wait_for(mark))
+    placeholder = f"<image {len(IMAGE_URL)} chars sha256:{hashlib.sha256(IMAGE_URL.encode()).hexdigest()}>"
+    assert record.messages == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": mark}, {"type": "image_url", "image_url": {"url": placeholder}}],
+        }
+    ]
+    assert (record.prompt, record.response_text, record.flags) == (mark, text, [])
+    assert IMAGE_URL not in record.to_json()
+
+
+def test_hash_redaction_through_the_addon_sets_the_redacted_flag(
+    emulator: EmulatorThread, mitmdump_factory: MitmdumpFactory
+) -> None:
+    proxy = mitmdump_factory(emulator, options=["ollama_redact=hash"])
+    mark = marker()
+    text = openai_image_chat(proxy, mark)
+    (record,) = [r for r in proxy.wait_for("redacted") if r.path == "/v1/chat/completions"]
+    assert record.flags == [FLAG_REDACTED]
+    assert (record.prompt, record.response_text) == (sha256_of(mark), sha256_of(text))
+    assert mark not in record.to_json() and IMAGE_URL not in record.to_json()
+
+
+def sha256_of(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

@@ -7,80 +7,48 @@ Ollama endpoint, so there the addon records only port 11434 (Ollama's default) o
 from __future__ import annotations
 
 import http.client
-import subprocess
-import threading
+import json
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import ollama
 import pytest
 
-from analyzer.emulator import EmulatorConfig, EmulatorThread, expected_text
+from analyzer.emulator import EmulatorThread, expected_text
 from analyzer.protocol.record import InteractionRecord
-from analyzer.recorder.process import ADDON_PATH, find_mitmdump, free_port, wait_for_port
 from analyzer.store.log import read_log
+from tests.support import processes
+from tests.support.defaults import MODEL, OLLAMA_PORT
+from tests.support.processes import Mitmdump
 
 pytestmark = pytest.mark.timeout(90)
 
-MODEL = "llama3.2:1b"
 ForwardProxy = Callable[..., tuple[str, Path]]
 
 
 @pytest.fixture
 def forward_proxy(tmp_path: Path) -> Iterator[ForwardProxy]:
     """``forward_proxy("name=value", ...)``: a regular-mode mitmdump with the addon; returns (proxy URL, log dir)."""
-    processes: list[tuple[subprocess.Popen, Any]] = []
+    started: list[Mitmdump] = []
 
     def start(*settings: str) -> tuple[str, Path]:
-        n = len(processes)
-        port = free_port()
-        log_dir = tmp_path / f"log{n}"
-        console = (tmp_path / f"mitmdump{n}.log").open("wb")
-        argv = [find_mitmdump(), "--listen-host", "127.0.0.1", "--listen-port", str(port), "-s", str(ADDON_PATH)]
-        for setting in (f"ollama_log_dir={log_dir}", *settings):
-            argv += ["--set", setting]
-        process = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        processes.append((process, console))
-        assert wait_for_port("127.0.0.1", port, 30, process), "mitmdump did not start"
-        return f"http://127.0.0.1:{port}", log_dir
+        n = len(started)
+        proxy = Mitmdump(None, "127.0.0.1", tmp_path / f"log{n}", tmp_path / f"mitmdump{n}.log", *settings)
+        started.append(proxy)
+        proxy.start()
+        return proxy.url, proxy.log_dir
 
     yield start
-    for process, console in processes:
-        process.terminate()
-        process.wait(10)
-        console.close()
-
-
-class _Website(BaseHTTPRequestHandler):
-    """Any web server: an HTML home page, and JSON under /v1/ (as many REST APIs have)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        html = self.path == "/"
-        body = b"<html><body>home</body></html>" if html else b'{"data": []}'
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html" if html else "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    for proxy in started:
+        proxy.stop()
 
 
 @pytest.fixture
 def website() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Website)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Any web server that is not named as Ollama: here a second emulator (``/`` and ``/v1/models`` answer)."""
+    with processes.emulator() as server:
+        yield server.port
 
 
 def browse(proxy_url: str, url: str) -> bytes:
@@ -114,8 +82,8 @@ def wait_for_records(log_dir: Path, count: int) -> list[InteractionRecord]:
 
 def test_regular_mode_records_the_named_host_only(emulator, website, forward_proxy) -> None:
     proxy_url, log_dir = forward_proxy(f"ollama_hosts=127.0.0.1:{emulator.port}")
-    assert b"home" in browse(proxy_url, f"http://127.0.0.1:{website}/")
-    assert b"data" in browse(proxy_url, f"http://127.0.0.1:{website}/v1/models")
+    assert browse(proxy_url, f"http://127.0.0.1:{website}/") == b"Ollama is running"
+    assert json.loads(browse(proxy_url, f"http://127.0.0.1:{website}/v1/models"))["object"] == "list"
     # Recorded last: once its record is there, the website's flows (decided in responseheaders,
     # before their bodies reached us) are long past, so the log is complete.
     received = generate_through(proxy_url, emulator, "forward?")
@@ -126,18 +94,18 @@ def test_regular_mode_records_the_named_host_only(emulator, website, forward_pro
 
 def test_regular_mode_without_hosts_records_only_ollamas_default_port(emulator, website, forward_proxy) -> None:
     # 127.0.0.2 is loopback too on Linux, so this works even where a real Ollama holds 127.0.0.1:11434.
-    default_port = EmulatorThread(EmulatorConfig(prefill_ms=2.0, token_ms=1.0), host="127.0.0.2", port=11434)
+    default_port = processes.emulator("127.0.0.2", port=OLLAMA_PORT)
     try:
         default_port.start()
     except OSError as exc:
         pytest.skip(f"cannot listen on 127.0.0.2:11434: {exc}")
     try:
         proxy_url, log_dir = forward_proxy()
-        assert b"home" in browse(proxy_url, f"http://127.0.0.1:{website}/")
-        assert b"data" in browse(proxy_url, f"http://127.0.0.1:{website}/v1/models")
+        assert browse(proxy_url, f"http://127.0.0.1:{website}/") == b"Ollama is running"
+        assert json.loads(browse(proxy_url, f"http://127.0.0.1:{website}/v1/models"))["object"] == "list"
         generate_through(proxy_url, emulator, "elsewhere?")  # an Ollama API, but not on port 11434
         received = generate_through(proxy_url, default_port, "default port?")
         (record,) = wait_for_records(log_dir, 1)
-        assert record.response_text == received and record.server == "127.0.0.2:11434"
+        assert record.response_text == received and record.server == f"127.0.0.2:{OLLAMA_PORT}"
     finally:
         default_port.stop()

@@ -11,40 +11,25 @@ import io
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import ollama
-import pcapgen
 import pytest
-from capture_tools import (
-    MODEL,
-    PACING,
-    ProxyCapture,
-    RealCapture,
-    missing_tools,
-    read_pcap,
-    response_packets,
-    tcpdump,
-    truncate_last_packet,
-    window,
-    write_pcap,
-)
 from click.testing import CliRunner, Result
-from pcapgen import Conversation, frame_of
 
 from analyzer.cli.analyze import analyze_pcap
-from analyzer.emulator import EmulatorConfig, EmulatorThread
 from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
 from analyzer.pcap.ledger import LEDGER_NAME
 from analyzer.pcap.segments import TcpSegment
 from analyzer.protocol.record import COLUMNS, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_CAPTURE_STARTED_MID_RESPONSE
 from analyzer.store.log import log_files, read_log
+from tests.support.corpus import CORPUS, entries
+from tests.support.damage import response_packets, truncate_last_packet, window
+from tests.support.frames import Conversation, frame_of
+from tests.support.pcapfile import pcap_bytes, read_pcap, write_pcap
+from tests.support.workload import ProxyCapture, RealCapture
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -111,70 +96,25 @@ class ForeignCapture:
     prompt: str
 
 
-class EchoServer:
-    """Echoes each connection's bytes back until the client closes (loopback only)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            while data := conn.recv(4096):
-                conn.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
-def foreign(tmp_path_factory: pytest.TempPathFactory) -> ForeignCapture:
-    reason = missing_tools()
-    if reason:
-        pytest.skip(reason)
-    path = tmp_path_factory.mktemp("foreign") / "foreign.pcap"
-    echo = EchoServer()
-    prompt = "foreign-traffic neighbour"
-    try:
-        with (
-            EmulatorThread(EmulatorConfig(**PACING)) as emulator,
-            tcpdump(path, f"tcp port {echo.port} or tcp port {emulator.port}") as capture,
-        ):
-            with socket.create_connection(("127.0.0.1", echo.port), timeout=10) as conn:
-                conn.sendall(b"hello, echo\n")
-                assert conn.recv(100) == b"hello, echo\n"
-            assert httpx.get(emulator.url + "/metrics", timeout=10).status_code == 404
-            client = ollama.Client(host=emulator.url, timeout=30)
-            client.generate(model=MODEL, prompt=prompt, stream=False)
-            client._client.close()
-    finally:
-        echo.close()
-    assert capture.dropped == 0, capture.stderr
-    return ForeignCapture(path, echo.port, emulator.port, prompt)
+def foreign() -> ForeignCapture:
+    """The corpus capture of a TCP echo, GET /metrics and one generate (tests/data/captures/foreign.pcap)."""
+    entry = entries()["foreign"]
+    return ForeignCapture(entry.path, entry.extra["echo_port"], entry.port, entry.sent[0].prompt)
 
 
 # --------------------------------------------------------------------------- output formats
 
 
-@pytest.mark.root
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
 class TestOutputs:
-    def test_default_table_lists_every_request(self, lo4: RealCapture) -> None:
-        result = run(lo4.path, *ports(lo4))
+    def test_default_table_is_the_golden(self, lo4: RealCapture, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The whole table, byte for byte (tests/data/captures/lo4.table.txt, checked by eye)."""
+        monkeypatch.chdir(CORPUS)
+        result = run(lo4.path.name, *ports(lo4))
         assert result.exit_code == 0, result.stderr
         assert result.stderr == ""
-        for kind in ("generate", "chat"):
-            assert kind in result.stdout
-        assert "404" in result.stdout
-        assert len(result.stdout.strip().splitlines()) >= len(lo4.sent) + 1
+        assert result.stdout == (CORPUS / "lo4.table.txt").read_text(encoding="utf-8")
+        assert len(result.stdout.splitlines()) == 2 + len(lo4.sent)
 
     def test_jsonl_is_the_library_records(self, lo4: RealCapture) -> None:
         result = run(lo4.path, *ports(lo4), "--jsonl")
@@ -208,9 +148,11 @@ class TestOutputs:
         assert result.stdout == ""
         assert jsonl(out.read_text(encoding="utf-8")) == jsonl(run(lo4.path, *ports(lo4), "--jsonl").stdout)
 
-    def test_responses_prints_the_texts(self, lo4: RealCapture) -> None:
-        result = run(lo4.path, *ports(lo4), "--responses")
+    def test_responses_prints_the_texts(self, lo4: RealCapture, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(CORPUS)
+        result = run(lo4.path.name, *ports(lo4), "--responses")
         assert result.exit_code == 0, result.stderr
+        assert result.stdout == (CORPUS / "lo4.responses.txt").read_text(encoding="utf-8")
         for sent in lo4.sent:
             assert sent.prompt in result.stdout
             assert sent.text in result.stdout
@@ -218,6 +160,7 @@ class TestOutputs:
                 assert sent.thinking in result.stdout
         assert "[error_mid_stream]" in result.stdout
 
+    @needs_tshark
     def test_engines_agree_through_the_cli(self, lo4: RealCapture) -> None:
         fast = run(lo4.path, *ports(lo4), "--jsonl", "--engine", "fast")
         tshark = run(lo4.path, *ports(lo4), "--jsonl", "--engine", "tshark")
@@ -255,8 +198,6 @@ def capture_dir_of(tmp_path: Path, captures: dict[str, RealCapture]) -> Path:
     return directory
 
 
-@pytest.mark.root
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
 class TestManyInputs:
     @pytest.fixture
     def directory(self, tmp_path: Path, lo4: RealCapture, lo6: RealCapture) -> Path:
@@ -332,8 +273,6 @@ class TestManyInputs:
         assert len(daily_records(log_dir)) == len(lo4.sent) + len(lo6.sent)
 
 
-@pytest.mark.root
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
 def test_log_readers_see_only_the_records_after_log_dir(tmp_path: Path, lo4: RealCapture) -> None:
     log_dir = tmp_path / "log"
     assert run(lo4.path, *ports(lo4), "--log-dir", log_dir).exit_code == 0
@@ -343,17 +282,10 @@ def test_log_readers_see_only_the_records_after_log_dir(tmp_path: Path, lo4: Rea
 # --------------------------------------------------------------------------- damaged and bad input
 
 
-@pytest.mark.root
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
 class TestTruncatedCapture:
     """tcpdump killed while writing: the file ends inside its last packet."""
 
-    @pytest.fixture(
-        params=[
-            "fast",
-            "tshark",
-        ]
-    )
+    @pytest.fixture(params=["fast", pytest.param("tshark", marks=needs_tshark)])
     def engine(self, request: pytest.FixtureRequest) -> str:
         return request.param
 
@@ -387,7 +319,7 @@ class TestTruncatedCapture:
 
 def user0_capture(path: Path) -> Path:
     """A well-formed pcap with link type 147 (USER0), which the fast engine does not decode."""
-    path.write_bytes(pcapgen.pcap([(1_700_000_000.0, b"\x00" * 60)], linktype=147))
+    path.write_bytes(pcap_bytes([(1_700_000_000.0, b"\x00" * 60)], linktype=147))
     return path
 
 
@@ -403,23 +335,36 @@ class TestBadInput:
         return {"empty": empty, "text": text, "user0": user0_capture(tmp_path / "user0.pcap")}
 
     @pytest.mark.parametrize(
-        ("name", "engine", "words"),
+        ("name", "engine", "message"),
         [
-            ("empty", "auto", "empty file"),
-            pytest.param("empty", "tshark", "empty file", marks=needs_tshark),
-            ("text", "auto", "not a pcap or pcapng"),
-            pytest.param("text", "tshark", "capture file", marks=needs_tshark),
-            ("user0", "fast", "link type 147"),
+            ("empty", "auto", "empty file (0 bytes): tcpdump may have been stopped before it wrote anything"),
+            pytest.param(
+                "empty",
+                "tshark",
+                "empty file (0 bytes): tcpdump may have been stopped before it wrote anything",
+                marks=needs_tshark,
+            ),
+            ("text", "auto", "not a pcap or pcapng capture file (starts with 6e 6f 74 20 61 20 63 61)"),
+            pytest.param(
+                "text",
+                "tshark",
+                'tshark exited with status 2: tshark: The file "{path}" isn\'t a capture file in a format TShark '
+                "understands.",
+                marks=needs_tshark,
+            ),
+            ("user0", "fast", "unsupported link type 147 (unknown); try --engine tshark"),
         ],
     )
     def test_one_line_error_naming_the_file(
-        self, bad_files: dict[str, Path], name: str, engine: str, words: str
+        self, bad_files: dict[str, Path], name: str, engine: str, message: str
     ) -> None:
         path = bad_files[name]
         result = run(path, "--engine", engine)
         assert result.exit_code == 1
-        line = one_line_error(result, str(path))
-        assert line.startswith("error:") and words in line
+        assert (result.stdout, result.stderr) == (
+            "no Ollama interactions found\n",
+            f"error: {path}: {message.format(path=path)}\n",
+        )
 
     def test_unsupported_link_type_suggests_tshark(self, bad_files: dict[str, Path]) -> None:
         line = one_line_error(run(bad_files["user0"], "--engine", "fast"), str(bad_files["user0"]))
@@ -449,8 +394,6 @@ class TestBadInput:
             f"error: {missing}: no such file or directory"
         ]
 
-    @pytest.mark.root
-    @pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
     def test_good_files_still_reported_beside_bad_ones(
         self, bad_files: dict[str, Path], lo4: RealCapture, tmp_path: Path
     ) -> None:
@@ -461,10 +404,8 @@ class TestBadInput:
         one_line_error(result, str(bad_files["text"]))
 
 
-@pytest.mark.root
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
 class TestForeignTraffic:
-    @pytest.mark.parametrize("engine", ["fast", "tshark"])
+    @pytest.mark.parametrize("engine", ["fast", pytest.param("tshark", marks=needs_tshark)])
     def test_non_http_connection_skipped_and_counted(self, foreign: ForeignCapture, engine: str) -> None:
         result = run(
             foreign.path,
@@ -481,7 +422,7 @@ class TestForeignTraffic:
         assert note.startswith("note:") and "1 connection(s)" in note and "not Ollama HTTP" in note
         assert foreign.prompt in [r["prompt"] for r in jsonl(result.stdout)]
 
-    @pytest.mark.parametrize("engine", ["fast", "tshark"])
+    @pytest.mark.parametrize("engine", ["fast", pytest.param("tshark", marks=needs_tshark)])
     def test_request_to_a_non_ollama_path_is_skipped(self, foreign: ForeignCapture, engine: str) -> None:
         result = run(foreign.path, "--port", str(foreign.ollama_port), "--jsonl", "--engine", engine)
         assert result.exit_code == 0, result.stderr
@@ -490,8 +431,7 @@ class TestForeignTraffic:
         assert "not Ollama" in result.stderr
 
 
-@pytest.mark.root
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
+@needs_tshark
 def test_tshark_engine_with_several_ports(lo4: RealCapture, lo6: RealCapture) -> None:
     """Both captures analyzed with both ports given: tshark must agree with the fast engine."""
     args: list[str | Path] = [lo4.path, lo6.path, *ports(lo4, lo6), "--jsonl"]
@@ -524,7 +464,7 @@ def generate(conv: Conversation, prompt: str, **extra: object) -> tuple[list[Tcp
 
 
 def write_capture(path: Path, segments: list[TcpSegment]) -> Path:
-    path.write_bytes(pcapgen.pcap([(seg.ts, frame_of(seg)) for seg in sorted(segments, key=lambda s: s.ts)]))
+    path.write_bytes(pcap_bytes([(seg.ts, frame_of(seg)) for seg in sorted(segments, key=lambda s: s.ts)]))
     return path
 
 

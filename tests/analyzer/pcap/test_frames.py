@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from capture_tools import ProxyCapture
-
 from analyzer.pcap.frames import read_capture
 from analyzer.protocol.record import COLUMNS
 from analyzer.store.frames import load_log
+from tests.support.workload import ProxyCapture
 
 
 def test_log_and_capture_frames_have_the_record_columns_and_the_same_texts(proxy_capture: ProxyCapture) -> None:

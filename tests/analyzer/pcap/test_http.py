@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from pcapgen import Conversation, chunked
+import pytest
 
-from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_segments
+from analyzer.pcap.exchanges import ExchangeStats, exchanges_from_capture, exchanges_from_segments
 from analyzer.pcap.segments import ACK, FIN, RST, TcpSegment
+from tests.support import processes
+from tests.support.defaults import MODEL
+from tests.support.frames import LINKTYPE_LINUX_SLL2, Conversation, chunked
+from tests.support.pcapfile import capture_to_pcapng, read_pcap
+from tests.support.rawhttp import HttpConnection
+from tests.support.tcpdump import require_live_capture, tcpdump
 
 NDJSON = [b'{"response":"Hel","done":false}\n', b'{"response":"lo","done":false}\n', b'{"done":true}\n']
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -305,85 +313,42 @@ def test_headers_case_insensitive() -> None:
 
     h = Headers([("Content-Type", "a"), ("X-A", "1"), ("x-a", "2")])
     assert h["content-type"] == "a" and h["X-A"] == "1, 2" and list(h) == ["Content-Type", "X-A"]
-    assert ACK
 
 
-# -- real captures ---------------------------------------------------------------------------------
+# -- real captures (live: tcpdump on lo / any while the emulator answers) ----------------------------------
 
-import http.client  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from analyzer.pcap.exchanges import exchanges_from_capture  # noqa: E402
-from analyzer.pcap.tcpdump import tcpdump  # noqa: E402
-
-LINES = [b'{"model":"m","response":"tok%d ","done":false}\n' % i for i in range(12)] + [
-    b'{"model":"m","response":"","done":true,"eval_count":12}\n'
-]
+PROMPTS = ("a", "b")
 
 
-class _Streamer(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for line in LINES:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _capture(tmp_path: Path, iface: str, name: str) -> tuple[str, int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Streamer)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def _capture(tmp_path: Path, iface: str, name: str) -> tuple[str, int, list[bytes], list[bytes]]:
+    """Two generate requests on one keep-alive connection, captured; (file, port, request bodies, responses)."""
     out = tmp_path / name
-    try:
-        with tcpdump(out, f"tcp port {port}", iface):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            for prompt in (b'{"model":"m","prompt":"a"}', b'{"model":"m","prompt":"b"}'):
-                conn.request("POST", "/api/generate", body=prompt, headers={"Content-Type": "application/json"})
-                assert conn.getresponse().read() == b"".join(LINES)
-            conn.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    return str(out), port
+    requests = [json.dumps({"model": MODEL, "prompt": p, "options": {"emulator_tokens": 12}}).encode() for p in PROMPTS]
+    with (
+        processes.emulator() as emu,
+        tcpdump(out, f"tcp port {emu.port}", iface),
+        HttpConnection(emu.host, emu.port) as conn,
+    ):
+        received = [conn.request("POST", "/api/generate", body).body for body in requests]
+    assert all(b'"done":true' in body for body in received)
+    return str(out), emu.port, requests, received
 
 
-needs_tcpdump = pytest.mark.skipif(
-    shutil.which("tcpdump") is None or os.geteuid() != 0, reason="needs tcpdump and root"
-)
-
-
-def _check(path: str, port: int) -> list[Recording]:
+def _check(path: str, port: int, requests: list[bytes], received: list[bytes]) -> list[Recording]:
     """Both exchanges are found; each is byte-identical, or (the capture really lost segments —
     seen here on a loaded machine even on lo) flagged gap_in_capture and holding only whole, real lines."""
     stats = ExchangeStats()
     got = list(exchanges_from_capture(path, {port}, Recording, stats))
     assert len(got) == 2, stats
     assert stats.connections == 1 and stats.non_http_connections == 0
-    for ex, prompt in zip(got, (b'{"model":"m","prompt":"a"}', b'{"model":"m","prompt":"b"}'), strict=True):
+    for ex, request, body in zip(got, requests, received, strict=True):
         if "gap_in_capture" in ex.flags:
             assert stats.gaps >= 1
-            assert all(line + b"\n" in LINES for line in ex.body.split(b"\n")[1:-1])
+            assert all(line in body.split(b"\n") for line in ex.body.split(b"\n")[1:-1])
             continue
         assert ex.request is not None and ex.request[1:3] == ("POST", "/api/generate")
-        assert b"".join(d for d, _ in ex.req_body) == prompt
-        assert ex.status == 200 and ex.body == b"".join(LINES) and ex.flags == []
+        assert b"".join(d for d, _ in ex.req_body) == request
+        assert ex.status == 200 and ex.body == body and ex.flags == []
         times = [at for _, at in ex.resp_body]
         assert times == sorted(times) and ex.request[0] <= ex.response[0] <= times[0]  # type: ignore[index]
     return got
@@ -393,21 +358,19 @@ def _summary(got: list[Recording]) -> list[tuple[Any, ...]]:
     return [(e.request, e.response, e.req_body, e.resp_body, e.flags, e.finished_at) for e in got]
 
 
-@needs_tcpdump
-@pytest.mark.root
+@pytest.mark.live
 def test_real_tcpdump_capture_on_lo_and_as_pcapng(tmp_path: Path) -> None:
-    path, port = _capture(tmp_path, "lo", "lo.pcap")
-    got = _check(path, port)
-    if shutil.which("editcap"):
-        ng = str(tmp_path / "lo.pcapng")
-        subprocess.run(["editcap", "-F", "pcapng", path, ng], check=True)
-        assert _summary(_check(ng, port)) == _summary(got)
+    require_live_capture()
+    path, port, requests, received = _capture(tmp_path, "lo", "lo.pcap")
+    got = _check(path, port, requests, received)
+    ng = tmp_path / "lo.pcapng"
+    ng.write_bytes(capture_to_pcapng(read_pcap(Path(path))))
+    assert _summary(_check(str(ng), port, requests, received)) == _summary(got)
 
 
-@needs_tcpdump
-@pytest.mark.root
+@pytest.mark.live
 def test_real_tcpdump_capture_on_any(tmp_path: Path) -> None:
-    path, port = _capture(tmp_path, "any", "any.pcap")
-    with open(path, "rb") as f:
-        assert int.from_bytes(f.read(24)[20:24], "little") == 276  # LINUX_SLL2
-    _check(path, port)
+    require_live_capture()
+    path, port, requests, received = _capture(tmp_path, "any", "any.pcap")
+    assert read_pcap(Path(path)).linktype == LINKTYPE_LINUX_SLL2
+    _check(path, port, requests, received)

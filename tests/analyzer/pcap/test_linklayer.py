@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pcapgen as g
 import pytest
 
 from analyzer.pcap.captures import iter_packets
 from analyzer.pcap.linklayer import decode_frame, segments_from_packets
 from analyzer.pcap.segments import ACK, PSH
+from tests.support import frames as g
+from tests.support.pcapfile import pcapng_bytes
 
 PAYLOAD = b'{"model":"m","response":"hi","done":false}\n'
 V4 = g.ipv4("127.0.0.1", "127.0.0.2", g.tcp(11434, 50000, 7, 9, ACK | PSH, PAYLOAD))
@@ -135,7 +136,7 @@ def test_segments_from_capture_file(tmp_path: Path) -> None:
     other = g.ipv4("10.0.0.1", "10.0.0.2", g.tcp(1234, 80, 1, 1, ACK, b"other"))
     path = tmp_path / "c.pcapng"
     path.write_bytes(
-        g.pcapng(
+        pcapng_bytes(
             [(1, None), (276, 9)], [(0, 10.0, g.ethernet(V4)), (1, 11.0, g.sll2(V6)), (0, 12.0, g.ethernet(other))]
         )
     )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcapgen import Conversation
-
 from analyzer.pcap.segments import ACK, FIN, SYN, TcpSegment
 from analyzer.pcap.tcp import HOLE_PATIENCE, MAX_PENDING_SEGMENTS, TcpReassembler
+from tests.support.frames import Conversation
 
 
 class Recorder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,19 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from analyzer.cli.analyze import analyze_pcap
-from analyzer.pcap.tcpdump import tcpdump
 from analyzer.recorder.process import MitmdumpProcess
+from tests.support.tcpdump import require_live_capture, tcpdump
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("tshark"),
-        reason="needs root, tcpdump and tshark",
-    ),
-]
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 
 
+@pytest.mark.live
+@needs_tshark
 def test_https_reverse_proxy_capture_is_decrypted_with_the_key_log(emulator, tmp_path: Path, monkeypatch) -> None:
+    require_live_capture()
     keylog = tmp_path / "keys.log"
     monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))  # httpx (the ollama client's transport) writes TLS secrets
     # mitmproxy in reverse mode answers TLS on its listen port: an HTTPS front for the plain-HTTP emulator.

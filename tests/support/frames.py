@@ -1,11 +1,24 @@
-"""Craft pcap/pcapng bytes, frames and TCP conversations for the pcap tests."""
+"""Craft frames and TCP conversations for tests, and decode the TCP facts of a captured frame.
+
+- Header builders: :func:`tcp`, :func:`ipv4`, :func:`ipv6`, :func:`ethernet`, :func:`null`, :func:`sll`, :func:`sll2`.
+- :class:`Conversation` builds the ``TcpSegment`` list of one connection with real sequence numbers;
+  :func:`frame_of` encodes a segment as a frame; :func:`chunked` frames an HTTP chunked body.
+- :func:`tcp_view` decodes IPv4/IPv6 + TCP of a frame (Ethernet, SLL2, NULL/LOOP framing).
+"""
 
 from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import dataclass
 
 from analyzer.pcap.segments import ACK, FIN, PSH, RST, SYN, TcpSegment
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
 
 # -- headers ---------------------------------------------------------------------------------------
 
@@ -88,73 +101,6 @@ def sll2(ip: bytes) -> bytes:
     """Linux cooked v2 header."""
     proto = 0x86DD if ip[0] >> 4 == 6 else 0x0800
     return struct.pack("!HHIHBB8s", proto, 0, 1, 772, 0, 6, b"\x00" * 8) + ip
-
-
-# -- files -----------------------------------------------------------------------------------------
-
-
-def pcap(
-    packets: list[tuple[float, bytes]],
-    linktype: int = 1,
-    *,
-    nanos: bool = False,
-    big_endian: bool = False,
-    snaplen: int = 262144,
-) -> bytes:
-    """A classic pcap file; frames longer than ``snaplen`` are cut (orig_len keeps the real length)."""
-    e = ">" if big_endian else "<"
-    out = [struct.pack(e + "IHHiIII", 0xA1B23C4D if nanos else 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)]
-    scale = 1_000_000_000 if nanos else 1_000_000
-    for ts, frame in packets:
-        ticks = round(ts * scale)
-        cut = frame[:snaplen]
-        out.append(struct.pack(e + "IIII", ticks // scale, ticks % scale, len(cut), len(frame)) + cut)
-    return b"".join(out)
-
-
-def _block(e: str, btype: int, body: bytes) -> bytes:
-    body += b"\x00" * (-len(body) % 4)
-    length = len(body) + 12
-    return struct.pack(e + "II", btype, length) + body + struct.pack(e + "I", length)
-
-
-def pcapng(
-    interfaces: list[tuple[int, int | None]],
-    packets: list[tuple[int, float, bytes]],
-    *,
-    big_endian: bool = False,
-    simple: bool = False,
-    extra_blocks: bool = True,
-) -> bytes:
-    """A pcapng file: interfaces ``(linktype, if_tsresol byte or None)``, packets ``(iface, ts, frame)``.
-
-    ``simple`` writes Simple Packet Blocks instead of EPBs; ``extra_blocks`` adds a name-resolution
-    and a custom block that readers must skip.
-    """
-    e = ">" if big_endian else "<"
-    out = [_block(e, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))]
-    divisors = []
-    for linktype, resol in interfaces:
-        options = b""
-        if resol is not None:
-            options += struct.pack(e + "HH", 9, 1) + bytes([resol]) + b"\x00\x00\x00"
-        options += struct.pack(e + "HH", 0, 0)
-        out.append(_block(e, 1, struct.pack(e + "HHI", linktype, 0, 0) + options))
-        if resol is None:
-            divisors.append(10**6)
-        else:
-            divisors.append(2 ** (resol & 0x7F) if resol & 0x80 else 10**resol)
-    if extra_blocks:
-        out.append(_block(e, 4, struct.pack(e + "HH", 0, 0)))  # empty name resolution block
-        out.append(_block(e, 0x00000BAD, b"\x00\x00\x7f\xff custom"))
-    for iface, ts, frame in packets:
-        if simple:
-            out.append(_block(e, 3, struct.pack(e + "I", len(frame)) + frame))
-        else:
-            ticks = round(ts * divisors[iface])
-            head = struct.pack(e + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
-            out.append(_block(e, 6, head + frame))
-    return b"".join(out)
 
 
 # -- conversations ---------------------------------------------------------------------------------
@@ -246,3 +192,61 @@ def frame_of(seg: TcpSegment, link: str = "eth") -> bytes:
 def chunked(*parts: bytes) -> bytes:
     """A chunked body of ``parts`` plus the last chunk."""
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+# -- decoding ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TcpView:
+    """The TCP facts of one frame that the manipulations need."""
+
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    payload: bytes
+    ip_offset: int  # where the IP header starts in the frame
+
+
+def _ip_offset(frame: bytes, linktype: int) -> int:
+    if linktype == LINKTYPE_ETHERNET:
+        return 14
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return 20
+    if linktype == LINKTYPE_LINUX_SLL:
+        return 16
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        return 4
+    raise ValueError(f"link type {linktype} not handled by the test helpers")
+
+
+def tcp_view(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> TcpView | None:
+    """Decode IPv4/IPv6 + TCP (no extension headers: loopback traffic has none); None for anything else."""
+    off = _ip_offset(frame, linktype)
+    if len(frame) < off + 20:
+        return None
+    version = frame[off] >> 4
+    if version == 4:
+        ihl = (frame[off] & 0x0F) * 4
+        if frame[off + 9] != 6:
+            return None
+        total = struct.unpack_from("!H", frame, off + 2)[0]
+        src = socket.inet_ntop(socket.AF_INET, frame[off + 12 : off + 16])
+        dst = socket.inet_ntop(socket.AF_INET, frame[off + 16 : off + 20])
+        l4, end = off + ihl, off + total
+    elif version == 6:
+        if frame[off + 6] != 6:
+            return None
+        plen = struct.unpack_from("!H", frame, off + 4)[0]
+        src = socket.inet_ntop(socket.AF_INET6, frame[off + 8 : off + 24])
+        dst = socket.inet_ntop(socket.AF_INET6, frame[off + 24 : off + 40])
+        l4, end = off + 40, off + 40 + plen
+    else:
+        return None
+    sport, dport, seq, ack, doff, flags = struct.unpack_from("!HHIIBB", frame, l4)
+    payload = frame[l4 + (doff >> 4) * 4 : end]
+    return TcpView(src, sport, dst, dport, seq, ack, flags, payload, off)

@@ -4,6 +4,9 @@ Measured here: tcpdump stopped with SIGINT *without* ``--immediate-mode`` saved 
 loopback exchange, so every capture taken here uses it; ``-U`` makes the file grow packet by packet so the
 end of the traffic can be observed, and a larger kernel buffer (``-B``) keeps ``-i any`` from dropping
 packets under load. The privileged, validated capture for users is ``capture_scripts/helper.py``.
+
+Test and benchmark tooling only (no command uses it). Tests that capture live traffic carry the ``live`` marker
+and call :func:`require_live_capture` (a skip naming what is missing); the committed corpus needs none of this.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -24,6 +28,25 @@ SETTLE_TIMEOUT_S = 5.0
 # tcpdump's default 2 MiB buffer dropped up to 16 of ~800 packets on "any" here ("packets dropped by kernel").
 BUFFER_KIB = "65536"
 _DROPPED = re.compile(rb"(\d+) packets? dropped by kernel")
+
+
+def missing_live_capture(tools: Sequence[str] = ("tcpdump",)) -> str | None:
+    """Why live captures cannot be made here (not root, a tool missing), or None."""
+    if os.geteuid() != 0:
+        return "capturing on loopback needs root"
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    return None
+
+
+def require_live_capture(tools: Sequence[str] = ("tcpdump",)) -> None:
+    """Skip the calling test (with the reason) unless live captures can be made here."""
+    reason = missing_live_capture(tools)
+    if reason:
+        import pytest
+
+        pytest.skip(reason)
 
 
 class CaptureFailed(RuntimeError):
