@@ -36,6 +36,7 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 # are dropped and flagged truncated_body. Independent of the text cap, which bounds what is *kept*.
 MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+_SNIFF_LOOKAHEAD = 16  # bytes after the first newline kept to tell SSE from NDJSON
 
 # Flags after which a response cannot be called complete, whatever it contained.
 _INCOMPLETE_FLAGS = frozenset(
@@ -49,8 +50,16 @@ MODE_TEXT = "text"
 MODE_SNIFF = "sniff"
 
 
+_FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59 UTC
+
+
 def iso_utc(ts: float) -> str:
-    """POSIX seconds as ISO-8601 UTC with microseconds and a ``Z``."""
+    """POSIX seconds as ISO-8601 UTC with microseconds and a ``Z``.
+
+    A time outside what a datetime can hold (a damaged capture's timestamp) is clamped to that range.
+    """
+    if not _FIRST_TS <= ts <= _LAST_TS:
+        ts = _FIRST_TS if ts < 0 else _LAST_TS  # NaN lands on the last second too
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -156,6 +165,8 @@ class InteractionBuilder:
         self._events: SseSplitter | None = None
         self._body = bytearray()  # single JSON / text bodies, capped
         self._sniffed: list[tuple[bytes, float]] = []
+        self._sniff_size = 0  # bytes in _sniffed
+        self._sniff_tail: bytearray | None = None  # look-ahead after the first newline, once seen
         self._sse_done = False
         self._content = ResponseContent(max_text_chars=max_text_chars)
         self._chunks = 0
@@ -261,18 +272,28 @@ class InteractionBuilder:
             self._body += data
 
     def _sniff(self, data: bytes, at: float) -> None:
-        """Mid-response capture: wait for a whole line after the cut one, then pick NDJSON or SSE."""
+        """Mid-response capture: wait for a whole line after the cut one, then pick NDJSON or SSE.
+
+        Linear in the input: each fragment is scanned once; only a short look-ahead after the first
+        newline is kept for the decision (re-joining every fragment per call was quadratic).
+        """
         self._sniffed.append((data, at))
-        joined = b"".join(d for d, _ in self._sniffed)
-        first_newline = joined.find(b"\n")
-        if first_newline < 0:
-            if len(joined) > MAX_LINE_BYTES:
-                self._sniffed.clear()
-            return
-        rest = joined[first_newline + 1 :].lstrip(b"\r\n")
-        if len(rest) < 6 and b"\n" not in rest and len(joined) < 64 * 1024:
+        self._sniff_size += len(data)
+        if self._sniff_tail is None:
+            newline = data.find(b"\n")
+            if newline < 0:
+                if self._sniff_size > MAX_LINE_BYTES:
+                    self._sniffed.clear()
+                    self._sniff_size = 0
+                return
+            self._sniff_tail = bytearray()
+            data = data[newline + 1 :]
+        tail = self._sniff_tail
+        if len(tail) < _SNIFF_LOOKAHEAD:
+            tail += (data.lstrip(b"\r\n") if not tail else data)[: _SNIFF_LOOKAHEAD - len(tail)]
+        if len(tail) < 6 and b"\n" not in tail and self._sniff_size < 64 * 1024:
             return  # not enough of the next line yet to tell "data:" from "{"
-        is_sse = rest.startswith((b"data:", b"event:", b"id:", b":"))
+        is_sse = bytes(tail).startswith((b"data:", b"event:", b"id:", b":"))
         self._set_mode(MODE_SSE if is_sse else MODE_NDJSON)
         pending, self._sniffed = self._sniffed, []
         for fragment, when in pending:
