@@ -38,7 +38,8 @@ from analyzer.protocol.record import (
     format_address,
 )
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
-from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog, LogError
+from analyzer.recorder.writer import RecordWriter
+from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
 from analyzer.store.summary import one_line
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,13 @@ class OllamaLog:
         self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
-        self.recorded = 0
+        self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
         self.problems: list[str] = []
+
+    @property
+    def recorded(self) -> int:
+        """Records written to the log so far."""
+        return self.writer.written
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -186,6 +192,7 @@ class OllamaLog:
                     raise exceptions.OptionsError(f"{name}={_shown(value)}: {problem}")
         if "ollama_log_dir" in updated:
             self.log = InteractionLog(Path(ctx.options.ollama_log_dir).expanduser())
+            self.writer.set_log(self.log)
 
     def running(self) -> None:
         if self.problems:  # only reached where no startup error check stopped us already
@@ -253,10 +260,12 @@ class OllamaLog:
             logger.warning("ollama_log: could not record failed flow %s", flow.request.path, exc_info=True)
 
     def done(self) -> None:
-        """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged."""
+        """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged; records the log
+        could not take are saved to the fallback file named in the warning."""
         for flow_id in list(self.builders):
             self.builders[flow_id].add_flags([FLAG_SHUTDOWN])
             self._finish(flow_id, time.time())
+        self.writer.close()
 
     # -- helpers ----------------------------------------------------------------------------
     def _start(self, flow: http.HTTPFlow) -> InteractionBuilder:
@@ -308,10 +317,6 @@ class OllamaLog:
         self._write(record)
 
     def _write(self, record: InteractionRecord) -> None:
-        try:
-            self.log.append(record)
-            self.recorded += 1
-        except LogError as exc:
-            logger.warning("ollama_log: %s (record %s not saved)", exc, record.id)
+        self.writer.submit(record)  # never blocks; see RecordWriter for outages
         if ctx.options.ollama_console:
             logger.info("ollama %s", one_line(record))
