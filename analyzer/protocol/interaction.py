@@ -36,6 +36,7 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 # are dropped and flagged truncated_body. Independent of the text cap, which bounds what is *kept*.
 MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+_raw_decode = json.JSONDecoder().raw_decode  # json.loads' own decoder, without its per-call checks
 _SNIFF_LOOKAHEAD = 16  # bytes after the first newline kept to tell SSE from NDJSON
 
 # Flags after which a response cannot be called complete, whatever it contained.
@@ -315,7 +316,10 @@ class InteractionBuilder:
         """One stream object (NDJSON line or SSE data), applied; a token-bearing one is timed at ``at``."""
         first_may_be_partial, self._first_unit_may_be_partial = self._first_unit_may_be_partial, False
         try:
-            obj = json.loads(raw)
+            text = raw.decode("utf-8")  # str in: json.loads(bytes) sniffs the encoding on every call
+            obj, end = _raw_decode(text)  # callers strip the unit, so no leading whitespace
+            if end != len(text):
+                obj = None  # something after the object: not one JSON value
         except (ValueError, UnicodeDecodeError):
             obj = None
         if not isinstance(obj, dict):
