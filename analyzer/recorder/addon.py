@@ -38,6 +38,7 @@ from analyzer.protocol.record import (
     format_address,
 )
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.recorder.arrival import ArrivalClock
 from analyzer.recorder.writer import RecordWriter
 from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
 from analyzer.store.summary import one_line
@@ -132,6 +133,7 @@ class OllamaLog:
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
+        self.arrival = ArrivalClock()  # when a connection's first request really began to arrive
         self.problems: list[str] = []
 
     @property
@@ -217,6 +219,21 @@ class OllamaLog:
         return classify(path) is not None or any(path.startswith(p) for p in ctx.options.ollama_extra_paths)
 
     # -- hooks ------------------------------------------------------------------------------
+    def next_layer(self, nextlayer: Any) -> None:
+        try:
+            self.arrival.next_layer(nextlayer)
+        except Exception:  # never raise into mitmproxy: the record keeps mitmproxy's own start time
+            logger.debug("ollama_log: arrival time not noted", exc_info=True)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            self.arrival.requestheaders(flow)
+        except Exception:
+            logger.debug("ollama_log: arrival time not passed on", exc_info=True)
+
+    def client_disconnected(self, client: Any) -> None:
+        self.arrival.client_disconnected(client)
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:
             if flow.response is None or not self.is_ollama(flow):
@@ -278,7 +295,7 @@ class OllamaLog:
             max_text_chars=ctx.options.ollama_max_text,
             redaction=ctx.options.ollama_redact,
         )
-        builder.request_started(request.timestamp_start, request.method, request.path, dict(request.headers))
+        builder.request_started(self.arrival.started_at(flow), request.method, request.path, dict(request.headers))
         body = request.raw_content
         if body:
             builder.request_body(body, request.timestamp_end or request.timestamp_start)
