@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup sysdeps lint bench clean compat-mitmproxy12
+.PHONY: demo test setup sysdeps lint bench clean compat-mitmproxy12 fuzz
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,16 @@ compat-mitmproxy12:
 	[ -x $(VENV12)/bin/mitmdump ] || { "$$py312" -m venv $(VENV12) && \
 	  $(VENV12)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 'mitmproxy>=12,<13'; }; \
 	$(VENV12)/bin/python -m pytest -p no:cacheprovider tests/addons tests/e2e tests/analyzer/test_interaction.py
+
+# Soak fuzzing, time-boxed: the property tests with many more examples (FUZZ_EXAMPLES per property), then
+# the mutation fuzzer for FUZZ_SECONDS. Failing inputs land in tests/data/fuzz-regressions/ (commit them).
+FUZZ_SECONDS ?= 300
+FUZZ_EXAMPLES ?= 2000
+FUZZ_JOBS ?= 1
+fuzz: setup
+	HYPOTHESIS_PROFILE=soak FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
+	  --hypothesis-show-statistics tests/fuzz/test_properties.py
+	$(BIN)/python tests/fuzz/mutate.py --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS)
 
 bench: setup
 	$(BIN)/python benchmarks/proxy_overhead.py

@@ -102,12 +102,26 @@ def apply_retention(directory: Path, retention: Retention, now: float | None = N
     return removed
 
 
-def analyze_snapshots(config: CaptureConfig) -> int:
-    """Feed every snapshot in the output directory to the analyzer; it skips files it has already read."""
-    from analyzer.pcap.batch import analyze_into_log  # lazy: only needed with analyze: true
+def analyze_snapshots(config: CaptureConfig, budget: Callable[[Path], float] | None = None) -> int:
+    """Feed every snapshot in the output directory to the analyzer; it skips files it has already read.
+
+    Each file is analyzed in a child process with a time budget proportional to its size (``budget``,
+    default :func:`analyzer.pcap.batch.size_budget`); a file that fails or overruns is logged as one
+    error line naming it, and the next file follows (it is tried again on the next run).
+    """
+    from analyzer.pcap.analyze import AnalyzeOptions  # lazy: only needed with analyze: true
+    from analyzer.pcap.batch import analyze_into_log_results, size_budget
 
     config.log_dir.mkdir(parents=True, exist_ok=True)
-    return int(analyze_into_log(list_snapshots(config.output_dir), config.log_dir, list(config.ports)))
+    options = AnalyzeOptions(ports=tuple(config.ports))
+    appended = 0
+    for result in analyze_into_log_results(
+        list_snapshots(config.output_dir), config.log_dir, options, budget=budget or size_budget
+    ):
+        if result.error is not None:
+            log.error("analyzer: %s", result.error)
+        appended += len(result.records)
+    return appended
 
 
 def record_snapshot(config: CaptureConfig, snap: Snapshot) -> None:

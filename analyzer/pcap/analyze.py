@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from analyzer.pcap.errors import CaptureError, UnsupportedLinkTypeError
@@ -136,6 +138,40 @@ def analyze_capture(path: Path, options: AnalyzeOptions) -> CaptureResult:
     result = CaptureResult(path=Path(path))
     result.records = list(iter_capture(result.path, options, result))
     return result
+
+
+def _bounded_child(conn: Connection, path: Path, options: AnalyzeOptions) -> None:
+    try:
+        conn.send(analyze_capture(path, options))
+    except BaseException as exc:  # the parent reports it as this file's failure
+        conn.send(CaptureResult(path=Path(path), error=f"{path}: analysis failed: {type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def analyze_capture_bounded(path: Path, options: AnalyzeOptions, budget: float) -> CaptureResult:
+    """:func:`analyze_capture` in a child process given ``budget`` seconds; past it the child is killed
+    and the result carries an ``error`` naming the file (a second line of defence against a parser that
+    stops making progress)."""
+    path = Path(path)
+    context = mp.get_context("spawn")  # no inherited threads or locks of the caller
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_bounded_child, args=(sender, path, options), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if receiver.poll(max(budget, 0.0)):
+            try:
+                result: CaptureResult = receiver.recv()
+                return result
+            except (EOFError, OSError):
+                return CaptureResult(path=path, error=f"{path}: analysis failed: the analyzing process died")
+        return CaptureResult(path=path, error=f"{path}: analysis gave up after {budget:.0f} s (its time budget)")
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(10)
 
 
 def analyze_paths(paths: Collection[Path], options: AnalyzeOptions, *, jobs: int = 1) -> Iterator[CaptureResult]:

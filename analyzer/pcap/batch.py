@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_paths
+from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_capture_bounded, analyze_paths
 from analyzer.pcap.ledger import Ledger, content_hash
 from analyzer.protocol.record import InteractionRecord
 from analyzer.store.log import InteractionLog, LogError
@@ -47,12 +47,14 @@ def analyze_into_log_results(
     *,
     jobs: int = 1,
     on_skip: Callable[[int], None] | None = None,
+    budget: Callable[[Path], float] | None = None,
 ) -> Iterator[CaptureResult]:
     """Analyze the files not yet in ``log_dir``'s ledger, append their records, yield each result.
 
     Each file's records are appended (and yielded) in ``started_at`` order. A file that failed to
     parse is not entered in the ledger, so a later run tries it again. Raises :class:`LogError` when
-    the log or the ledger cannot be written.
+    the log or the ledger cannot be written. With ``budget`` (path → seconds), each file is analyzed in a
+    child process killed at its budget; such a file fails (``error`` names it) and the next one follows.
     """
     ledger = Ledger(log_dir)
     log = InteractionLog(log_dir)
@@ -60,7 +62,12 @@ def analyze_into_log_results(
     if on_skip is not None:
         on_skip(skipped)
     hashes = dict(pending)
-    for result in analyze_paths([p for p, _ in pending], options, jobs=jobs):
+    files = [p for p, _ in pending]
+    if budget is not None:
+        results: Iterator[CaptureResult] = (analyze_capture_bounded(p, options, budget(p)) for p in files)
+    else:
+        results = analyze_paths(files, options, jobs=jobs)
+    for result in results:
         if result.error is None:
             result.records = by_start(result.records)
             if result.records:
@@ -77,3 +84,18 @@ def analyze_into_log(paths: list[Path], log_dir: Path, ports: list[int]) -> int:
     """Append the records of every not-yet-analyzed capture in ``paths`` to the log; returns how many."""
     options = AnalyzeOptions(ports=tuple(ports))
     return sum(len(r.records) for r in analyze_into_log_results(paths, log_dir, options))
+
+
+# The capture runner's budget per file: generous (the analyzer reads tens of MB/s; the machine may be
+# busy with the capture itself), but finite.
+BUDGET_BASE_SECONDS = 60.0
+BUDGET_SECONDS_PER_MB = 2.0
+
+
+def size_budget(path: Path) -> float:
+    """Seconds one capture file may take to analyze, proportional to its size."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    return BUDGET_BASE_SECONDS + BUDGET_SECONDS_PER_MB * size / 1e6

@@ -26,6 +26,7 @@ class ExchangeStats:
     http_connections: int = 0
     non_http_connections: int = 0
     unparsed_connections: int = 0
+    stalled_connections: int = 0  # given up by the HTTP parser's work bound (a parser bug, reported)
     exchanges: int = 0
     gaps: int = 0  # holes in the reassembled streams
     gap_bytes: int = 0
@@ -71,6 +72,7 @@ def exchanges_from_segments(
         stats.http_connections = http_stats.http_connections
         stats.non_http_connections = http_stats.non_http_connections
         stats.unparsed_connections = http_stats.unparsed_connections
+        stats.stalled_connections = http_stats.stalled_connections
         stats.exchanges = http_stats.exchanges
 
 

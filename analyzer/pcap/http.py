@@ -30,6 +30,13 @@ from analyzer.protocol.record import (
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_RESYNC_BYTES = 256 * 1024
+# Parser steps allowed per input byte and per call (plus a constant). Every step consumes input or moves
+# to a state that will, so a correct parser stays far below this; past it a connection is given up
+# (counted in ``HttpStats.stalled_connections``) instead of spinning: termination never rests on the
+# parser being right.
+STEPS_PER_BYTE = 4
+STEPS_PER_CALL = 8
+STEPS_BASE = 64
 
 
 class ExchangeBuilder(Protocol):
@@ -62,6 +69,7 @@ class HttpStats:
     unparsed_connections: int = 0  # mid-capture connections where no message boundary was found
     exchanges: int = 0
     gap_flags: int = 0  # exchanges flagged gap_in_capture
+    stalled_connections: int = 0  # connections given up because parsing stopped making progress
 
 
 class _Exchange:
@@ -77,11 +85,20 @@ class _Exchange:
 # States of each side's parser.
 _HEAD, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE, _RESYNC, _DEAD = range(6)
 
-_REQUEST_LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|TRACE|CONNECT) [^ \r\n]+ HTTP/1\.[01]\r\n")
+# Repetitions are bounded so that a search over garbage stays linear in its length.
+_REQUEST_LINE = re.compile(
+    rb"(?:GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|TRACE|CONNECT) [^ \r\n]{1,8192} HTTP/1\.[01]\r\n"
+)
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] \d{3}[ \r]")
-_CHUNK_ANCHOR = re.compile(rb"(?:\A|\r\n)[0-9a-fA-F]{1,8}(?:;[^\r\n]*)?\r\n(?=\{|\[|data:|event:|id:|:)")
+_CHUNK_ANCHOR = re.compile(rb"(?:\A|\r\n)[0-9a-fA-F]{1,8}(?:;[^\r\n]{0,256})?\r\n(?=\{|\[|data:|event:|id:|:)")
 _LAST_CHUNK = re.compile(rb"\r\n0\r\n\r\n")
 _HEADER_END = b"\r\n\r\n"
+
+
+def _anchor_start(buf: bytearray, match: re.Match[bytes]) -> int:
+    """Where a chunk-anchor match's size line begins (after its leading CRLF, if any)."""
+    start = match.start()
+    return start + 2 if buf[start : start + 2] == b"\r\n" else start
 
 
 class HttpConnection:
@@ -125,6 +142,11 @@ class HttpConnection:
         self.resp_last_ts: float | None = None
         self.resync_chunks = False  # response resync may land inside the current chunked body
         self.resync_ts = 0.0
+        self.resync_min_start = 0  # after a chunk error: the parse point resync finds must be past 0
+        # progress accounting (see STEPS_PER_BYTE)
+        self.steps = 0
+        self.bytes_in = 0
+        self.calls = 0
 
     # -- StreamSink -------------------------------------------------------------------------------
 
@@ -132,6 +154,8 @@ class HttpConnection:
         """Bytes of one direction, in order, as carried by the packet captured at ``ts``."""
         if self.non_http:
             return
+        self.bytes_in += len(data)
+        self.calls += 1
         if from_client:
             if not self.req_started:
                 self.req_started = True
@@ -256,8 +280,21 @@ class HttpConnection:
 
     # -- requests ---------------------------------------------------------------------------------
 
+    def _step(self) -> bool:
+        """Count one parser step; False (and the connection given up) once the work bound is passed."""
+        self.steps += 1
+        if self.steps <= STEPS_PER_BYTE * self.bytes_in + STEPS_PER_CALL * self.calls + STEPS_BASE:
+            return True
+        self.stats.stalled_connections += 1
+        self._flag_gap(self.req_exchange)
+        self._flag_gap(self.resp_exchange)
+        self.req_state = self.resp_state = _DEAD
+        self.req_buf = bytearray()
+        self.resp_buf = bytearray()
+        return False
+
     def _request_data(self, ts: float, data: bytes) -> None:
-        while data:
+        while data and self._step():
             state = self.req_state
             if state == _HEAD:
                 if not self.req_buf:
@@ -292,11 +329,14 @@ class HttpConnection:
             elif state == _BODY_CHUNKED:
                 try:
                     body, used = self.req_chunks.feed(data)
-                except ChunkError:
+                except ChunkError as exc:
+                    if exc.body:
+                        self._request_body(exc.body, ts)
                     self._flag_gap(self.req_exchange)
                     self._request_done()
                     self.req_state = _RESYNC
                     self.req_buf = bytearray()
+                    data = data[exc.at :]
                     continue
                 if body:
                     self._request_body(body, ts)
@@ -331,7 +371,7 @@ class HttpConnection:
             return False
         first, headers = parsed
         parts = first.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not (parts[0].isascii() and parts[0].isalpha()):
             return False
         length = content_length(headers)
         chunked = is_chunked(headers)
@@ -382,15 +422,20 @@ class HttpConnection:
 
     def _response_data(self, ts: float, data: bytes) -> None:
         self.resp_last_ts = ts if self.resp_exchange is not None else self.resp_last_ts
-        while data:
+        while data and self._step():
             state = self.resp_state
             if state == _BODY_CHUNKED:
                 try:
                     body, used = self.resp_chunks.feed(data)
-                except ChunkError:
-                    self._flag_gap(self.resp_exchange)
+                except ChunkError as exc:
+                    ex = self.resp_exchange
+                    if exc.body and ex is not None:
+                        ex.builder.response_body(exc.body, ts)
+                    self._flag_gap(ex)
                     self._enter_response_resync(ts, chunks=True)
-                    self.resp_chunks.line = b""
+                    # Resync must move past where this decode began, or it finds the same chunk anchor again.
+                    self.resync_min_start = 0 if exc.at else 1
+                    data = data[exc.at :]
                     continue
                 ex = self.resp_exchange
                 self.resp_last_ts = ts
@@ -468,7 +513,7 @@ class HttpConnection:
             return False
         first, headers = parsed
         parts = first.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not (parts[1].isascii() and parts[1].isdigit()):
             return False
         status = int(parts[1])
         length = content_length(headers)
@@ -522,8 +567,11 @@ class HttpConnection:
             self.resync_ts = ts
         scan_from = max(len(buf) - 24, 0)
         buf += data
-        status = _STATUS_LINE.search(buf, scan_from)
+        min_start, self.resync_min_start = self.resync_min_start, 0
+        status = _STATUS_LINE.search(buf, max(scan_from, min_start))
         anchor = _CHUNK_ANCHOR.search(buf, scan_from) if self.resync_chunks else None
+        if anchor is not None and _anchor_start(buf, anchor) < min_start:
+            anchor = _CHUNK_ANCHOR.search(buf, max(scan_from, min_start))
         ex = self.resp_exchange
         last = _LAST_CHUNK.search(buf, scan_from) if ex is not None and self.resync_chunks else None
         candidates = [m for m in (status, anchor, last) if m is not None]
@@ -554,8 +602,7 @@ class HttpConnection:
             return bytes(buf[match.end() :])
         self.resp_state = _BODY_CHUNKED
         self.resp_chunks = ChunkDecoder()
-        start = match.start() + (2 if buf[match.start() : match.start() + 2] == b"\r\n" else 0)
-        return bytes(buf[start:])
+        return bytes(buf[_anchor_start(buf, match) :])
 
     def _response_gap(self, ts: float, size: int) -> None:
         state = self.resp_state

@@ -38,11 +38,25 @@ class Headers(Mapping[str, str]):
 
 
 class ChunkError(ValueError):
-    """Chunked framing is broken."""
+    """Chunked framing is broken.
+
+    ``body`` holds what was decoded before the fault and ``at`` the offset in the fed data where the
+    offending line (or its carried-over start) begins: bytes before it were valid framing and are done.
+    """
+
+    def __init__(self, message: str, body: bytes = b"", at: int = 0) -> None:
+        super().__init__(message)
+        self.body = body
+        self.at = at
 
 
 class ChunkDecoder:
-    """Incremental ``Transfer-Encoding: chunked`` decoder."""
+    """Incremental ``Transfer-Encoding: chunked`` decoder.
+
+    Work is linear in the input: every step of :meth:`feed` consumes at least one byte or ends the
+    call, line searches look at most ``_MAX_CHUNK_LINE`` bytes ahead, and body bytes are sliced from a
+    memoryview (copied once, when joined).
+    """
 
     SIZE, DATA, DATA_END, TRAILER, DONE = range(5)
     __slots__ = ("line", "remaining", "state")
@@ -55,14 +69,15 @@ class ChunkDecoder:
     def feed(self, data: bytes) -> tuple[bytes, int]:
         """Decode from ``data``: (body bytes, bytes of ``data`` consumed). Stops after the final
         chunk's trailer (``state == DONE``); raises :class:`ChunkError` on broken framing."""
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
+        view = memoryview(data)
         i = 0
         n = len(data)
         while i < n:
             state = self.state
             if state == self.DATA:
                 take = min(self.remaining, n - i)
-                out.append(data[i : i + take] if take != n else data)
+                out.append(view[i : i + take])
                 i += take
                 self.remaining -= take
                 if not self.remaining:
@@ -70,11 +85,13 @@ class ChunkDecoder:
             elif state == self.DONE:
                 break
             else:
-                j = data.find(b"\n", i)
+                line_start = 0 if self.line else i
+                limit = i + _MAX_CHUNK_LINE + 1 - len(self.line)
+                j = data.find(b"\n", i, max(limit, i))
                 if j < 0:
+                    if n - i + len(self.line) > _MAX_CHUNK_LINE:
+                        raise ChunkError("chunk line too long", b"".join(out), line_start)
                     self.line += data[i:]
-                    if len(self.line) > _MAX_CHUNK_LINE:
-                        raise ChunkError("chunk line too long")
                     i = n
                     break
                 line = (self.line + data[i:j]) if self.line else data[i:j]
@@ -86,20 +103,24 @@ class ChunkDecoder:
                     try:
                         size = int(line.split(b";", 1)[0].strip(), 16)
                     except ValueError:
-                        raise ChunkError(f"bad chunk size line {line[:40]!r}") from None
+                        raise ChunkError(f"bad chunk size line {line[:40]!r}", b"".join(out), line_start) from None
                     if size < 0:
-                        raise ChunkError("negative chunk size")
+                        raise ChunkError("negative chunk size", b"".join(out), line_start)
                     if size:
                         self.state, self.remaining = self.DATA, size
                     else:
                         self.state = self.TRAILER
                 elif state == self.DATA_END:
                     if line:
-                        raise ChunkError("chunk data not followed by CRLF")
+                        raise ChunkError("chunk data not followed by CRLF", b"".join(out), line_start)
                     self.state = self.SIZE
                 elif not line:  # TRAILER: an empty line ends the message
                     self.state = self.DONE
-        return (out[0] if len(out) == 1 else b"".join(out)), i
+        if not out:
+            return b"", i
+        if len(out) == 1 and len(out[0]) == n:
+            return data, i
+        return b"".join(out), i
 
 
 def parse_head(head: bytes) -> tuple[str, Headers] | None:
@@ -123,7 +144,7 @@ def content_length(headers: Headers) -> int | None:
     if "content-length" not in headers:
         return None
     text = headers["content-length"].split(",")[0].strip()
-    return int(text) if text.isdigit() else -1
+    return int(text) if text.isascii() and text.isdigit() else -1
 
 
 def is_chunked(headers: Headers) -> bool:

@@ -25,6 +25,7 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 # A mid-response capture needs this much of the line after the cut one to tell "data:" from "{".
 _SNIFF_MIN_NEXT_LINE = 6
+_raw_decode = json.JSONDecoder().raw_decode  # json.loads' own decoder, without its per-call checks
 _SNIFF_LOOKAHEAD = 16  # bytes after the first newline kept for the decision
 _SNIFF_MAX_WAIT_BYTES = 64 * 1024
 
@@ -65,7 +66,10 @@ class ObjectSink:
         """One stream object (NDJSON line or SSE data), applied; a token-bearing one is timed at ``at``."""
         first_may_be_partial, self.first_unit_may_be_partial = self.first_unit_may_be_partial, False
         try:
-            obj = json.loads(raw)
+            text = raw.decode("utf-8")  # str in: json.loads(bytes) sniffs the encoding on every call
+            obj, end = _raw_decode(text)  # callers strip the unit, so no leading whitespace
+            if end != len(text):
+                obj = None  # something after the object: not one JSON value
         except (ValueError, UnicodeDecodeError):
             obj = None
         if not isinstance(obj, dict):

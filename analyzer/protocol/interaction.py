@@ -49,8 +49,16 @@ _INCOMPLETE_FLAGS = frozenset(
 )
 
 
+_FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59 UTC
+
+
 def iso_utc(ts: float) -> str:
-    """POSIX seconds as ISO-8601 UTC with microseconds and a ``Z``."""
+    """POSIX seconds as ISO-8601 UTC with microseconds and a ``Z``.
+
+    A time outside what a datetime can hold (a damaged capture's timestamp) is clamped to that range.
+    """
+    if not _FIRST_TS <= ts <= _LAST_TS:
+        ts = _FIRST_TS if ts < 0 else _LAST_TS  # NaN lands on the last second too
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

@@ -38,7 +38,9 @@ from analyzer.protocol.record import (
     format_address,
 )
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
-from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog, LogError
+from analyzer.recorder.arrival import ArrivalClock
+from analyzer.recorder.writer import RecordWriter
+from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
 from analyzer.store.summary import one_line
 
 logger = logging.getLogger(__name__)
@@ -129,8 +131,14 @@ class OllamaLog:
         self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
-        self.recorded = 0
+        self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
+        self.arrival = ArrivalClock()  # when a connection's first request really began to arrive
         self.problems: list[str] = []
+
+    @property
+    def recorded(self) -> int:
+        """Records written to the log so far."""
+        return self.writer.written
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -185,6 +193,7 @@ class OllamaLog:
                     raise exceptions.OptionsError(f"{name}={_shown(value)}: {problem}")
         if "ollama_log_dir" in updated:
             self.log = InteractionLog(Path(ctx.options.ollama_log_dir).expanduser())
+            self.writer.set_log(self.log)
 
     def running(self) -> None:
         if self.problems:  # only reached where no startup error check stopped us already
@@ -209,6 +218,21 @@ class OllamaLog:
         return classify(path) is not None or any(path.startswith(p) for p in ctx.options.ollama_extra_paths)
 
     # -- hooks ------------------------------------------------------------------------------
+    def next_layer(self, nextlayer: Any) -> None:
+        try:
+            self.arrival.next_layer(nextlayer)
+        except Exception:  # never raise into mitmproxy: the record keeps mitmproxy's own start time
+            logger.debug("ollama_log: arrival time not noted", exc_info=True)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            self.arrival.requestheaders(flow)
+        except Exception:
+            logger.debug("ollama_log: arrival time not passed on", exc_info=True)
+
+    def client_disconnected(self, client: Any) -> None:
+        self.arrival.client_disconnected(client)
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:
             if flow.response is None or not self.is_ollama(flow):
@@ -252,10 +276,12 @@ class OllamaLog:
             logger.warning("ollama_log: could not record failed flow %s", flow.request.path, exc_info=True)
 
     def done(self) -> None:
-        """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged."""
+        """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged; records the log
+        could not take are saved to the fallback file named in the warning."""
         for flow_id in list(self.builders):
             self.builders[flow_id].add_flags([FLAG_SHUTDOWN])
             self._finish(flow_id, time.time())
+        self.writer.close()
 
     # -- helpers ----------------------------------------------------------------------------
     def _start(self, flow: http.HTTPFlow) -> InteractionBuilder:
@@ -268,7 +294,7 @@ class OllamaLog:
             max_text_chars=ctx.options.ollama_max_text,
             redaction=ctx.options.ollama_redact,
         )
-        builder.request_started(request.timestamp_start, request.method, request.path, dict(request.headers))
+        builder.request_started(self.arrival.started_at(flow), request.method, request.path, dict(request.headers))
         body = request.raw_content
         if body:
             builder.request_body(body, request.timestamp_end or request.timestamp_start)
@@ -307,10 +333,6 @@ class OllamaLog:
         self._write(record)
 
     def _write(self, record: InteractionRecord) -> None:
-        try:
-            self.log.append(record)
-            self.recorded += 1
-        except LogError as exc:
-            logger.warning("ollama_log: %s (record %s not saved)", exc, record.id)
+        self.writer.submit(record)  # never blocks; see RecordWriter for outages
         if ctx.options.ollama_console:
             logger.info("ollama %s", one_line(record))

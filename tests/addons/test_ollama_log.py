@@ -14,6 +14,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
 from analyzer.recorder.process import MitmdumpProcess, free_port
+from analyzer.recorder.writer import wait_until_written
 from analyzer.store.log import read_log
 
 ADDON_PATH = Path(__file__).resolve().parents[2] / "addons" / "ollama_log.py"
@@ -67,6 +68,12 @@ def stream_through(f: flow.Flow, fragments: list[bytes]) -> list[bytes]:
     return out
 
 
+def logged(addon, log_dir: Path) -> list:
+    """The log once the addon's writer thread has written what it queued (a bounded wait)."""
+    assert wait_until_written(addon.writer, 15.0)
+    return read_log(log_dir)
+
+
 @pytest.fixture
 def tctx(tmp_path: Path):
     with taddons.context() as loading:
@@ -87,7 +94,7 @@ def test_streams_bytes_unchanged_and_records(tctx) -> None:
     assert b"".join(received) == body
     assert all(r == frag for r, frag in zip(received, fragments, strict=False))  # nothing held back
     addon.response(f)
-    (rec,) = read_log(log_dir)
+    (rec,) = logged(addon, log_dir)
     assert rec.response_text == "".join(TOKENS) and rec.prompt == "Why?" and rec.source == "proxy"
     assert rec.complete and rec.id == f.id and rec.server.endswith(":22")  # tserver_conn's address
     assert rec.ttfb_ms is not None and 0 < rec.ttfb_ms <= rec.ttft_ms <= rec.total_ms
@@ -99,7 +106,7 @@ def test_non_ollama_traffic_is_untouched(tctx) -> None:
     addon.responseheaders(f)
     assert not f.response.stream
     addon.response(f)
-    assert read_log(log_dir) == []
+    assert logged(addon, log_dir) == []
 
 
 def test_host_filter(tctx) -> None:
@@ -121,7 +128,7 @@ def test_client_abort_keeps_partial_text(tctx) -> None:
     f.response.stream(body[: body.index(b"\n", 40) + 1])
     f.error = flow.Error("Client disconnected.")
     addon.error(f)
-    (rec,) = read_log(log_dir)
+    (rec,) = logged(addon, log_dir)
     assert "client_aborted" in rec.flags and not rec.complete and rec.response_text
 
 
@@ -131,7 +138,7 @@ def test_upstream_failure_without_response(tctx) -> None:
     f.response = None
     f.error = flow.Error("Connection refused")
     addon.error(f)
-    (rec,) = read_log(log_dir)
+    (rec,) = logged(addon, log_dir)
     assert rec.error == "Connection refused" and {"upstream_failed", "no_response"} <= set(rec.flags)
 
 
@@ -141,7 +148,7 @@ def test_shutdown_flushes_open_interactions(tctx) -> None:
     addon.responseheaders(f)
     f.response.stream(ndjson_body(final=False)[:60])
     addon.done()
-    (rec,) = read_log(log_dir)
+    (rec,) = logged(addon, log_dir)
     assert "proxy_shutdown" in rec.flags
 
 
@@ -154,7 +161,7 @@ def test_parser_bug_never_breaks_the_stream(tctx, monkeypatch) -> None:
     body = ndjson_body()
     assert b"".join(stream_through(f, [body[:10], body[10:]])) == body
     addon.response(f)
-    (rec,) = read_log(log_dir)  # still recorded, and it says why its text is missing
+    (rec,) = logged(addon, log_dir)  # still recorded, and it says why its text is missing
     assert "recorder_error" in rec.flags and not rec.complete and rec.response_text == ""
 
 
@@ -175,7 +182,7 @@ def test_cap_bounds_memory_and_flags(tctx) -> None:
     addon.responseheaders(f)
     stream_through(f, [ndjson_body()])
     addon.response(f)
-    (rec,) = read_log(log_dir)
+    (rec,) = logged(addon, log_dir)
     assert len(rec.response_text) == 8 and "truncated_body" in rec.flags
 
 
@@ -227,7 +234,7 @@ def test_forward_mode_website_is_neither_streamed_nor_recorded(tctx) -> None:
     addon.responseheaders(ollama)
     stream_through(ollama, [ndjson_body()])
     addon.response(ollama)
-    assert [r.path for r in read_log(log_dir)] == ["/api/generate"]
+    assert [r.path for r in logged(addon, log_dir)] == ["/api/generate"]
 
 
 # -- settings mitmproxy defers until the script declares them ---------------------------------------

@@ -1,0 +1,112 @@
+"""How honest the proxy's request start is: proxy-recorded TTFT vs a client-leg tcpdump capture's TTFT.
+
+    sudo .venv/bin/python benchmarks/request_start.py [--rounds 5] [--concurrent 16]
+
+Runs the emulator and mitmdump with the addon, captures the client↔proxy leg on lo with tcpdump, and
+sends rounds of N concurrent streamed generations, each on a new connection. Then the capture is analyzed
+(the client leg: first request byte → first token line as seen on the wire) and each proxy record is
+matched to its capture record by prompt. Prints median and max |proxy ttft − capture ttft| and of the
+``started_at`` difference (targets: median <= 1 ms, max <= 5 ms). Needs root (tcpdump).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from proxy_overhead import MODEL, start_emulator
+
+from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
+from analyzer.pcap.tcpdump import tcpdump
+from analyzer.recorder.process import ADDON_PATH, MitmdumpProcess
+from analyzer.store.log import read_log
+
+
+def stream_on_new_connection(url: str, prompt: str, tokens: int, barrier: threading.Barrier) -> None:
+    with httpx.Client(timeout=60) as client:  # a client of its own: a new connection
+        barrier.wait(30)
+        body = {"model": MODEL, "prompt": prompt, "options": {"emulator_tokens": tokens}}
+        with client.stream("POST", url + "/api/generate", json=body) as response:
+            for _ in response.iter_raw():
+                pass
+
+
+def seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrent", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=50)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("request_start.py: needs root (tcpdump)")
+    workdir = Path(tempfile.mkdtemp(prefix="request-start-"))
+    emulator, upstream = start_emulator(workdir, 20.0, 5.0)
+    try:
+        proxy = MitmdumpProcess(upstream, addon=ADDON_PATH, options={"ollama_log_dir": str(workdir / "log")})
+        proxy.start()
+        capture = workdir / "client-leg.pcap"
+        try:
+            with tcpdump(capture, f"tcp port {proxy.port}") as run:
+                for r in range(args.rounds):
+                    barrier = threading.Barrier(args.concurrent)
+                    with ThreadPoolExecutor(args.concurrent) as pool:
+                        jobs = [
+                            pool.submit(stream_on_new_connection, proxy.url, f"start {r}-{i}", args.tokens, barrier)
+                            for i in range(args.concurrent)
+                        ]
+                        for job in jobs:
+                            job.result()
+        finally:
+            proxy.stop()
+    finally:
+        emulator.stop()
+    wire = {r.prompt: r for r in analyze_capture(capture, AnalyzeOptions(ports=(proxy.port,))).records}
+    logged = {r.prompt: r for r in read_log(workdir / "log")}
+    ttft_diff, start_diff = [], []
+    for prompt, record in logged.items():
+        seen = wire.get(prompt)
+        if seen is None or record.ttft_ms is None or seen.ttft_ms is None:
+            continue
+        ttft_diff.append(record.ttft_ms - seen.ttft_ms)
+        start_diff.append((seconds(record.started_at) - seconds(seen.started_at)) * 1000)
+    if not ttft_diff:
+        raise SystemExit("no record could be matched to the capture")
+    absolute = [abs(d) for d in ttft_diff]
+    print(
+        f"# {args.rounds} rounds x {args.concurrent} concurrent streams on new connections, {len(ttft_diff)} matched "
+        f"(of {len(logged)} logged, {len(wire)} captured; tcpdump dropped {run.dropped}), {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}"
+    )
+    print()
+    print("| | median | p95 | max | min |")
+    print("|---|---:|---:|---:|---:|")
+    q = statistics.quantiles
+    print(
+        f"| proxy ttft − capture ttft, ms | {statistics.median(ttft_diff):+.3f} | {q(ttft_diff, n=20)[-1]:+.3f} | "
+        f"{max(ttft_diff):+.3f} | {min(ttft_diff):+.3f} |"
+    )
+    print(
+        f"| proxy started_at − capture first request byte, ms | {statistics.median(start_diff):+.3f} | "
+        f"{q(start_diff, n=20)[-1]:+.3f} | {max(start_diff):+.3f} | {min(start_diff):+.3f} |"
+    )
+    median_abs, max_abs = statistics.median(absolute), max(absolute)
+    print()
+    verdict = "OK" if median_abs <= 1 and max_abs <= 5 else "MISSED"
+    print(f"|proxy ttft − capture ttft|: median {median_abs:.3f} ms (target <= 1), max {max_abs:.3f} ms (target <= 5)")
+    print(verdict)
+
+
+if __name__ == "__main__":
+    main()
