@@ -12,7 +12,7 @@ import click
 
 from analyzer.cli.output import emit_records, emit_rows, output_options, save_sqlite
 from analyzer.protocol.record import InteractionRecord
-from analyzer.store.digest import summarize, summary_fields
+from analyzer.store.digest import summarize_log
 from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
 from analyzer.store.select import parse_since, select
 from analyzer.store.tables import (
@@ -102,10 +102,9 @@ def logs(
     stats: list[dict[str, object]] = []
     try:
         if summary and sqlite_path is None:  # fast path: only the fields a summary needs, cached per day
-            fields = summary_fields(
+            stats = summarize_log(
                 log_dir, since=since, model=model, errors_only=errors_only, warn=warnings.append, progress=progress
             )
-            stats = summarize(fields)
         elif summary:  # --sqlite receives whole records
             chosen = select(read_log(log_dir, warn=warnings.append), model=model, since=since, errors_only=errors_only)
             stats = summary_stats(chosen)

@@ -32,7 +32,7 @@ from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
 
 CACHE_DIR_NAME = ".summary-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 Warn = Callable[[str], object] | None
 
@@ -184,7 +184,11 @@ class _Entry:
         self.size: int = data.get("size", -1)
         self.mtime_ns: int = data.get("mtime_ns", -1)
         self.warnings: list[str] = data.get("warnings", [])
-        self.rows: list[list[Any]] = data.get("rows", [])
+        self.columns: list[list[Any]] = data.get("columns") or [[] for _ in SummaryFields._fields]
+
+    def add(self, fields: SummaryFields) -> None:
+        for column, value in zip(self.columns, fields, strict=True):
+            column.append(value)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -196,7 +200,7 @@ class _Entry:
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "warnings": self.warnings,
-            "rows": self.rows,
+            "columns": self.columns,
         }
 
 
@@ -243,8 +247,9 @@ class DigestCache:
             with contextlib.suppress(OSError):
                 temporary.unlink()
 
-    def rows(self, path: Path, warn: Warn = None) -> list[list[Any]]:
-        """The cached rows (SummaryFields as lists) of ``path``, decoding only what the cache lacks."""
+    def columns(self, path: Path, warn: Warn = None) -> tuple[list[list[Any]], list[SummaryFields]]:
+        """The summary fields of ``path`` as columns (``SummaryFields`` order) and the fields of an unterminated
+        last line (not cached), decoding only what the cache lacks."""
         try:
             fh = path.open("rb")
         except OSError as exc:
@@ -258,7 +263,7 @@ class DigestCache:
             ):
                 entry = _Entry()
                 entry.ino = stat.st_ino
-            extra: list[list[Any]] = []
+            extra: list[SummaryFields] = []
             unterminated = None
             if entry.offset < stat.st_size:
                 before = entry.offset
@@ -272,14 +277,19 @@ class DigestCache:
         if warn:
             for message in [*entry.warnings, *([unterminated] if unterminated else [])]:
                 warn(message)
-        return entry.rows + extra if extra else entry.rows
+        return entry.columns, extra
+
+    def rows(self, path: Path, warn: Warn = None) -> list[SummaryFields]:
+        """The summary fields of every record in ``path``, in file order."""
+        columns, extra = self.columns(path, warn)
+        return [SummaryFields(*row) for row in zip(*columns, strict=True)] + extra
 
     @staticmethod
-    def _extend(path: Path, entry: _Entry, data: bytes) -> tuple[list[list[Any]], str | None]:
+    def _extend(path: Path, entry: _Entry, data: bytes) -> tuple[list[SummaryFields], str | None]:
         """Decode the complete lines of ``data`` into ``entry``.
 
         A last line without its newline is still being written (or its writer died): it is decoded for this
-        read only — returned as extra rows, or as a warning when it is not a record — and never cached.
+        read only — returned as extra fields, or as a warning when it is not a record — and never cached.
         """
         complete = data.rfind(b"\n") + 1
         number = entry.lines
@@ -288,7 +298,7 @@ class DigestCache:
             if not line.strip():
                 continue
             try:
-                entry.rows.append(list(fields_from_line(line)))
+                entry.add(fields_from_line(line))
             except NotARecord as exc:
                 entry.warnings.append(f"{path}:{number}: {exc}")
         entry.offset += complete
@@ -297,9 +307,25 @@ class DigestCache:
         if not rest.strip():
             return [], None
         try:
-            return [list(fields_from_line(rest))], None
+            return [fields_from_line(rest)], None
         except NotARecord as exc:
             return [], f"{path}:{number + 1}: {exc}"
+
+
+def _files(
+    log_dir: Path | str, since: datetime | None, progress: Callable[[int, int], object] | None
+) -> Iterator[Path]:
+    """The daily files that can hold records started at or after ``since``, oldest first."""
+    from analyzer.store.tail import day_of_file  # the file-name rule lives with the tail reader
+
+    since_day = since.astimezone(UTC).date() if since is not None else None
+    paths = log_files(log_dir)
+    for done, path in enumerate(paths):
+        if progress:
+            progress(done, len(paths))
+        day = day_of_file(path)
+        if since_day is None or day is None or day >= since_day:
+            yield path
 
 
 def summary_fields(
@@ -309,26 +335,12 @@ def summary_fields(
     model: str | None = None,
     errors_only: bool = False,
     warn: Warn = None,
-    progress: Callable[[int, int], object] | None = None,
 ) -> Iterator[SummaryFields]:
-    """The summary fields of every record ``select`` would choose with these filters (in file order).
-
-    ``progress(files_done, files_total)`` is called after each file.
-    """
-    from analyzer.store.tail import day_of_file  # the file-name rule lives with the tail reader
-
+    """The summary fields of every record ``select`` would choose with these filters (in file order)."""
     cache = DigestCache(log_dir)
-    since_day = since.astimezone(UTC).date() if since is not None else None
     since_s = since.timestamp() if since is not None else None
-    paths = log_files(log_dir)
-    for done, path in enumerate(paths, 1):
-        if progress:
-            progress(done - 1, len(paths))
-        day = day_of_file(path)
-        if since_day is not None and day is not None and day < since_day:
-            continue
-        for row in cache.rows(path, warn):
-            fields = SummaryFields(*row)
+    for path in _files(log_dir, since, None):
+        for fields in cache.rows(path, warn):
             if model and fields.model != model:
                 continue
             if errors_only and not fields.failed:
@@ -338,30 +350,105 @@ def summary_fields(
             yield fields
 
 
+class _Group:
+    __slots__ = ("count", "errors", "eval_tokens", "rates", "ttfts")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.eval_tokens = 0
+        self.ttfts: list[float] = []
+        self.rates: list[float] = []
+
+
+class SummaryAccumulator:
+    """Per-model counts and samples, fed record by record or a cached file's columns at a time."""
+
+    def __init__(self, *, since: datetime | None = None, model: str | None = None, errors_only: bool = False) -> None:
+        self.since_s = since.timestamp() if since is not None else None
+        self.model = model
+        self.errors_only = errors_only
+        self.groups: dict[str, _Group] = {}
+
+    def add(self, fields: SummaryFields) -> None:
+        """Count one record (if it passes the filters)."""
+        self.add_columns([[value] for value in fields])
+
+    def add_columns(self, columns: list[list[Any]]) -> None:
+        """Count every record of a file's columns (``SummaryFields`` order) that passes the filters."""
+        since_s, wanted, errors_only, groups = self.since_s, self.model, self.errors_only, self.groups
+        for started, model, error, failed, ttft, rate, eval_count in zip(*columns, strict=True):
+            if wanted and model != wanted:
+                continue
+            if errors_only and not failed:
+                continue
+            if since_s is not None and (started is None or started < since_s):
+                continue
+            name = model or "(none)"
+            group = groups.get(name)
+            if group is None:
+                group = groups[name] = _Group()
+            group.count += 1
+            if error:
+                group.errors += 1
+            if eval_count:
+                group.eval_tokens += eval_count
+            if ttft is not None:
+                group.ttfts.append(ttft)
+            if rate is not None:
+                group.rates.append(rate)
+
+    def result(self) -> list[dict[str, Any]]:
+        """``SUMMARY_COLUMNS`` dicts, one per model, by model name."""
+        rows = []
+        for name, group in sorted(self.groups.items()):
+            ttfts, rates = sorted(group.ttfts), sorted(group.rates)
+            rows.append(
+                {
+                    "model": name,
+                    "count": group.count,
+                    "errors": group.errors,
+                    "ttft_p50_ms": _round(percentile(ttfts, 50)) if ttfts else None,
+                    "ttft_p95_ms": _round(percentile(ttfts, 95)) if ttfts else None,
+                    "tok_per_s_p50": _round(percentile(rates, 50)) if rates else None,
+                    "eval_tokens": group.eval_tokens,
+                }
+            )
+        return rows
+
+
 def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
     """Per model: count, errors, TTFT p50/p95 (ms), median tokens/s, tokens generated (``SUMMARY_COLUMNS``).
 
     Numbers rounded to 0.1; None where nothing was measured; one dict per model, by model name.
     """
-    by_model: dict[str, list[SummaryFields]] = {}
+    accumulator = SummaryAccumulator()
     for row in rows:
-        by_model.setdefault(row.model or "(none)", []).append(row)
-    result = []
-    for name, group in sorted(by_model.items()):
-        ttfts = sorted(r.ttft_ms for r in group if r.ttft_ms is not None)
-        rates = sorted(r.rate for r in group if r.rate is not None)
-        result.append(
-            {
-                "model": name,
-                "count": len(group),
-                "errors": sum(1 for r in group if r.error),
-                "ttft_p50_ms": _round(percentile(ttfts, 50)) if ttfts else None,
-                "ttft_p95_ms": _round(percentile(ttfts, 95)) if ttfts else None,
-                "tok_per_s_p50": _round(percentile(rates, 50)) if rates else None,
-                "eval_tokens": sum(r.eval_count or 0 for r in group),
-            }
-        )
-    return result
+        accumulator.add(row)
+    return accumulator.result()
+
+
+def summarize_log(
+    log_dir: Path | str,
+    *,
+    since: datetime | None = None,
+    model: str | None = None,
+    errors_only: bool = False,
+    warn: Warn = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> list[dict[str, Any]]:
+    """``summarize`` of the records ``select`` would choose — from the per-day cache, without per-record objects.
+
+    ``progress(files_done, files_total)`` is called before each file.
+    """
+    cache = DigestCache(log_dir)
+    accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only)
+    for path in _files(log_dir, since, progress):
+        columns, extra = cache.columns(path, warn)
+        accumulator.add_columns(columns)
+        for fields in extra:
+            accumulator.add(fields)
+    return accumulator.result()
 
 
 def _round(value: float | None) -> float | None:

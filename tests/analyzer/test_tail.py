@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from analyzer.protocol.record import InteractionRecord
-from analyzer.store.digest import CACHE_DIR_NAME, DigestCache, fields_from_line, fields_of, summarize, summary_fields
+from analyzer.store.digest import (
+    CACHE_DIR_NAME,
+    DigestCache,
+    fields_from_line,
+    fields_of,
+    summarize,
+    summarize_log,
+    summary_fields,
+)
 from analyzer.store.log import InteractionLog, read_log
 from analyzer.store.select import select
 from analyzer.store.tables import summary_stats
@@ -86,6 +94,7 @@ def test_summary_fast_path_equals_a_full_read(tmp_path: Path, seed: int) -> None
             for _ in range(2):  # cold (builds the cache), then warm
                 got = summarize(summary_fields(tmp_path, since=since, model=model, errors_only=errors_only))
                 assert got == expected
+                assert summarize_log(tmp_path, since=since, model=model, errors_only=errors_only) == expected
 
 
 def test_fast_line_decoding_agrees_with_json(tmp_path: Path) -> None:
@@ -134,7 +143,7 @@ def test_half_written_last_line_is_skipped_with_a_warning(tmp_path: Path) -> Non
     assert [r.started_at[:19] for r in got] == ["2026-01-03T10:00:01", "2026-01-03T10:00:02"]
     assert len(warnings) == 1 and "2026-01-03.jsonl: byte" in warnings[0] and "not JSON" in warnings[0]
     warnings.clear()
-    assert sum(row["count"] for row in summarize(summary_fields(tmp_path, warn=warnings.append))) == 9
+    assert sum(row["count"] for row in summarize_log(tmp_path, warn=warnings.append)) == 9
     assert len(warnings) == 1 and "2026-01-03.jsonl:4: skipped a line that is not JSON" in warnings[0]
 
 
