@@ -105,7 +105,7 @@ def synthetic_record(rng: random.Random, index: int, started: datetime) -> Inter
     status = 200
     if rng.random() < 0.02:
         status, error = rng.choice(((500, "model requires more system memory"), (404, f"model '{model}' not found")))
-    prompt_words = rng.randint(6, 50)
+    prompt_words = rng.randint(4, 30)
     record = InteractionRecord(
         id=f"{index:08x}-{rng.getrandbits(48):012x}",
         source="proxy",
@@ -123,10 +123,10 @@ def synthetic_record(rng: random.Random, index: int, started: datetime) -> Inter
         messages=None
         if kind == "generate"
         else [
-            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "system", "content": "Be brief."},
             {"role": "user", "content": _text(rng, prompt_words)},
         ],
-        response_text="" if error else _text(rng, eval_count // 3),
+        response_text="" if error else _text(rng, eval_count // 6),
         done_reason=None if error else rng.choice(("stop",) * 9 + ("length",)),
         error=error,
         complete=error is None,
@@ -261,14 +261,18 @@ def main() -> None:
     for extra in args.also:
         words = shlex.split(extra.replace("{log}", str(log)))
         measurements.append((f"`{' '.join(words[:3])}`", [exe, *words], 1))
-    yardstick = None
-    print("\n| measurement | median s | vs plain read | runs (s) |\n|---|---:|---:|---|")
+    yardstick = startup = None
+    print("\n| measurement | median s | vs plain read | beyond start-up s | runs (s); output |")
+    print("|---|---:|---:|---:|---|")
     for label, argv, repeat in measurements:
         median, times, out = run_timed(argv, repeat)
         yardstick = yardstick or median
+        if "--version" in argv:
+            startup = median
+        beyond = f"{median - startup:.3f}" if startup is not None and argv[0] == exe else ""
         runs = ", ".join(f"{t:.3f}" for t in times)
         lines = out.count("\n")
-        print(f"| {label} | {median:.3f} | {median / yardstick:.2f}× | {runs} ({lines} lines out) |", flush=True)
+        print(f"| {label} | {median:.3f} | {median / yardstick:.2f}× | {beyond} | {runs}; {lines} lines |", flush=True)
 
 
 if __name__ == "__main__":
