@@ -10,7 +10,7 @@ are well-formed is not checked further (its prompt/messages are never decoded).
 
 ``DigestCache`` keeps those fields per file under ``<log dir>/.summary-cache/`` (mode 0700/0600; numbers and
 model names only, no prompt text). An entry is used as it is while the file keeps its inode, size and mtime;
-a file that changed (today's, growing) is re-hashed, and when the bytes the entry covered are still the same
+a file that changed (today's, growing) is re-checked (CRC-32), and when the bytes the entry covered are still the same
 only the rest is decoded; otherwise the file is decoded again. A log directory that cannot be written is read
 without a cache.
 """
@@ -18,11 +18,11 @@ without a cache.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
 
 CACHE_DIR_NAME = ".summary-cache"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 Warn = Callable[[str], object] | None
 
@@ -196,7 +196,7 @@ class _Entry:
         self.ino: int = data.get("ino", -1)
         self.offset: int = data.get("offset", 0)
         self.lines: int = data.get("lines", 0)
-        self.check: str = data.get("check", "")
+        self.check: int = data.get("check", -1)
         self.size: int = data.get("size", -1)
         self.mtime_ns: int = data.get("mtime_ns", -1)
         self.warnings: list[str] = data.get("warnings", [])
@@ -222,18 +222,18 @@ class _Entry:
         }
 
 
-def _check(fh: Any, offset: int) -> str:
-    """A hash of the first ``offset`` bytes: the part of the file an entry covers."""
+def _check(fh: Any, offset: int) -> int:
+    """A CRC-32 of the first ``offset`` bytes: the part of the file an entry covers."""
     fh.seek(0)
-    digest = hashlib.sha1(usedforsecurity=False)
+    check = 0
     remaining = offset
     while remaining > 0:
         block = fh.read(min(remaining, 1 << 20))
         if not block:
             break
-        digest.update(block)
+        check = zlib.crc32(block, check)
         remaining -= len(block)
-    return digest.hexdigest()
+    return check
 
 
 class DigestCache:
@@ -284,11 +284,8 @@ class DigestCache:
             extra: list[SummaryFields] = []
             unterminated = None
             if entry.offset < stat.st_size:
-                before = entry.offset
                 fh.seek(entry.offset)
                 extra, unterminated = self._extend(path, entry, fh.read(stat.st_size - entry.offset))
-                if entry.offset != before:
-                    entry.check = _check(fh, entry.offset)
             if not unchanged:
                 entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
                 self._store(path, entry)
@@ -310,6 +307,7 @@ class DigestCache:
         read only — returned as extra fields, or as a warning when it is not a record — and never cached.
         """
         complete = data.rfind(b"\n") + 1
+        entry.check = zlib.crc32(memoryview(data)[:complete], entry.check if entry.offset else 0)
         number = entry.lines + data.count(b"\n", 0, complete)
         rows, problems = decode_lines(data[:complete], entry.lines + 1)
         entry.warnings.extend(f"{path}:{problem}" for problem in problems)
