@@ -236,6 +236,13 @@ def test_injected_stall_is_a_gap_after_token_k(emulator_factory) -> None:
     assert override["eval_duration"] < 300 * MS
 
 
+def test_embed_loads_the_model_too(emulator_factory) -> None:
+    emu = emulator_factory(load_ms=200)
+    reply = ollama.Client(host=emu.url).embed(model=B, input=["a", "b"]).model_dump()
+    assert reply["load_duration"] >= 200 * MS and reply["total_duration"] >= reply["load_duration"]
+    assert B in ps(emu)
+
+
 def test_per_request_load_ms_override(emulator_factory) -> None:
     emu = emulator_factory()
     assert generate(emu, options={"emulator_load_ms": 200})["load_duration"] >= 200 * MS
