@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import zlib
@@ -43,18 +42,22 @@ Warn = Callable[[str], object] | None
 # and goes through ``json.loads``.
 _STR = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
 _VALUE = rb"[^,\n]*"
+_NUMBER = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|null"  # JSON syntax: float() takes exactly these
+_INTEGER = rb"-?(?:0|[1-9]\d*)|null"
 _LINE = re.compile(
     (
         rb'^\{"id":STR,"source":STR,"started_at":"([^"\\\n]*)","client":STR,"server":STR,"method":STR,"path":STR,'
-        rb'"status":(-?\d+|null),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
+        rb'"status":(INT),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
         rb'"done_reason":(?:null|STR),"error":(null|STR),"complete":(?:true|false),"flags":\[[^\]\n]*\],'
-        rb'"ttfb_ms":VAL,"ttft_ms":(VAL),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(VAL),'
-        rb'"gap_p50_ms":VAL,"gap_p95_ms":VAL,"gap_max_ms":VAL,"prompt_eval_count":VAL,"eval_count":(VAL),'
+        rb'"ttfb_ms":VAL,"ttft_ms":(NUM),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(NUM),'
+        rb'"gap_p50_ms":VAL,"gap_p95_ms":VAL,"gap_max_ms":VAL,"prompt_eval_count":VAL,"eval_count":(INT),'
         rb'"total_duration_ms":VAL,"load_duration_ms":VAL,"prompt_eval_duration_ms":VAL,"eval_duration_ms":VAL,'
-        rb'"eval_tokens_per_s":([^,}\n]*)[,}][^\n]*$'
+        rb'"eval_tokens_per_s":(NUM)[,}][^\n]*$'
     )
     .replace(b"STR", _STR)
-    .replace(b"VAL", _VALUE),
+    .replace(b"VAL", _VALUE)
+    .replace(b"NUM", _NUMBER)
+    .replace(b"INT", _INTEGER),
     re.MULTILINE,
 )
 _RECORD_START = b'{"id":"'
@@ -94,43 +97,27 @@ def fields_of(record: InteractionRecord) -> SummaryFields:
     )
 
 
-def _float(token: bytes) -> float | None:
-    if token == b"null":
-        return None
-    value = float(token)
-    if not math.isfinite(value) or b"_" in token:
-        raise ValueError(token)  # NaN/Infinity/1_0 are not what to_json writes: let json decide
-    return value
-
-
-def _int(token: bytes) -> int | None:
-    if token == b"null":
-        return None
-    if not token.lstrip(b"-").isdigit():
-        raise ValueError(token)
-    return int(token)
-
-
 class NotARecord(ValueError):
     """A line that ``read_log`` would skip; the message is its warning text (without the location)."""
 
 
 def _from_match(match: re.Match[bytes]) -> SummaryFields:
-    """The fields of a line ``_LINE`` matched; ValueError when a value is not what ``to_json`` writes."""
+    """The fields of a line ``_LINE`` matched (its numbers are JSON numbers); ValueError for a glued line."""
     started, status, model, error_token, ttft, wire_rate, eval_count, rate_token = match.groups()
     if match.string.find(_RECORD_START, match.start() + 1, match.end()) >= 0:
         raise ValueError("a second record glued onto this line")
     error = error_token != b"null" and error_token != b'""'
-    rate = _float(rate_token)
-    status_code = _int(status)
+    rate = None if rate_token == b"null" else float(rate_token)
+    if rate is None and wire_rate != b"null":
+        rate = float(wire_rate)
     return SummaryFields(
         started=_epoch(started.decode("utf-8")),
         model=None if model == b"null" else model[1:-1].decode("utf-8"),
         error=error,
-        failed=error or (status_code is not None and status_code >= 400),
-        ttft_ms=_float(ttft),
-        rate=rate if rate is not None else _float(wire_rate),
-        eval_count=_int(eval_count),
+        failed=error or (status != b"null" and int(status) >= 400),
+        ttft_ms=None if ttft == b"null" else float(ttft),
+        rate=rate,
+        eval_count=None if eval_count == b"null" else int(eval_count),
     )
 
 
