@@ -12,6 +12,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("analyzer.cli.logs", "logs"),
     "analyze": ("analyzer.cli.analyze", "analyze_pcap"),
     "demo": ("analyzer.cli.demo", "demo"),
+    "report": ("analyzer.cli.report", "report"),
+    "findings": ("analyzer.cli.report", "findings"),
 }
 
 

@@ -1,0 +1,136 @@
+"""Derived timings: what the record's own columns imply but Ollama never reports.
+
+``hidden_wait_ms = total_duration − load_duration − prompt_eval_duration − eval_duration`` (never negative):
+Ollama takes ``load_duration`` from the handler's start to the moment the scheduler hands out a runner, and
+``total_duration`` from the handler's start to the final object. Waiting for a free slot of a busy runner
+(``OLLAMA_NUM_PARALLEL``) happens after that hand-out and before prompt evaluation, so it is in neither load
+nor prompt evaluation: it is the bulk of the hidden wait. Prompt templating, tokenizing (and truncation) and the
+hop to the runner fall there too — a few milliseconds when nothing queues.
+
+``wire_overhead_ms = total_ms − total_duration_ms``: what the network, the proxy, the client's reading and
+Ollama's HTTP handling before and after its own clock add. See docs/record.md ("Derived timings").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from analyzer.protocol.record import InteractionRecord
+
+INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
+PREVIEW_CHARS = 100
+
+
+def hidden_wait_ms(record: InteractionRecord) -> float | None:
+    """Ollama's total minus its load, prompt-eval and eval durations (≥ 0); None without ``total_duration``."""
+    if record.total_duration_ms is None:
+        return None
+    parts = (record.load_duration_ms, record.prompt_eval_duration_ms, record.eval_duration_ms)
+    return max(0.0, record.total_duration_ms - sum(p or 0.0 for p in parts))
+
+
+def wire_overhead_ms(record: InteractionRecord) -> float | None:
+    """Wire total minus Ollama's total (≥ 0); None unless both are known."""
+    if record.total_ms is None or record.total_duration_ms is None:
+        return None
+    return max(0.0, record.total_ms - record.total_duration_ms)
+
+
+def epoch_seconds(started_at: str) -> float | None:
+    """``started_at`` as POSIX seconds; None when unreadable."""
+    try:
+        when = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo else None
+
+
+def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
+    """The first ``limit`` characters of a prompt on one line."""
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass(slots=True)
+class Request:
+    """One record reduced to what the report needs, with absolute times (POSIX seconds)."""
+
+    id: str
+    start: float
+    end: float
+    first_token: float | None
+    model: str
+    kind: str
+    status: int | None
+    stream: bool | None
+    done_reason: str | None
+    error: str | None
+    flags: tuple[str, ...]
+    prompt: str
+    ttft_ms: float | None
+    total_ms: float | None
+    eval_count: int | None
+    prompt_eval_count: int | None
+    request_bytes: int
+    load_ms: float | None
+    prompt_eval_ms: float | None
+    eval_ms: float | None
+    total_duration_ms: float | None
+    hidden_wait_ms: float | None
+    wire_overhead_ms: float | None
+    wire_tokens_per_s: float | None
+    eval_tokens_per_s: float | None
+    gap_p50_ms: float | None
+    gap_max_ms: float | None
+    started_at: str
+
+    @property
+    def inference(self) -> bool:
+        """A generate/chat/embed request: one the scheduler runs on a model."""
+        return self.kind in INFERENCE_KINDS and bool(self.model)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Ollama's own generation rate, else the rate the client saw."""
+        return self.eval_tokens_per_s if self.eval_tokens_per_s is not None else self.wire_tokens_per_s
+
+
+def to_request(record: InteractionRecord) -> Request | None:
+    """The report's view of ``record``; None when its ``started_at`` is unreadable."""
+    start = epoch_seconds(record.started_at)
+    if start is None:
+        return None
+    total = record.total_ms
+    return Request(
+        id=record.id,
+        start=start,
+        end=start + (total or 0.0) / 1000.0,
+        first_token=None if record.ttft_ms is None else start + record.ttft_ms / 1000.0,
+        model=record.model or "",
+        kind=record.kind,
+        status=record.status,
+        stream=record.stream,
+        done_reason=record.done_reason,
+        error=record.error,
+        flags=tuple(record.flags),
+        prompt=preview(record.prompt),
+        ttft_ms=record.ttft_ms,
+        total_ms=total,
+        eval_count=record.eval_count,
+        prompt_eval_count=record.prompt_eval_count,
+        request_bytes=record.request_bytes,
+        load_ms=record.load_duration_ms,
+        prompt_eval_ms=record.prompt_eval_duration_ms,
+        eval_ms=record.eval_duration_ms,
+        total_duration_ms=record.total_duration_ms,
+        hidden_wait_ms=hidden_wait_ms(record),
+        wire_overhead_ms=wire_overhead_ms(record),
+        wire_tokens_per_s=record.wire_tokens_per_s,
+        eval_tokens_per_s=record.eval_tokens_per_s,
+        gap_p50_ms=record.gap_p50_ms,
+        gap_max_ms=record.gap_max_ms,
+        started_at=record.started_at,
+    )
