@@ -1,11 +1,41 @@
-"""Server-wide emulator settings (the ``ollama-wire emulate`` options)."""
+"""Server-wide emulator settings (the ``ollama-wire emulate`` options) and per-model profiles."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_MODELS: tuple[str, ...] = ("llama3.2:1b", "qwen3:0.6b")
 EMULATED_VERSION = "0.12.6"
+
+GIB = 1024**3
+DEFAULT_MODEL_SIZE = 2 * GIB  # what /api/ps reports for a loaded model without a profile
+DEFAULT_MEMORY = 16 * GIB  # memory the emulated machine offers to models (OOM, eviction)
+DEFAULT_NUM_CTX = 4096  # Ollama 0.12's default context length
+DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama's default OLLAMA_KEEP_ALIVE (5m)
+FOREVER = math.inf  # a negative keep_alive: never unload
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """How one model behaves in the scheduler (``EmulatorConfig.profiles``).
+
+    ``load_ms`` (None: the server's ``load_ms``) is spent on the first request that finds the model unloaded;
+    ``size``/``size_vram`` are what ``/api/ps`` reports and what counts against ``memory``; ``oom`` makes every
+    load fail with Ollama's out-of-memory error (as does a ``size`` above the server's ``memory``).
+    """
+
+    load_ms: float | None = None
+    size: int = DEFAULT_MODEL_SIZE
+    size_vram: int | None = None
+    oom: bool = False
+
+    @property
+    def vram(self) -> int:
+        """Bytes reported as ``size_vram`` (all of ``size`` unless told otherwise)."""
+        return self.size if self.size_vram is None else self.size_vram
 
 
 @dataclass(frozen=True)
@@ -13,7 +43,10 @@ class EmulatorConfig:
     """What every request gets unless it overrides a value itself (see ``docs/emulator.md``).
 
     ``tokens`` is the natural reply length (``done_reason: stop``); a smaller ``num_predict``/``max_tokens``
-    cuts it (``length``). ``error_after``/``close_after`` count emitted tokens, thinking included.
+    cuts it (``length``). ``error_after``/``close_after``/``stall_after`` count emitted tokens, thinking
+    included. Scheduler: ``load_ms`` (first use of a model), ``keep_alive_s`` (negative: forever),
+    ``num_parallel`` and ``max_loaded_models`` (0: unlimited), ``memory`` (bytes), ``num_ctx``, ``profiles``
+    (model name → ``ModelProfile`` or a dict of its fields; named models are added to ``models``).
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -26,10 +59,36 @@ class EmulatorConfig:
     fail_status: int | None = None
     openai_legacy_finish: bool = False
     version: str = EMULATED_VERSION
+    load_ms: float = 0.0
+    keep_alive_s: float = DEFAULT_KEEP_ALIVE_S
+    num_parallel: int = 0
+    max_loaded_models: int = 0
+    memory: int = DEFAULT_MEMORY
+    num_ctx: int = DEFAULT_NUM_CTX
+    stall_after: int | None = None
+    stall_ms: float = 0.0
+    profiles: Mapping[str, ModelProfile] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        profiles = {name: _profile(value) for name, value in dict(self.profiles).items()}
+        object.__setattr__(self, "profiles", profiles)
+        object.__setattr__(self, "models", tuple(self.models) + tuple(n for n in profiles if n not in self.models))
 
     def has_model(self, name: str) -> bool:
         """Whether ``name`` exists, with Ollama's rule that a missing tag means ``:latest``."""
         return resolve_model(name, self.models) is not None
+
+    def profile(self, name: str) -> ModelProfile:
+        """The profile of model ``name`` (the default one when none was given)."""
+        return self.profiles.get(name) or ModelProfile()
+
+
+def _profile(value: ModelProfile | Mapping[str, Any]) -> ModelProfile:
+    if isinstance(value, ModelProfile):
+        return value
+    if isinstance(value, Mapping):
+        return ModelProfile(**value)
+    raise TypeError(f"a model profile must be a ModelProfile or a dict, got {value!r}")
 
 
 def resolve_model(name: str, models: tuple[str, ...] | list[str] | set[str]) -> str | None:

@@ -25,14 +25,13 @@ def check_model(state: ServerState, body: dict[str, Any]) -> str:
 def prepare(state: ServerState, endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], ReplyPlan]:
     """Parse, validate and plan a generation request; injected ``fail_status`` raises here."""
     body = parse_body(request.body)
-    model = check_model(state, body)
+    check_model(state, body)
     try:
         plan = plan_reply(endpoint, body, state.config)
     except PlanError as exc:
         raise RequestFailed(400, str(exc)) from None
     if plan.fail_status:
         raise RequestFailed(plan.fail_status, fail_message(plan.fail_status))
-    state.mark_loaded(state.resolve(model) or model)
     return body, plan
 
 
@@ -75,14 +74,14 @@ def _final(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timing, whol
     return reply | timing.metrics(plan)
 
 
-def _load_reply(endpoint: Endpoint, model: str) -> dict[str, Any]:
+def _load_reply(endpoint: Endpoint, model: str, reason: str) -> dict[str, Any]:
+    """The reply to an empty prompt: ``load`` (model now resident) or ``unload`` (with ``keep_alive: 0``)."""
     if endpoint == "generate":
-        return {**_head(model), "response": "", "done": True, "done_reason": "load"}
-    return {**_head(model), "message": {"role": "assistant", "content": ""}, "done_reason": "load", "done": True}
+        return {**_head(model), "response": "", "done": True, "done_reason": reason}
+    return {**_head(model), "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": True}
 
 
-async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, response: ResponseWriter) -> None:
-    timing = Timing()
+async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timing, response: ResponseWriter) -> None:
     response.start_stream(200, NDJSON_TYPE)
     async for event in paced_tokens(plan, timing):
         if isinstance(event, Fault):
@@ -100,23 +99,35 @@ async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, response: Res
     await response.end_stream()
 
 
-async def _whole(endpoint: Endpoint, model: str, plan: ReplyPlan, response: ResponseWriter) -> None:
-    timing = Timing()
+async def _whole(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timing, response: ResponseWriter) -> None:
     if not await pace_whole_reply(plan, timing, response):
         return
     await send_json(response, _final(endpoint, model, plan, timing, whole=True))
 
 
 async def handle_generation(endpoint: Endpoint, state: ServerState, request: Request, response: ResponseWriter) -> None:
-    """Answer a native generate/chat request (streams unless ``"stream": false``)."""
+    """Answer a native generate/chat request (streams unless ``"stream": false``).
+
+    As in Ollama's handlers: an empty prompt with ``keep_alive: 0`` unloads without scheduling; otherwise the
+    scheduler hands out a runner (load, eviction), an empty prompt stops there (``load``), and generation
+    waits for a parallel slot first.
+    """
+    timing = Timing()
     body, plan = prepare(state, endpoint, request)
     model = str(body["model"])
-    if plan.done_reason == "load":
-        await send_json(response, _load_reply(endpoint, model))
-    elif body.get("stream", True) is False:
-        await _whole(endpoint, model, plan, response)
-    else:
-        await _stream(endpoint, model, plan, response)
+    if plan.done_reason == "unload":
+        state.scheduler.unload(state.resolve(model) or model)
+        await send_json(response, _load_reply(endpoint, model, "unload"))
+        return
+    async with state.runner(plan, timing) as runner:
+        if plan.done_reason == "load":
+            await send_json(response, _load_reply(endpoint, model, "load"))
+            return
+        async with runner.slot():
+            if body.get("stream", True) is False:
+                await _whole(endpoint, model, plan, timing, response)
+            else:
+                await _stream(endpoint, model, plan, timing, response)
 
 
 async def generate(state: ServerState, request: Request, response: ResponseWriter) -> None:

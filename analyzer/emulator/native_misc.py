@@ -64,20 +64,20 @@ async def tags(state: ServerState, request: Request, response: ResponseWriter) -
 
 
 async def ps(state: ServerState, request: Request, response: ResponseWriter) -> None:
-    """``GET /api/ps``: models that served a request within the keep-alive window."""
+    """``GET /api/ps``: the models the scheduler holds (loading or loaded), latest expiry first."""
     now = time.time()
     models = [
         {
-            "name": name,
-            "model": name,
-            "size": LAYER_BYTES,
-            "digest": digest(name),
-            "details": details(name),
-            "expires_at": rfc3339_nano(int(expires * 1e9)),
-            "size_vram": LAYER_BYTES,
+            "name": runner.model,
+            "model": runner.model,
+            "size": runner.size,
+            "digest": digest(runner.model),
+            "details": details(runner.model),
+            "expires_at": rfc3339_nano(runner.expires_at_ns(now)),
+            "size_vram": runner.size_vram,
+            "context_length": runner.num_ctx,
         }
-        for name, expires in state.loaded.items()
-        if expires > now
+        for runner in state.scheduler.loaded()
     ]
     await send_json(response, {"models": models})
 

@@ -87,12 +87,11 @@ def _delta(token: Token) -> dict[str, Any]:
 
 
 async def _stream(
-    chat: bool, state: ServerState, body: dict[str, Any], plan: ReplyPlan, response: ResponseWriter
+    chat: bool, state: ServerState, body: dict[str, Any], plan: ReplyPlan, timing: Timing, response: ResponseWriter
 ) -> None:
     legacy = state.config.openai_legacy_finish
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{state.next_id()}"
     sse = _SseStream(chat, ident, str(body["model"]), response)
-    timing = Timing()
     response.start_stream(200, SSE_TYPE)
     # Legacy servers put finish_reason on the last content chunk, so hold each chunk back by one.
     held: dict[str, Any] | None = None
@@ -134,9 +133,8 @@ async def _stream(
 
 
 async def _whole(
-    chat: bool, state: ServerState, body: dict[str, Any], plan: ReplyPlan, response: ResponseWriter
+    chat: bool, state: ServerState, body: dict[str, Any], plan: ReplyPlan, timing: Timing, response: ResponseWriter
 ) -> None:
-    timing = Timing()
     if not await pace_whole_reply(plan, timing, response):
         return
     reply: dict[str, Any] = {
@@ -161,11 +159,13 @@ async def _whole(
 
 
 async def _completion(chat: bool, state: ServerState, request: Request, response: ResponseWriter) -> None:
+    timing = Timing()
     body, plan = prepare(state, "openai_chat" if chat else "openai_completion", request)
-    if body.get("stream") is True:
-        await _stream(chat, state, body, plan, response)
-    else:
-        await _whole(chat, state, body, plan, response)
+    async with state.runner(plan, timing) as runner, runner.slot():
+        if body.get("stream") is True:
+            await _stream(chat, state, body, plan, timing, response)
+        else:
+            await _whole(chat, state, body, plan, timing, response)
 
 
 async def chat_completions(state: ServerState, request: Request, response: ResponseWriter) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from analyzer.emulator import text
 from analyzer.emulator.config import EmulatorConfig
+from analyzer.emulator.wire import go_duration_s
 
 Endpoint = Literal["generate", "chat", "openai_chat", "openai_completion"]
 NATIVE_ENDPOINTS = ("generate", "chat")
@@ -47,6 +48,17 @@ class ReplyPlan:
     error_after: int | None
     close_after: int | None
     fail_status: int | None
+    stall_after: int | None = None
+    stall_ms: float = 0.0
+    keep_alive_s: float | None = None
+    num_ctx: int = 0
+    load_ms: float | None = None
+    prompt_tokens_sent: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """The prompt was longer than ``num_ctx`` (``prompt_eval_count`` is pinned at it)."""
+        return self.prompt_tokens_sent > self.prompt_tokens
 
     @property
     def text(self) -> str:
@@ -84,6 +96,21 @@ def _overrides(endpoint: Endpoint, body: Mapping[str, Any]) -> tuple[Mapping[str
     if limit is None:
         limit = _number(body, "max_tokens", int)
     return body, limit
+
+
+def keep_alive_s(body: Mapping[str, Any]) -> float | None:
+    """The request's ``keep_alive`` in seconds (negative: forever), parsed like Ollama's ``api.Duration``."""
+    value = body.get("keep_alive")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PlanError(f"Unsupported type: '{type(value).__name__}'")
+    if isinstance(value, str):
+        try:
+            return go_duration_s(value)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
+    return float(value)
 
 
 def _wants_thinking(endpoint: Endpoint, body: Mapping[str, Any]) -> bool:
@@ -131,8 +158,9 @@ def plan_reply(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConf
         count, reason = limit, "length"
     thinking: tuple[str, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
+    keep_alive = keep_alive_s(body)
     if _is_empty(endpoint, body) and endpoint in NATIVE_ENDPOINTS:
-        count, reason = 0, "load"
+        count, reason = 0, "unload" if keep_alive == 0 else "load"
     else:
         if _wants_thinking(endpoint, body):
             thinking = tuple(text.tokens(model, key, config.think_tokens, salt="thinking"))
@@ -144,9 +172,11 @@ def plan_reply(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConf
         value = _number(source, name, kind)
         return default if value is None else value
 
-    prompt_ids = tuple(
-        text.TOKEN_ID_BASE + i for i in text.token_ids(model, key, text.prompt_token_count(key), "prompt")
-    )
+    num_ctx = pick("num_ctx", config.num_ctx, int)
+    sent = text.prompt_token_count(key)
+    evaluated = min(sent, num_ctx) if num_ctx > 0 else sent
+    prompt_ids = tuple(text.TOKEN_ID_BASE + i for i in text.token_ids(model, key, evaluated, "prompt"))
+    load_ms = _number(source, "emulator_load_ms", float)
     return ReplyPlan(
         model=model,
         content=tuple(text.tokens(model, key, count)),
@@ -161,6 +191,12 @@ def plan_reply(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConf
         error_after=pick("emulator_error_after", config.error_after, int),
         close_after=pick("emulator_close_after", config.close_after, int),
         fail_status=pick("emulator_fail_status", config.fail_status, int),
+        stall_after=pick("emulator_stall_after", config.stall_after, int),
+        stall_ms=max(0.0, pick("emulator_stall_ms", config.stall_ms, float)),
+        keep_alive_s=keep_alive,
+        num_ctx=num_ctx,
+        load_ms=None if load_ms is None else max(0.0, load_ms),
+        prompt_tokens_sent=sent,
     )
 
 

@@ -1,14 +1,18 @@
-"""Mutable per-server state: which models exist (pull/create add some) and which are loaded."""
+"""Mutable per-server state: which models exist (pull/create add some) and the scheduler (what is loaded)."""
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from analyzer.emulator.config import EmulatorConfig, resolve_model
-
-KEEP_ALIVE_S = 300
+from analyzer.emulator.pacing import Timing
+from analyzer.emulator.plan import ReplyPlan
+from analyzer.emulator.replies import RequestFailed
+from analyzer.emulator.scheduler import OutOfMemory, Runner, Scheduler
 
 
 @dataclass
@@ -17,12 +21,13 @@ class ServerState:
 
     config: EmulatorConfig
     models: list[str] = field(default_factory=list)
-    loaded: dict[str, float] = field(default_factory=dict)
+    scheduler: Scheduler = field(init=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         if not self.models:
             self.models = list(self.config.models)
+        self.scheduler = Scheduler(self.config)
 
     def resolve(self, name: str) -> str | None:
         """The existing model ``name`` refers to, or None."""
@@ -34,10 +39,20 @@ class ServerState:
         if full not in self.models:
             self.models.append(full)
 
-    def mark_loaded(self, name: str) -> None:
-        """Record that ``name`` served a request, for ``/api/ps``."""
-        self.loaded[name] = time.time() + KEEP_ALIVE_S
-
     def next_id(self) -> int:
         """A fresh number for OpenAI ``chatcmpl-N`` / ``cmpl-N`` ids."""
         return next(self._ids)
+
+    @asynccontextmanager
+    async def runner(self, plan: ReplyPlan, timing: Timing) -> AsyncIterator[Runner]:
+        """Schedule ``plan``'s model (load, evict, wait) and mark ``timing.loaded_ns`` when it is ready.
+
+        An out-of-memory load is a 500 with Ollama's message; the runner is released when the block ends.
+        """
+        model = self.resolve(plan.model) or plan.model
+        try:
+            async with self.scheduler.use(model, plan.keep_alive_s, plan.num_ctx, plan.load_ms) as runner:
+                timing.loaded_ns = time.monotonic_ns()
+                yield runner
+        except OutOfMemory as exc:
+            raise RequestFailed(500, str(exc)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from email.utils import formatdate
 from typing import Any
@@ -32,3 +33,29 @@ def rfc3339_nano(epoch_ns: int | None = None) -> str:
 def http_date(epoch_s: float | None = None) -> str:
     """An HTTP ``Date`` header value, e.g. ``Thu, 01 Aug 2024 12:00:00 GMT`` (Go's ``http.TimeFormat``)."""
     return formatdate(epoch_s, usegmt=True)
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def go_duration_s(text: str) -> float:
+    """Seconds in a Go ``time.ParseDuration`` string (``"5m"``, ``"1h30m"``, ``"-1s"``, ``"0"``).
+
+    Raises ValueError with Go's message for anything else (a bare ``"300"`` has no unit).
+    """
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f'time: invalid duration "{text}"')
+    position, total = 0, 0.0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None:
+            if re.match(r"(\d+(?:\.\d*)?|\.\d+)$", body[position:]):
+                raise ValueError(f'time: missing unit in duration "{text}"')
+            raise ValueError(f'time: invalid duration "{text}"')
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    return -total if text.startswith("-") else total
