@@ -54,6 +54,13 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option("--until", callback=_when, help="Only requests started before this (same forms as --since).")
     @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
+    @click.option(
+        "--port",
+        "ports",
+        multiple=True,
+        type=click.IntRange(1, 65535),
+        help="For captures: Ollama's server port (repeatable; default 11434).",
+    )
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return command(*args, **kwargs)
@@ -97,6 +104,7 @@ def load_analysis(
     since: datetime | None,
     until: datetime | None,
     models: tuple[str, ...],
+    ports: tuple[int, ...] = (),
 ) -> tuple[Analysis, list[Path]]:
     """Read every source (default: the addon's log directory) and analyze the records. Bad sources → one line."""
     chosen = [*sources, *log_dirs]
@@ -110,7 +118,9 @@ def load_analysis(
     warnings: list[str] = []
     try:
         with progress("reading records"):
-            records = read_sources(chosen, since=since, until=until, models=models, warn=warnings.append)
+            records = read_sources(
+                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (11434,)
+            )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -149,6 +159,7 @@ def report(
     since: datetime | None,
     until: datetime | None,
     models: tuple[str, ...],
+    ports: tuple[int, ...],
     output: Path | None,
     as_json: bool,
 ) -> None:
@@ -165,7 +176,7 @@ def report(
     ollama-wire report logs/demo --since 12h -o night.html
     ollama-wire report capture.pcap --json | jq '.findings[].code'
     """
-    analysis, chosen = load_analysis(sources, log_dirs, since, until, models)
+    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports)
     if as_json:
         text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n"
         write_output(output, lambda out: out.write(text))
@@ -192,6 +203,7 @@ def findings(
     since: datetime | None,
     until: datetime | None,
     models: tuple[str, ...],
+    ports: tuple[int, ...],
     as_json: bool,
 ) -> None:
     """Print what went wrong and what to change, in the terminal (the report's findings).
@@ -205,6 +217,6 @@ def findings(
     """
     from analyzer.report.terminal import render_findings
 
-    analysis, _ = load_analysis(sources, log_dirs, since, until, models)
+    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports)
     text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n" if as_json else render_findings(analysis)
     write_output(None, lambda out: out.write(text))

@@ -457,7 +457,7 @@ class ChartBuilder:
         data: list[dict[str, Any]] = []
         by_model: dict[str, list[Request]] = defaultdict(list)
         for r in self.drawn:
-            if r.prompt_eval_count and r.request_bytes and r.kind in ("generate", "chat"):
+            if r.prompt_eval_count and r.prompt_chars and r.kind in ("generate", "chat"):
                 by_model[r.model or "-"].append(r)
         for model, rows in by_model.items():
             data.append(
@@ -465,7 +465,7 @@ class ChartBuilder:
                     "type": "scatter",
                     "mode": "markers",
                     "name": model,
-                    "x": [r.request_bytes for r in rows],
+                    "x": [r.prompt_chars for r in rows],
                     "y": [r.prompt_eval_count for r in rows],
                     "marker": {"color": self.colours.get(model, "#999"), "size": 6},
                     "hoverRefs": [self.index[r.id] for r in rows],
@@ -478,7 +478,7 @@ class ChartBuilder:
                     "type": "scatter",
                     "mode": "markers",
                     "name": "context_truncated",
-                    "x": [r.request_bytes for r in flagged],
+                    "x": [r.prompt_chars for r in flagged],
                     "y": [r.prompt_eval_count for r in flagged],
                     "marker": {"color": "#d00", "size": 11, "symbol": "x-thin-open", "line": {"width": 2}},
                     "hoverRefs": [self.index[r.id] for r in flagged],
@@ -487,12 +487,13 @@ class ChartBuilder:
         return Figure(
             "context",
             "Prompt size vs evaluated prompt tokens",
-            "Each point is a generate/chat request: its request body size against Ollama's prompt_eval_count. "
+            "Each point is a generate/chat request: the characters of its prompt (chat: all messages; plus the "
+            "system prompt) against Ollama's prompt_eval_count. "
             "Points climb with prompt size; a flat ceiling that prompts keep growing past is context truncation "
             "(red ×: the context_truncated finding). Low counts for big prompts can also be Ollama's prompt cache.",
             data,
             _layout(
-                xaxis={"title": {"text": "request body bytes"}, "type": "log"},
+                xaxis={"title": {"text": "prompt characters"}, "type": "log"},
                 yaxis={"title": {"text": "prompt_eval_count"}},
             ),
             notes=self._notes(),

@@ -37,6 +37,20 @@ def wire_overhead_ms(record: InteractionRecord) -> float | None:
     return max(0.0, record.total_ms - record.total_duration_ms)
 
 
+def prompt_chars(record: InteractionRecord) -> int:
+    """Characters of input text the model was given: the chat messages' text (else the prompt) plus the system."""
+    if record.messages:
+        total = 0
+        for message in record.messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                total += len(content)
+            elif isinstance(content, list):  # OpenAI content parts
+                total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+        return total
+    return len(record.prompt or "") + len(record.system or "")
+
+
 def epoch_seconds(started_at: str) -> float | None:
     """``started_at`` as POSIX seconds; None when unreadable."""
     try:
@@ -75,6 +89,7 @@ class Request:
     eval_count: int | None
     prompt_eval_count: int | None
     request_bytes: int
+    prompt_chars: int
     load_ms: float | None
     prompt_eval_ms: float | None
     eval_ms: float | None
@@ -122,6 +137,7 @@ def to_request(record: InteractionRecord) -> Request | None:
         eval_count=record.eval_count,
         prompt_eval_count=record.prompt_eval_count,
         request_bytes=record.request_bytes,
+        prompt_chars=prompt_chars(record),
         load_ms=record.load_duration_ms,
         prompt_eval_ms=record.prompt_eval_duration_ms,
         eval_ms=record.eval_duration_ms,

@@ -29,11 +29,16 @@ THRASH_MIN_SWITCHES = 3
 # queueing: a request overlapping another whose hidden wait is at least this (ms) and this share of its total.
 QUEUE_WAIT_MS = 500.0
 QUEUE_WAIT_SHARE = 0.25
-# context_truncated: at least this many requests of a model whose prompt_eval_count sits within this fraction
-# of the model's highest count, while their prompts differ in size by at least this factor.
+# context_truncated: at least CONTEXT_MIN_PINNED requests of a model whose prompt_eval_count sits within
+# CONTEXT_PIN_TOLERANCE of the model's highest count (at least CONTEXT_MIN_CEILING tokens), whose prompts hold at
+# least CONTEXT_TEXT_RATIO times the characters per evaluated token of the model's other requests (or of
+# TYPICAL_CHARS_PER_TOKEN when all are pinned), and whose prompt sizes differ by at least CONTEXT_MIN_GROWTH.
 CONTEXT_MIN_PINNED = 3
 CONTEXT_PIN_TOLERANCE = 0.01
+CONTEXT_MIN_CEILING = 32
+CONTEXT_TEXT_RATIO = 1.5
 CONTEXT_MIN_GROWTH = 1.1
+TYPICAL_CHARS_PER_TOKEN = 4.0
 # stall: a gap between tokens at least this long (ms) and this many times the stream's median gap.
 STALL_MIN_GAP_MS = 1000.0
 STALL_GAP_RATIO = 20.0
@@ -159,19 +164,25 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
 
 
 def context_truncated(requests: Sequence[Request]) -> list[Finding]:
-    """prompt_eval_count pinned at a model's ceiling while the prompts (request bytes) grow."""
+    """prompt_eval_count pinned at a model's ceiling while the prompts hold far more text than that and grow."""
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
-        if r.inference and r.prompt_eval_count and r.kind in ("generate", "chat"):
+        if r.inference and r.prompt_eval_count and r.prompt_chars and r.kind in ("generate", "chat"):
             by_model[r.model].append(r)
     hit: list[Request] = []
     ceilings: dict[str, int] = {}
     for model, rows in by_model.items():
         ceiling = max(r.prompt_eval_count or 0 for r in rows)
-        pinned = [r for r in rows if (r.prompt_eval_count or 0) >= ceiling * (1 - CONTEXT_PIN_TOLERANCE)]
-        sizes = [r.request_bytes for r in pinned if r.request_bytes]
-        if len(pinned) >= CONTEXT_MIN_PINNED and sizes and max(sizes) >= CONTEXT_MIN_GROWTH * min(sizes):
-            hit.extend(pinned)
+        if ceiling < CONTEXT_MIN_CEILING:
+            continue
+        floor = ceiling * (1 - CONTEXT_PIN_TOLERANCE)
+        pinned = [r for r in rows if (r.prompt_eval_count or 0) >= floor]
+        others = [r.prompt_chars / (r.prompt_eval_count or 1) for r in rows if (r.prompt_eval_count or 0) < floor]
+        usual = statistics.median(others) if others else TYPICAL_CHARS_PER_TOKEN
+        dense = [r for r in pinned if r.prompt_chars / (r.prompt_eval_count or 1) >= CONTEXT_TEXT_RATIO * usual]
+        sizes = [r.prompt_chars for r in dense]
+        if len(dense) >= CONTEXT_MIN_PINNED and max(sizes) >= CONTEXT_MIN_GROWTH * min(sizes):
+            hit.extend(dense)
             ceilings[model] = ceiling
     if not hit:
         return []
