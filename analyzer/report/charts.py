@@ -130,9 +130,9 @@ def _time_axis() -> dict[str, Any]:
 
 def _layout(**extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "margin": {"l": 60, "r": 20, "t": 10, "b": 50},
+        "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
         "height": 340,
-        "legend": {"orientation": "h", "y": -0.25},
+        "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
         "hovermode": "closest",
         "template": None,
         "paper_bgcolor": "#ffffff",
@@ -221,11 +221,11 @@ class ChartBuilder:
                 "name": "first token",
                 "x": [_ms(r.first_token or 0.0) for r in firsts],
                 "y": [lane_of[r.id] for r in firsts],
-                "marker": {"symbol": "line-ns-open", "size": 9, "color": "#000", "line": {"width": 2}},
+                "marker": {"symbol": "line-ns-open", "size": 7, "color": "rgba(0,0,0,0.55)", "line": {"width": 1.5}},
                 "hoverRefs": [self.index[r.id] for r in firsts],
             }
         )
-        height = min(700, 160 + 14 * (max(lane_of.values(), default=0) + 1))
+        height = min(700, 190 + 14 * (max(lane_of.values(), default=0) + 1))
         return Figure(
             "timeline",
             "Timeline of requests",
@@ -313,11 +313,17 @@ class ChartBuilder:
                 barmode="stack",
                 xaxis=xaxis,
                 yaxis={"title": {"text": "ms"}},
-                legend={"orientation": "h", "y": -0.25, "traceorder": "normal"},
+                legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "traceorder": "normal"},
             ),
             notes=notes,
             points=points,
         )
+
+    def _span(self) -> list[float]:
+        """The whole report's time range (ms), so time charts line up."""
+        if not self.requests:
+            return [0.0, 1.0]
+        return [_ms(min(r.start for r in self.requests)), _ms(max(r.end for r in self.requests))]
 
     def _buckets(self, requests: Sequence[Request]) -> tuple[int, dict[float, list[Request]]]:
         first = min(r.start for r in requests)
@@ -373,7 +379,7 @@ class ChartBuilder:
             "what clients waited for on the wire (streamed requests); orange is Ollama's own share before the "
             "first token (load + prompt evaluation). A blue box far above the orange one is queueing or network.",
             data,
-            _layout(boxmode="group", yaxis={"title": {"text": "ms"}, "type": "log"}),
+            _layout(boxmode="group", yaxis={"title": {"text": "ms"}, "type": "log", "dtick": 1}),
             points=sum(len(t["x"]) for t in data),
         )
 
@@ -413,7 +419,7 @@ class ChartBuilder:
                     {
                         "type": "scatter",
                         "mode": "markers",
-                        "name": f"{model} TTFT",
+                        "name": model,
                         "legendgroup": model,
                         "x": [_ms(r.start) for r in ttft],
                         "y": [round(r.ttft_ms or 0.0, 1) for r in ttft],
@@ -426,8 +432,9 @@ class ChartBuilder:
                     {
                         "type": "scatter",
                         "mode": "markers",
-                        "name": f"{model} tokens/s",
+                        "name": model,
                         "legendgroup": model,
+                        "showlegend": not ttft,
                         "x": [_ms(r.start) for r in rate],
                         "y": [round(r.tokens_per_s or 0.0, 1) for r in rate],
                         "yaxis": "y2",
@@ -443,10 +450,10 @@ class ChartBuilder:
             "own rate, else the wire's). A band of slow points is a slow period.",
             data,
             _layout(
-                height=460,
-                xaxis=_time_axis(),
-                yaxis={"title": {"text": "TTFT ms"}, "type": "log", "domain": [0.55, 1]},
-                yaxis2={"title": {"text": "tokens/s"}, "domain": [0, 0.45], "anchor": "x"},
+                height=480,
+                xaxis={**_time_axis(), "anchor": "y2"},
+                yaxis={"title": {"text": "TTFT ms"}, "type": "log", "dtick": 1, "domain": [0.55, 1]},
+                yaxis2={"title": {"text": "tokens/s"}, "domain": [0, 0.45], "anchor": "x", "rangemode": "tozero"},
             ),
             notes=self._notes(),
             points=points,
@@ -538,7 +545,7 @@ class ChartBuilder:
         data: list[dict[str, Any]] = []
         notes: list[str] = []
         if failed:
-            size, _ = self._buckets([r for r, _ in failed])
+            size, _ = self._buckets(self.requests)
             by_cat: dict[str, Counter[float]] = defaultdict(Counter)
             for r, category in failed:
                 by_cat[category][(r.start // size) * size] += 1
@@ -563,7 +570,11 @@ class ChartBuilder:
             "Errors over time by category",
             "Failed requests per period, stacked by category (client aborts included: the client hung up).",
             data,
-            _layout(barmode="stack", xaxis=_time_axis(), yaxis={"title": {"text": "requests"}}),
+            _layout(
+                barmode="stack",
+                xaxis={**_time_axis(), "range": self._span()},
+                yaxis={"title": {"text": "requests"}, "rangemode": "tozero", "tickformat": ",d"},
+            ),
             notes=notes,
             points=sum(len(t["x"]) for t in data),
         )
@@ -593,7 +604,7 @@ class ChartBuilder:
             _layout(
                 height=max(200, 90 + 26 * len(flags)),
                 yaxis={"autorange": "reversed"},
-                xaxis={"title": {"text": "records"}},
+                xaxis={"title": {"text": "records"}, "tickformat": ",d", "rangemode": "tozero"},
                 margin={"l": 220, "r": 20, "t": 10, "b": 50},
             ),
             points=len(flags),

@@ -65,6 +65,10 @@ def _ms(value: float) -> str:
     return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
 def _per_model(requests: Sequence[Request]) -> str:
     counts = Counter(r.model or "?" for r in requests)
     return ", ".join(f"{model} {n}" for model, n in counts.most_common(5)) + (" …" if len(counts) > 5 else "")
@@ -82,8 +86,9 @@ def cold_load(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Requests waited for a model to load",
-            f"{len(hit)} requests had load_duration ≥ {_ms(COLD_LOAD_MS)} (median {_ms(statistics.median(loads))}, "
-            f"max {_ms(max(loads))}, {_ms(sum(loads))} in all); per model: {_per_model(hit)}.",
+            f"{_n(len(hit), 'request')} had load_duration ≥ {_ms(COLD_LOAD_MS)} "
+            f"(median {_ms(statistics.median(loads))}, max {_ms(max(loads))}, {_ms(sum(loads))} in all); "
+            f"per model: {_per_model(hit)}.",
             'Keep the model resident: pass keep_alive (e.g. "30m" or -1) or set OLLAMA_KEEP_ALIVE; preload it '
             'with an empty request (`ollama run MODEL ""`) before traffic arrives.',
             hit,
@@ -154,7 +159,7 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Requests queued for a busy model",
-            f"{len(hit)} overlapping requests waited for a free slot: hidden wait (total − load − prompt eval − "
+            f"{_n(len(hit), 'overlapping request')} waited for a free slot: hidden wait (total − load − prompt eval − "
             f"eval) median {_ms(statistics.median(waits))}, max {_ms(max(waits))}; per model: {_per_model(hit)}.",
             "Raise OLLAMA_NUM_PARALLEL (costs memory per slot), or send fewer requests at once from the clients.",
             hit,
@@ -193,7 +198,7 @@ def context_truncated(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Prompts were cut to fit the context window",
-            f"{len(hit)} requests evaluated the same number of prompt tokens while their prompts grew "
+            f"{_n(len(hit), 'request')} evaluated the same number of prompt tokens while their prompts grew "
             f"({pinned_text}): Ollama silently dropped the part that did not fit num_ctx.",
             "Raise num_ctx (request options or OLLAMA_CONTEXT_LENGTH; costs memory), or shorten the prompts / "
             "conversation history.",
@@ -214,7 +219,7 @@ def length_cutoff(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Responses stopped at the token limit",
-            f'{len(hit)} responses ended with done_reason "length" (per model: {_per_model(hit)}): the answers '
+            f'{_n(len(hit), "response")} ended with done_reason "length" (per model: {_per_model(hit)}): the answers '
             "are incomplete.",
             "Raise num_predict (native options) or max_tokens (OpenAI API), or ask for shorter answers.",
             hit,
@@ -242,7 +247,7 @@ def stall(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Streams stalled mid-answer",
-            f"{len(hit)} streams stopped sending tokens for ≥ {_ms(STALL_MIN_GAP_MS)} (≥ {STALL_GAP_RATIO:.0f}× "
+            f"{_n(len(hit), 'stream')} stopped sending tokens for ≥ {_ms(STALL_MIN_GAP_MS)} (≥ {STALL_GAP_RATIO:.0f}× "
             f"their median gap); worst {_ms(worst.gap_max_ms or 0.0)} against a median gap of "
             f"{_ms(worst.gap_p50_ms or 0.0)} ({worst.model}).",
             "Check for memory pressure (swapping, a model partly offloaded to CPU), other processes using the GPU, "
@@ -285,7 +290,7 @@ def slow_generation(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Generation slowed down for a while",
-            f"{len(hit)} consecutive requests generated at ≤ {SLOW_FRACTION:.0%} of the model's median rate "
+            f"{_n(len(hit), 'consecutive request')} generated at ≤ {SLOW_FRACTION:.0%} of the model's median rate "
             f"(median of the slow ones {statistics.median(rates):.1f} tok/s; usual: {usual}).",
             "Look for CPU fallback (a model not fully on the GPU: `ollama ps`), thermal throttling, or other load "
             "on the machine during that period.",
@@ -361,7 +366,7 @@ def error_findings(requests: Sequence[Request]) -> list[Finding]:
                 severity,
                 "errors",
                 title,
-                f"{len(hit)} requests ({_per_model(hit)}): {common}.",
+                f"{_n(len(hit), 'request')} ({_per_model(hit)}): {common}.",
                 suggestion,
                 hit,
                 {"requests": len(hit)},
@@ -383,7 +388,7 @@ def capture_loss(requests: Sequence[Request]) -> list[Finding]:
             WARNING if gaps else INFO,
             "capture",
             "The capture missed part of some exchanges",
-            f"{len(hit)} records are incomplete because of the capture: "
+            f"{_n(len(hit), 'record')} are incomplete because of the capture: "
             + ", ".join(f"{flag} {n}" for flag, n in counts.most_common())
             + ". Their text and timings are partial.",
             "Capture with a larger buffer (tcpdump -B 8192) and --immediate-mode, on the loopback interface rather "

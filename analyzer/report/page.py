@@ -52,6 +52,15 @@ def _n(value: float | int | None, digits: int = 0, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _when(iso_time: str) -> str:
+    """``2026-11-28T21:37:14.000Z`` → ``2026-11-28 21:37:14``."""
+    return iso_time[:19].replace("T", " ")
+
+
 def _duration(ms: float) -> str:
     seconds = ms / 1000.0
     if seconds >= 3600:
@@ -86,12 +95,15 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .sev{font-size:11px;font-weight:700;text-transform:uppercase;padding:1px 6px;border-radius:3px;color:#fff}
 .sev.error{background:#b2182b}.sev.warning{background:#e08214}.sev.info{background:#4393c3}
 code{background:#eef0f4;padding:0 4px;border-radius:3px}
-.finding p{margin:4px 0}
+.finding p{margin:4px 0 4px 18px}
+.finding summary{cursor:pointer;padding:2px 0}
+.count{color:#666;font-size:12px;margin-left:6px}
 .evidence a{margin-right:6px;font-family:ui-monospace,monospace;font-size:12px}
 .ok{color:#1a7f37;font-weight:600}
 .chart{width:100%}
 tr:target{background:#fff3bf}
-td.prompt{max-width:360px;color:#444}
+td.prompt{min-width:260px;color:#444}
+td.when{white-space:nowrap}
 footer{color:#777;font-size:12px;text-align:center;padding:10px}
 """
 
@@ -161,15 +173,18 @@ def _finding_html(finding: Finding, evidence_rows: set[str]) -> str:
     more = len(finding.ids) - MAX_LINKS_PER_FINDING
     if more > 0:
         links.append(f"<span>… and {more:,} more (all in <code>report --json</code>)</span>")
-    when = finding.first if finding.first == finding.last else f"{finding.first} – {finding.last}"
+    first, last = _when(finding.first), _when(finding.last)
+    when = first if first == last else f"{first} – {last[11:] if first[:10] == last[:10] else last}"
+    opened = " open" if finding.severity == "error" else ""
     return (
-        f'<div class="finding {finding.severity}" id="finding-{_e(finding.code)}">'
-        f'<p><span class="sev {finding.severity}">{finding.severity}</span> <code>{_e(finding.code)}</code> '
-        f"<b>{_e(finding.title)}</b></p>"
+        f'<details class="finding {finding.severity}" id="finding-{_e(finding.code)}"{opened}>'
+        f'<summary><span class="sev {finding.severity}">{finding.severity}</span> <code>{_e(finding.code)}</code> '
+        f'<b>{_e(finding.title)}</b> <span class="count">{_plural(len(finding.ids), "request")} · {_e(when)} UTC</span>'
+        "</summary>"
         f"<p>{_e(finding.detail)}</p>"
         f"<p><b>What to change:</b> {_e(finding.suggestion)}</p>"
-        f'<p class="evidence"><b>Evidence</b> ({len(finding.ids):,} requests, {_e(when)}): {"".join(links)}</p>'
-        "</div>"
+        f'<p class="evidence"><b>Evidence:</b> {"".join(links)}</p>'
+        "</details>"
     )
 
 
@@ -183,7 +198,7 @@ def _evidence_table(requests: Sequence[Request], codes: dict[str, list[str]]) ->
     rows = []
     for r in requests:
         rows.append(
-            f'<tr id="{_anchor(r.id)}"><td><code>{_e(r.id)}</code></td><td>{_e(r.started_at[:23])}</td>'
+            f'<tr id="{_anchor(r.id)}"><td><code>{_e(r.id)}</code></td><td class=when>{_e(_when(r.started_at))}</td>'
             f"<td>{_e(r.model)}</td><td>{_e(', '.join(codes.get(r.id, [])))}</td>"
             f"<td class=num>{_e(r.status or '–')}</td><td class=num>{_n(r.ttft_ms)}</td>"
             f"<td class=num>{_n(r.total_ms)}</td><td class=num>{_n(r.load_ms)}</td>"
@@ -217,7 +232,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         findings_html = "".join(_finding_html(f, evidence_ids) for f in analysis.findings)
     else:
         findings_html = '<p class="ok">No findings: nothing in these records looks wrong.</p>'
-    span = f"{head.get('first', '–')} – {head.get('last', '–')}" if head["requests"] else "no requests"
+    span = f"{_when(head['first'])} – {_when(head['last'])} UTC" if head["requests"] else "no requests"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = sum(1 for r in analysis.requests if error_category(r))
     evidence_note = (
@@ -245,7 +260,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f"<section id=headline><h2>Headline</h2>{skipped}{_cards(head)}{_model_table(head.get('per_model', []))}"
         "</section>",
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
-        "what to change; each links to the requests that show it (listed at the bottom).</p>"
+        "what to change (click one to open it); each links to the requests that show it (listed at the bottom).</p>"
         f"{findings_html}</section>",
         *(_figure_section(f) for f in figures),
         f"<section id=evidence><h2>Evidence requests</h2>{evidence_note}"
