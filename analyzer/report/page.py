@@ -120,7 +120,11 @@ SCRIPT = """
       }
     });
     var el = document.getElementById(f.id);
-    if (!f.data.length) { el.innerHTML = '<p class="explain">Nothing to draw: no records carry this.</p>'; return; }
+    if (!f.data.length) {
+      el.innerHTML = '<p class="explain">Nothing to draw: no records carry this.</p>';
+      el.setAttribute('data-rendered', '0');
+      return;
+    }
     Plotly.newPlot(el, f.data, f.layout, config).then(function(){
       el.setAttribute('data-rendered', String(f.points));
     });
