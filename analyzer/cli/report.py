@@ -134,10 +134,12 @@ def load_analysis(
     return analysis, chosen
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only (the page holds prompts)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if path.is_file():
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
@@ -186,10 +188,11 @@ def report(
     target = output or DEFAULT_REPORT
     with progress("writing the page"):
         page = render_page(analysis, sources=[str(p) for p in chosen])
-    _write_private(target, page)
+    write_private(target, page)
+    found = len(analysis.findings)
     click.echo(
         f"wrote {target} ({len(page) / 1e6:.1f} MB): {analysis.headline['requests']} requests, "
-        f"{len(analysis.findings)} findings",
+        f"{found} finding{'' if found == 1 else 's'}",
         err=True,
     )
 

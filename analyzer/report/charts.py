@@ -259,8 +259,8 @@ class ChartBuilder:
         notes = []
         if untimed:
             notes.append(
-                f"{untimed:,} requests carry no Ollama durations (OpenAI-compatible API, errors, aborts) and are "
-                "not in this chart."
+                (f"{untimed:,} requests carry" if untimed != 1 else "1 request carries")
+                + " no Ollama durations (OpenAI-compatible API, errors, aborts): not in this chart."
             )
         data: list[dict[str, Any]] = []
         if len(timed) <= BREAKDOWN_MAX_BARS:

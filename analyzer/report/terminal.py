@@ -21,12 +21,13 @@ def render_findings(analysis: Analysis, width: int = 100) -> str:
     if not analysis.findings:
         lines.append("no findings: nothing looks wrong in these records")
         return "\n".join(lines) + "\n"
-    lines.append(f"{len(analysis.findings)} findings:")
+    count = len(analysis.findings)
+    lines.append(f"{count} finding{'' if count == 1 else 's'}:")
     for finding in analysis.findings:
         shown = ", ".join(finding.ids[:MAX_IDS_SHOWN])
         more = f" … and {len(finding.ids) - MAX_IDS_SHOWN} more" if len(finding.ids) > MAX_IDS_SHOWN else ""
         lines.append("")
-        lines.append(f"{finding.severity.upper():7} {finding.code}: {finding.title}")
+        lines.append(f"{finding.severity.upper():8} {finding.code}: {finding.title}")
         for label, text in (("seen", finding.detail), ("change", finding.suggestion)):
             lines.extend(textwrap.wrap(text, width, initial_indent=f"  {label:8}", subsequent_indent=" " * 10))
         lines.append(f"  {'when':8}{finding.first} – {finding.last}")
