@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -10,16 +12,18 @@ import click
 
 from analyzer.cli.output import emit_records, emit_rows, output_options, save_sqlite
 from analyzer.protocol.record import InteractionRecord
+from analyzer.store.digest import summarize_log
 from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
 from analyzer.store.select import parse_since, select
 from analyzer.store.tables import (
     LISTING_COLUMNS,
     SUMMARY_COLUMNS,
+    format_summary,
     listing_rows,
-    summary_rows,
     summary_stats,
     text_table,
 )
+from analyzer.store.tail import newest_records
 
 
 def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -93,15 +97,35 @@ def logs(
     """
     missing = not log_dir.exists()
     warnings: list[str] = []
+    progress = Progress("reading the log")
+    chosen: list[InteractionRecord] = []
+    stats: list[dict[str, object]] = []
     try:
-        records = read_log(log_dir, warn=warnings.append)
+        if summary and sqlite_path is None:  # fast path: only the fields a summary needs, cached per day
+            stats = summarize_log(
+                log_dir, since=since, model=model, errors_only=errors_only, warn=warnings.append, progress=progress
+            )
+        elif summary:  # --sqlite receives whole records
+            chosen = select(read_log(log_dir, warn=warnings.append), model=model, since=since, errors_only=errors_only)
+            stats = summary_stats(chosen)
+        else:  # from the end of the log: only the files and lines needed
+            chosen = newest_records(
+                log_dir,
+                count=count,
+                since=since,
+                model=model,
+                errors_only=errors_only,
+                warn=warnings.append,
+                progress=progress,
+            )
     except LogError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        progress.close()
     for message in warnings:
         click.echo(f"warning: {message}", err=True)
     if missing and fmt != "table":
         click.echo(missing_log_message(log_dir), err=True)
-    chosen = select(records, model=model, since=since, errors_only=errors_only)
 
     def empty_message() -> str:
         return (missing_log_message(log_dir) if missing else f"no interactions in {log_dir}") + "\n"
@@ -110,11 +134,11 @@ def logs(
         if sqlite_path is not None:
             save_sqlite(chosen, sqlite_path)
         emit_rows(
-            summary_stats(chosen),
+            stats,
             SUMMARY_COLUMNS,
             fmt,
             output,
-            table=lambda: text_table(summary_rows(chosen)) if chosen else empty_message(),
+            table=lambda: text_table(format_summary(stats)) if stats else empty_message(),
         )
         return
 
@@ -123,4 +147,26 @@ def logs(
             return empty_message()
         return text_table(listing_rows(rows), LISTING_COLUMNS)
 
-    emit_records(chosen[-count:] if count else chosen, fmt, output, sqlite_path, table=render)
+    emit_records(chosen, fmt, output, sqlite_path, table=render)
+
+
+class Progress:
+    """``reading the log: 12/91 files`` on stderr, only when stderr is a terminal and after the first second."""
+
+    def __init__(self, label: str, delay_s: float = 1.0) -> None:
+        self.label = label
+        self.delay_s = delay_s
+        self.started = time.monotonic()
+        self.shown = False
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.enabled and time.monotonic() - self.started >= self.delay_s:
+            click.echo(f"\r{self.label}: {done}/{total} files", err=True, nl=False)
+            self.shown = True
+
+    def close(self) -> None:
+        """Erase the progress line, if one was shown."""
+        if self.shown:
+            click.echo("\r\033[K", err=True, nl=False)
+            self.shown = False

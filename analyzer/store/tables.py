@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from analyzer.protocol.record import COLUMNS, LIST_COLUMNS, InteractionRecord, scalar_row
-from analyzer.protocol.timing import percentile
+from analyzer.store.digest import fields_of, summarize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,45 +127,29 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 SUMMARY_COLUMNS = ("model", "count", "errors", "ttft_p50_ms", "ttft_p95_ms", "tok_per_s_p50", "eval_tokens")
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
 def summary_stats(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
     """Per model (SUMMARY_COLUMNS): count, errors, TTFT p50/p95 (ms), median tokens/s, tokens generated.
 
     Numbers, rounded to 0.1; None where nothing was measured. One dict per model, by model name.
+    (``analyzer.store.digest.summarize`` does the counting; it also serves the log's cached fast path.)
     """
-    by_model: dict[str, list[InteractionRecord]] = {}
-    for r in records:
-        by_model.setdefault(r.model or "(none)", []).append(r)
-    rows = []
-    for model, group in sorted(by_model.items()):
-        ttfts = sorted(r.ttft_ms for r in group if r.ttft_ms is not None)
-        rates = sorted(rate for r in group if (rate := _rate(r)) is not None)
-        rows.append(
-            {
-                "model": model,
-                "count": len(group),
-                "errors": sum(1 for r in group if r.error),
-                "ttft_p50_ms": _round(percentile(ttfts, 50)) if ttfts else None,
-                "ttft_p95_ms": _round(percentile(ttfts, 95)) if ttfts else None,
-                "tok_per_s_p50": _round(percentile(rates, 50)) if rates else None,
-                "eval_tokens": sum(r.eval_count or 0 for r in group),
-            }
-        )
-    return rows
+    return summarize(fields_of(r) for r in records)
 
 
 def summary_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
     """:func:`summary_stats` formatted for a text table (one decimal, empty where nothing was measured)."""
+    return format_summary(summary_stats(records))
+
+
+def format_summary(stats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary dicts (``summary_stats``/``digest.summarize``) formatted for a text table."""
 
     def cell(value: Any) -> Any:
         if value is None:
             return ""
         return _fmt(value) if isinstance(value, float) else value
 
-    return [{name: cell(value) for name, value in row.items()} for row in summary_stats(records)]
+    return [{name: cell(value) for name, value in row.items()} for row in stats]
 
 
 def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO) -> int:
@@ -205,6 +189,7 @@ __all__ = [
     "LISTING_COLUMNS",
     "LIST_COLUMNS",
     "SUMMARY_COLUMNS",
+    "format_summary",
     "listing_rows",
     "records_to_frame",
     "summary_rows",

@@ -1,0 +1,455 @@
+"""The few fields ``logs --summary`` needs, decoded fast from log lines and cached per daily file.
+
+A summary over months of history needs, per record, only the start time, model, error, TTFT, tokens/s and token
+count — not the prompts and replies that make up most of each line. ``fields_from_line`` finds those with plain
+byte searches, relying on the key order :meth:`InteractionRecord.to_json` writes (the head up to ``model``, the
+scalars after the top-level ``done_reason``), and falls back to a full ``json.loads`` for any line that does not
+look exactly like that (another writer or key order, NaN, a nested ``{"id":…}``, a second record glued on).
+Lines that are not records are skipped with the same warnings ``read_log`` gives; a line whose head and tail
+are well-formed is not checked further (its prompt/messages are never decoded).
+
+``DigestCache`` keeps those fields per file under ``<log dir>/.summary-cache/`` (mode 0700/0600; numbers and
+model names only, no prompt text). An entry is used as it is while the file keeps its inode, size and mtime;
+a file that changed (today's, growing) is re-hashed, and when the bytes the entry covered are still the same
+only the rest is decoded; otherwise the file is decoded again. A log directory that cannot be written is read
+without a cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from analyzer.protocol.record import InteractionRecord, record_problem
+from analyzer.protocol.timing import percentile
+from analyzer.store.log import LogError, log_files
+
+CACHE_DIR_NAME = ".summary-cache"
+CACHE_VERSION = 2
+
+Warn = Callable[[str], object] | None
+
+# Keys as they appear at the top level of a line written by ``InteractionRecord.to_json``. Inside a JSON string
+# a quote is always escaped (``\"``), so ``,"model":`` with a bare quote can only be a key: the first one is the
+# record's own (nothing before it nests), and everything after the top-level ``done_reason`` is a scalar or the
+# flags list, so the keys after that are the record's own too.
+_STARTED = b',"started_at":"'
+_STATUS = b',"status":'
+_MODEL = b',"model":'
+_DONE_REASON = b',"done_reason":'
+_ERROR = b',"error":'
+_TTFT = b',"ttft_ms":'
+_WIRE_RATE = b',"wire_tokens_per_s":'
+_EVAL_COUNT = b',"eval_count":'
+_EVAL_RATE = b',"eval_tokens_per_s":'
+
+
+class SummaryFields(NamedTuple):
+    """What ``--summary`` (and its filters) read from one record."""
+
+    started: float | None  # epoch seconds; None when started_at is unreadable
+    model: str | None
+    error: bool  # ``error`` is set (the summary's error count)
+    failed: bool  # ``error`` set or status >= 400 (``--errors``)
+    ttft_ms: float | None
+    rate: float | None  # Ollama's tokens/s, else the wire's
+    eval_count: int | None
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def fields_of(record: InteractionRecord) -> SummaryFields:
+    """The summary fields of a full record."""
+    rate = record.eval_tokens_per_s if record.eval_tokens_per_s is not None else record.wire_tokens_per_s
+    return SummaryFields(
+        started=_epoch(record.started_at),
+        model=record.model,
+        error=bool(record.error),
+        failed=bool(record.error) or (record.status is not None and record.status >= 400),
+        ttft_ms=record.ttft_ms,
+        rate=rate,
+        eval_count=record.eval_count,
+    )
+
+
+def _scalar(line: bytes, key: bytes, start: int) -> bytes:
+    """The raw JSON scalar after the first ``key`` at or after ``start``; ValueError when there is none."""
+    at = line.find(key, start)
+    if at < 0:
+        raise ValueError(key)
+    begin = at + len(key)
+    end = line.find(b",", begin)
+    if end < 0:
+        end = line.find(b"}", begin)
+    return line[begin:end]
+
+
+def _float(token: bytes) -> float | None:
+    if token == b"null":
+        return None
+    value = float(token)
+    if not math.isfinite(value) or b"_" in token:
+        raise ValueError(token)  # NaN/Infinity/1_0 are not what to_json writes: let json decide
+    return value
+
+
+def _int(token: bytes) -> int | None:
+    if token == b"null":
+        return None
+    if not token.lstrip(b"-").isdigit():
+        raise ValueError(token)
+    return int(token)
+
+
+class NotARecord(ValueError):
+    """A line that ``read_log`` would skip; the message is its warning text (without the location)."""
+
+
+def fields_from_line(line: bytes) -> SummaryFields:
+    """The summary fields of one log line (fast path, else a full decode); raises NotARecord."""
+    try:
+        started_at = line.find(_STARTED)
+        model_at = line.find(_MODEL, started_at)
+        tail = line.rfind(_DONE_REASON)
+        if (
+            not line.startswith(b'{"id":"')
+            or not line.rstrip().endswith(b"}")
+            or line.find(b'{"id":"', 1) >= 0
+            or started_at < 0
+            or model_at < 0
+            or tail < model_at
+        ):
+            raise ValueError("not written by to_json")
+        begin = started_at + len(_STARTED)
+        started = line[begin : line.index(b'"', begin)]
+        model_token = line[model_at + len(_MODEL) : line.index(b',"stream":', model_at)]
+        if model_token == b"null":
+            model = None
+        elif model_token[:1] == b'"' and model_token[-1:] == b'"' and b"\\" not in model_token:
+            model = model_token[1:-1].decode("utf-8")
+        else:
+            raise ValueError("model")
+        status = _int(_scalar(line, _STATUS, 0))
+        error_at = line.find(_ERROR, tail)
+        error = error_at >= 0 and not line.startswith((b"null", b'""'), error_at + len(_ERROR))
+        if error_at < 0 or b"\\" in started:
+            raise ValueError("error")
+        rate = _float(_scalar(line, _EVAL_RATE, tail))
+        return SummaryFields(
+            started=_epoch(started.decode("ascii")),
+            model=model,
+            error=error,
+            failed=error or (status is not None and status >= 400),
+            ttft_ms=_float(_scalar(line, _TTFT, tail)),
+            rate=rate if rate is not None else _float(_scalar(line, _WIRE_RATE, tail)),
+            eval_count=_int(_scalar(line, _EVAL_COUNT, tail)),
+        )
+    except (UnicodeDecodeError, ValueError):
+        return _slow(line)
+
+
+def _slow(line: bytes) -> SummaryFields:
+    try:
+        data = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise NotARecord("skipped a line that is not JSON") from None
+    problem = record_problem(data)
+    if problem is not None:
+        raise NotARecord(f"skipped a line that is not a record ({problem})")
+    return fields_of(InteractionRecord.from_dict(data))
+
+
+class _Entry:
+    """The decoded fields of the first ``offset`` bytes (``lines`` lines) of one file."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        data = data or {}
+        self.ino: int = data.get("ino", -1)
+        self.offset: int = data.get("offset", 0)
+        self.lines: int = data.get("lines", 0)
+        self.check: str = data.get("check", "")
+        self.size: int = data.get("size", -1)
+        self.mtime_ns: int = data.get("mtime_ns", -1)
+        self.warnings: list[str] = data.get("warnings", [])
+        self.columns: list[list[Any]] = data.get("columns") or [[] for _ in SummaryFields._fields]
+
+    def add(self, fields: SummaryFields) -> None:
+        for column, value in zip(self.columns, fields, strict=True):
+            column.append(value)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CACHE_VERSION,
+            "ino": self.ino,
+            "offset": self.offset,
+            "lines": self.lines,
+            "check": self.check,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "warnings": self.warnings,
+            "columns": self.columns,
+        }
+
+
+def _check(fh: Any, offset: int) -> str:
+    """A hash of the first ``offset`` bytes: the part of the file an entry covers."""
+    fh.seek(0)
+    digest = hashlib.sha1(usedforsecurity=False)
+    remaining = offset
+    while remaining > 0:
+        block = fh.read(min(remaining, 1 << 20))
+        if not block:
+            break
+        digest.update(block)
+        remaining -= len(block)
+    return digest.hexdigest()
+
+
+class DigestCache:
+    """Summary fields of every daily file of one log directory, cached beside the log when it is writable."""
+
+    def __init__(self, log_dir: Path | str) -> None:
+        self.log_dir = Path(log_dir)
+        self.directory = self.log_dir / CACHE_DIR_NAME
+
+    def _load(self, path: Path) -> _Entry:
+        try:
+            data = json.loads((self.directory / (path.name + ".json")).read_bytes())
+        except (OSError, ValueError):
+            return _Entry()
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+            return _Entry()
+        return _Entry(data)
+
+    def _store(self, path: Path, entry: _Entry) -> None:
+        target = self.directory / (path.name + ".json")
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(entry.to_json(), out, separators=(",", ":"))
+            os.replace(temporary, target)
+        except OSError:  # a read-only log directory: work without a cache
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+    def columns(self, path: Path, warn: Warn = None) -> tuple[list[list[Any]], list[SummaryFields]]:
+        """The summary fields of ``path`` as columns (``SummaryFields`` order) and the fields of an unterminated
+        last line (not cached), decoding only what the cache lacks."""
+        try:
+            fh = path.open("rb")
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        with fh:
+            stat = os.fstat(fh.fileno())
+            entry = self._load(path)
+            unchanged = (entry.ino, entry.size, entry.mtime_ns) == (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if not unchanged and (
+                entry.ino != stat.st_ino or entry.offset > stat.st_size or _check(fh, entry.offset) != entry.check
+            ):
+                entry = _Entry()
+                entry.ino = stat.st_ino
+            extra: list[SummaryFields] = []
+            unterminated = None
+            if entry.offset < stat.st_size:
+                before = entry.offset
+                fh.seek(entry.offset)
+                extra, unterminated = self._extend(path, entry, fh.read(stat.st_size - entry.offset))
+                if entry.offset != before:
+                    entry.check = _check(fh, entry.offset)
+            if not unchanged:
+                entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
+                self._store(path, entry)
+        if warn:
+            for message in [*entry.warnings, *([unterminated] if unterminated else [])]:
+                warn(message)
+        return entry.columns, extra
+
+    def rows(self, path: Path, warn: Warn = None) -> list[SummaryFields]:
+        """The summary fields of every record in ``path``, in file order."""
+        columns, extra = self.columns(path, warn)
+        return [SummaryFields(*row) for row in zip(*columns, strict=True)] + extra
+
+    @staticmethod
+    def _extend(path: Path, entry: _Entry, data: bytes) -> tuple[list[SummaryFields], str | None]:
+        """Decode the complete lines of ``data`` into ``entry``.
+
+        A last line without its newline is still being written (or its writer died): it is decoded for this
+        read only — returned as extra fields, or as a warning when it is not a record — and never cached.
+        """
+        complete = data.rfind(b"\n") + 1
+        number = entry.lines
+        for line in data[:complete].split(b"\n")[:-1]:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                entry.add(fields_from_line(line))
+            except NotARecord as exc:
+                entry.warnings.append(f"{path}:{number}: {exc}")
+        entry.offset += complete
+        entry.lines = number
+        rest = data[complete:]
+        if not rest.strip():
+            return [], None
+        try:
+            return [fields_from_line(rest)], None
+        except NotARecord as exc:
+            return [], f"{path}:{number + 1}: {exc}"
+
+
+def _files(
+    log_dir: Path | str, since: datetime | None, progress: Callable[[int, int], object] | None
+) -> Iterator[Path]:
+    """The daily files that can hold records started at or after ``since``, oldest first."""
+    from analyzer.store.tail import day_of_file  # the file-name rule lives with the tail reader
+
+    since_day = since.astimezone(UTC).date() if since is not None else None
+    paths = log_files(log_dir)
+    for done, path in enumerate(paths):
+        if progress:
+            progress(done, len(paths))
+        day = day_of_file(path)
+        if since_day is None or day is None or day >= since_day:
+            yield path
+
+
+def summary_fields(
+    log_dir: Path | str,
+    *,
+    since: datetime | None = None,
+    model: str | None = None,
+    errors_only: bool = False,
+    warn: Warn = None,
+) -> Iterator[SummaryFields]:
+    """The summary fields of every record ``select`` would choose with these filters (in file order)."""
+    cache = DigestCache(log_dir)
+    since_s = since.timestamp() if since is not None else None
+    for path in _files(log_dir, since, None):
+        for fields in cache.rows(path, warn):
+            if model and fields.model != model:
+                continue
+            if errors_only and not fields.failed:
+                continue
+            if since_s is not None and (fields.started is None or fields.started < since_s):
+                continue
+            yield fields
+
+
+class _Group:
+    __slots__ = ("count", "errors", "eval_tokens", "rates", "ttfts")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.eval_tokens = 0
+        self.ttfts: list[float] = []
+        self.rates: list[float] = []
+
+
+class SummaryAccumulator:
+    """Per-model counts and samples, fed record by record or a cached file's columns at a time."""
+
+    def __init__(self, *, since: datetime | None = None, model: str | None = None, errors_only: bool = False) -> None:
+        self.since_s = since.timestamp() if since is not None else None
+        self.model = model
+        self.errors_only = errors_only
+        self.groups: dict[str, _Group] = {}
+
+    def add(self, fields: SummaryFields) -> None:
+        """Count one record (if it passes the filters)."""
+        self.add_columns([[value] for value in fields])
+
+    def add_columns(self, columns: list[list[Any]]) -> None:
+        """Count every record of a file's columns (``SummaryFields`` order) that passes the filters."""
+        since_s, wanted, errors_only, groups = self.since_s, self.model, self.errors_only, self.groups
+        for started, model, error, failed, ttft, rate, eval_count in zip(*columns, strict=True):
+            if wanted and model != wanted:
+                continue
+            if errors_only and not failed:
+                continue
+            if since_s is not None and (started is None or started < since_s):
+                continue
+            name = model or "(none)"
+            group = groups.get(name)
+            if group is None:
+                group = groups[name] = _Group()
+            group.count += 1
+            if error:
+                group.errors += 1
+            if eval_count:
+                group.eval_tokens += eval_count
+            if ttft is not None:
+                group.ttfts.append(ttft)
+            if rate is not None:
+                group.rates.append(rate)
+
+    def result(self) -> list[dict[str, Any]]:
+        """``SUMMARY_COLUMNS`` dicts, one per model, by model name."""
+        rows = []
+        for name, group in sorted(self.groups.items()):
+            ttfts, rates = sorted(group.ttfts), sorted(group.rates)
+            rows.append(
+                {
+                    "model": name,
+                    "count": group.count,
+                    "errors": group.errors,
+                    "ttft_p50_ms": _round(percentile(ttfts, 50)) if ttfts else None,
+                    "ttft_p95_ms": _round(percentile(ttfts, 95)) if ttfts else None,
+                    "tok_per_s_p50": _round(percentile(rates, 50)) if rates else None,
+                    "eval_tokens": group.eval_tokens,
+                }
+            )
+        return rows
+
+
+def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
+    """Per model: count, errors, TTFT p50/p95 (ms), median tokens/s, tokens generated (``SUMMARY_COLUMNS``).
+
+    Numbers rounded to 0.1; None where nothing was measured; one dict per model, by model name.
+    """
+    accumulator = SummaryAccumulator()
+    for row in rows:
+        accumulator.add(row)
+    return accumulator.result()
+
+
+def summarize_log(
+    log_dir: Path | str,
+    *,
+    since: datetime | None = None,
+    model: str | None = None,
+    errors_only: bool = False,
+    warn: Warn = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> list[dict[str, Any]]:
+    """``summarize`` of the records ``select`` would choose — from the per-day cache, without per-record objects.
+
+    ``progress(files_done, files_total)`` is called before each file.
+    """
+    cache = DigestCache(log_dir)
+    accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only)
+    for path in _files(log_dir, since, progress):
+        columns, extra = cache.columns(path, warn)
+        accumulator.add_columns(columns)
+        for fields in extra:
+            accumulator.add(fields)
+    return accumulator.result()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
