@@ -18,8 +18,9 @@ import click
 
 from analyzer.cli.logs import missing_log_message
 from analyzer.cli.output import write_output
-from analyzer.report.analysis import Analysis, analyze
-from analyzer.sources import SourceError, read_sources
+from analyzer.report.analysis import Analysis, analyze_requests
+from analyzer.report.load import load_requests
+from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
 from analyzer.store.select import parse_since
 
@@ -118,7 +119,7 @@ def load_analysis(
     warnings: list[str] = []
     try:
         with progress("reading records"):
-            records = read_sources(
+            requests, unreadable = load_requests(
                 chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (11434,)
             )
     except SourceError as exc:
@@ -130,7 +131,7 @@ def load_analysis(
     if len(warnings) > 20:
         click.echo(f"warning: … and {len(warnings) - 20} more skipped lines", err=True)
     with progress("analyzing"):
-        analysis = analyze(records)
+        analysis = analyze_requests(requests, unreadable)
     return analysis, chosen
 
 

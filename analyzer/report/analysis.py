@@ -44,4 +44,9 @@ def analyze(records: Iterable[InteractionRecord]) -> Analysis:
         else:
             requests.append(request)
     requests.sort(key=lambda r: r.start)
+    return analyze_requests(requests, skipped)
+
+
+def analyze_requests(requests: list[Request], skipped: int = 0) -> Analysis:
+    """The headline and the findings of requests already in time order."""
     return Analysis(requests=requests, headline=headline(requests), findings=find(requests), skipped=skipped)

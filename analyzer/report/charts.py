@@ -18,7 +18,7 @@ from typing import Any
 from analyzer.protocol.timing import percentile
 from analyzer.report.analysis import Analysis
 from analyzer.report.derive import Request
-from analyzer.report.errors import CATEGORIES, error_category
+from analyzer.report.errors import CATEGORIES
 from analyzer.report.finding import iso
 
 MAX_DRAWN_REQUESTS = 5000
@@ -82,7 +82,7 @@ def hover_text(r: Request) -> str:
             f"gen {_fmt(r.eval_ms)} · overhead {_fmt(r.wire_overhead_ms)}"
         )
     outcome = f"status {r.status or '–'} · done {r.done_reason or '–'}"
-    category = error_category(r)
+    category = r.category
     if category:
         outcome += f" · <b>{category}</b>"
     parts.append(outcome)
@@ -149,7 +149,7 @@ class ChartBuilder:
         self.analysis = analysis
         self.requests = analysis.requests
         evidence = {i for f in analysis.findings for i in f.ids}
-        self.drawn = choose_drawn(self.requests, evidence | {r.id for r in self.requests if error_category(r)})
+        self.drawn = choose_drawn(self.requests, evidence | {r.id for r in self.requests if r.category})
         self.sampled_note = (
             f"Drawn: {len(self.drawn):,} of {len(self.requests):,} requests — every request with an error or in a "
             "finding, plus an even sample of the rest (the browser cannot draw them all)."
@@ -206,7 +206,7 @@ class ChartBuilder:
                     "marker": {
                         "color": self.colours.get(model, "#999"),
                         "line": {
-                            "color": ["#d00" if error_category(r) else "rgba(0,0,0,0)" for r in rows],
+                            "color": ["#d00" if r.category else "rgba(0,0,0,0)" for r in rows],
                             "width": 1.5,
                         },
                     },
@@ -286,15 +286,21 @@ class ChartBuilder:
                 f"one {_bucket_label(size)} period."
             )
             starts = sorted(buckets)
+            means: dict[str, list[float]] = {key: [] for key, _, _ in SEGMENTS}
+            for b in starts:
+                rows = buckets[b]
+                means["load"].append(round(sum(r.load_ms or 0.0 for r in rows) / len(rows), 1))
+                means["wait"].append(round(sum(r.hidden_wait_ms or 0.0 for r in rows) / len(rows), 1))
+                means["prompt"].append(round(sum(r.prompt_eval_ms or 0.0 for r in rows) / len(rows), 1))
+                means["eval"].append(round(sum(r.eval_ms or 0.0 for r in rows) / len(rows), 1))
+                means["overhead"].append(round(sum(r.wire_overhead_ms or 0.0 for r in rows) / len(rows), 1))
             for key, label, colour in SEGMENTS:
                 data.append(
                     {
                         "type": "bar",
                         "name": label,
                         "x": [_ms(b) for b in starts],
-                        "y": [
-                            round(sum(self._segments(r)[key] for r in buckets[b]) / len(buckets[b]), 1) for b in starts
-                        ],
+                        "y": means[key],
                         "marker": {"color": colour},
                         "hovertemplate": f"{label}: %{{y:.0f}} ms<extra>%{{x}}</extra>",
                     }
@@ -541,11 +547,12 @@ class ChartBuilder:
         )
 
     def errors_over_time(self) -> Figure:
-        failed = [(r, c) for r in self.requests if (c := error_category(r))]
+        failed = [(r, c) for r in self.requests if (c := r.category)]
         data: list[dict[str, Any]] = []
         notes: list[str] = []
         if failed:
-            size, _ = self._buckets(self.requests)
+            first, last = self._span()
+            size = bucket_seconds((last - first) / 1000.0)
             by_cat: dict[str, Counter[float]] = defaultdict(Counter)
             for r, category in failed:
                 by_cat[category][(r.start // size) * size] += 1

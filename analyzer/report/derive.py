@@ -15,34 +15,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from analyzer.protocol.record import InteractionRecord
+from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
 PREVIEW_CHARS = 100
 
 
-def hidden_wait_ms(record: InteractionRecord) -> float | None:
+def hidden_wait_ms(record: InteractionRecord | Any) -> float | None:
     """Ollama's total minus its load, prompt-eval and eval durations (≥ 0); None without ``total_duration``."""
-    if record.total_duration_ms is None:
+    total = record.total_duration_ms
+    if total is None:
         return None
-    parts = (record.load_duration_ms, record.prompt_eval_duration_ms, record.eval_duration_ms)
-    return max(0.0, record.total_duration_ms - sum(p or 0.0 for p in parts))
+    return max(
+        0.0,
+        total
+        - (record.load_duration_ms or 0.0)
+        - (record.prompt_eval_duration_ms or 0.0)
+        - (record.eval_duration_ms or 0.0),
+    )
 
 
-def wire_overhead_ms(record: InteractionRecord) -> float | None:
+def wire_overhead_ms(record: InteractionRecord | Any) -> float | None:
     """Wire total minus Ollama's total (≥ 0); None unless both are known."""
     if record.total_ms is None or record.total_duration_ms is None:
         return None
     return max(0.0, record.total_ms - record.total_duration_ms)
 
 
-def prompt_chars(record: InteractionRecord) -> int:
+def prompt_chars(record: InteractionRecord | Any) -> int:
     """Characters of input text the model was given: the chat messages' text (else the prompt) plus the system."""
     if record.messages:
         total = 0
         for message in record.messages:
-            content = message.get("content") if isinstance(message, dict) else None
+            content = message.get("content") if isinstance(message, dict) else getattr(message, "content", None)
             if isinstance(content, str):
                 total += len(content)
             elif isinstance(content, list):  # OpenAI content parts
@@ -54,8 +62,8 @@ def prompt_chars(record: InteractionRecord) -> int:
 def epoch_seconds(started_at: str) -> float | None:
     """``started_at`` as POSIX seconds; None when unreadable."""
     try:
-        when = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
-    except ValueError:
+        when = datetime.fromisoformat(started_at)  # Python ≥ 3.11 reads the trailing "Z"
+    except (ValueError, TypeError):
         return None
     return when.timestamp() if when.tzinfo else None
 
@@ -90,6 +98,8 @@ class Request:
     prompt_eval_count: int | None
     request_bytes: int
     prompt_chars: int
+    category: str | None  # errors.error_category
+    inference: bool  # a generate/chat/embed request of a model: one the scheduler runs
     load_ms: float | None
     prompt_eval_ms: float | None
     eval_ms: float | None
@@ -103,22 +113,19 @@ class Request:
     started_at: str
 
     @property
-    def inference(self) -> bool:
-        """A generate/chat/embed request: one the scheduler runs on a model."""
-        return self.kind in INFERENCE_KINDS and bool(self.model)
-
-    @property
     def tokens_per_s(self) -> float | None:
         """Ollama's own generation rate, else the rate the client saw."""
         return self.eval_tokens_per_s if self.eval_tokens_per_s is not None else self.wire_tokens_per_s
 
 
-def to_request(record: InteractionRecord) -> Request | None:
-    """The report's view of ``record``; None when its ``started_at`` is unreadable."""
+def to_request(record: InteractionRecord | Any) -> Request | None:
+    """The report's view of ``record`` (an InteractionRecord or anything with its column names, like
+    ``load.ReportColumns``); None when its ``started_at`` is unreadable."""
     start = epoch_seconds(record.started_at)
     if start is None:
         return None
     total = record.total_ms
+    flags = tuple(record.flags)
     return Request(
         id=record.id,
         start=start,
@@ -130,7 +137,7 @@ def to_request(record: InteractionRecord) -> Request | None:
         stream=record.stream,
         done_reason=record.done_reason,
         error=record.error,
-        flags=tuple(record.flags),
+        flags=flags,
         prompt=preview(record.prompt),
         ttft_ms=record.ttft_ms,
         total_ms=total,
@@ -138,6 +145,8 @@ def to_request(record: InteractionRecord) -> Request | None:
         prompt_eval_count=record.prompt_eval_count,
         request_bytes=record.request_bytes,
         prompt_chars=prompt_chars(record),
+        category=error_category(record.status, record.error, flags),
+        inference=record.kind in INFERENCE_KINDS and bool(record.model),
         load_ms=record.load_duration_ms,
         prompt_eval_ms=record.prompt_eval_duration_ms,
         eval_ms=record.eval_duration_ms,

@@ -29,15 +29,18 @@ THRASH_MIN_SWITCHES = 3
 # queueing: a request overlapping another whose hidden wait is at least this (ms) and this share of its total.
 QUEUE_WAIT_MS = 500.0
 QUEUE_WAIT_SHARE = 0.25
-# context_truncated: at least CONTEXT_MIN_PINNED requests of a model whose prompt_eval_count sits within
-# CONTEXT_PIN_TOLERANCE of the model's highest count (at least CONTEXT_MIN_CEILING tokens), whose prompts hold at
-# least CONTEXT_TEXT_RATIO times the characters per evaluated token of the model's other requests (or of
-# TYPICAL_CHARS_PER_TOKEN when all are pinned), and whose prompt sizes differ by at least CONTEXT_MIN_GROWTH.
+# context_truncated: at least CONTEXT_MIN_PINNED generate/chat requests of a model whose prompt_eval_count sits
+# within CONTEXT_PIN_TOLERANCE of the model's highest count (at least CONTEXT_MIN_CEILING tokens), whose prompts
+# would need at least CONTEXT_TEXT_RATIO times that many tokens, and whose prompt sizes differ by at least
+# CONTEXT_MIN_GROWTH. Tokens a prompt needs: a straight line (tokens = a + b × characters) fitted to the model's
+# other requests when at least CONTEXT_MIN_FIT of them with different sizes exist, else characters /
+# TYPICAL_CHARS_PER_TOKEN.
 CONTEXT_MIN_PINNED = 3
 CONTEXT_PIN_TOLERANCE = 0.01
 CONTEXT_MIN_CEILING = 32
 CONTEXT_TEXT_RATIO = 1.5
 CONTEXT_MIN_GROWTH = 1.1
+CONTEXT_MIN_FIT = 5
 TYPICAL_CHARS_PER_TOKEN = 4.0
 # stall: a gap between tokens at least this long (ms) and this many times the stream's median gap.
 STALL_MIN_GAP_MS = 1000.0
@@ -168,8 +171,22 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
     ]
 
 
+def _token_estimator(rows: Sequence[Request]) -> Callable[[int], float]:
+    """Prompt characters → tokens, fitted on ``rows`` (least squares) or the typical ratio."""
+    points = [(float(r.prompt_chars), float(r.prompt_eval_count or 0)) for r in rows]
+    if len(points) >= CONTEXT_MIN_FIT and len({x for x, _ in points}) > 1:
+        mean_x = statistics.fmean(x for x, _ in points)
+        mean_y = statistics.fmean(y for _, y in points)
+        spread = sum((x - mean_x) ** 2 for x, _ in points)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+        if slope > 0:
+            intercept = mean_y - slope * mean_x
+            return lambda chars: intercept + slope * chars
+    return lambda chars: chars / TYPICAL_CHARS_PER_TOKEN
+
+
 def context_truncated(requests: Sequence[Request]) -> list[Finding]:
-    """prompt_eval_count pinned at a model's ceiling while the prompts hold far more text than that and grow."""
+    """prompt_eval_count pinned at a model's ceiling while the prompts need far more tokens than that, and grow."""
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
         if r.inference and r.prompt_eval_count and r.prompt_chars and r.kind in ("generate", "chat"):
@@ -182,12 +199,13 @@ def context_truncated(requests: Sequence[Request]) -> list[Finding]:
             continue
         floor = ceiling * (1 - CONTEXT_PIN_TOLERANCE)
         pinned = [r for r in rows if (r.prompt_eval_count or 0) >= floor]
-        others = [r.prompt_chars / (r.prompt_eval_count or 1) for r in rows if (r.prompt_eval_count or 0) < floor]
-        usual = statistics.median(others) if others else TYPICAL_CHARS_PER_TOKEN
-        dense = [r for r in pinned if r.prompt_chars / (r.prompt_eval_count or 1) >= CONTEXT_TEXT_RATIO * usual]
-        sizes = [r.prompt_chars for r in dense]
-        if len(dense) >= CONTEXT_MIN_PINNED and max(sizes) >= CONTEXT_MIN_GROWTH * min(sizes):
-            hit.extend(dense)
+        if len(pinned) < CONTEXT_MIN_PINNED:
+            continue
+        needed = _token_estimator([r for r in rows if (r.prompt_eval_count or 0) < floor])
+        cut = [r for r in pinned if needed(r.prompt_chars) >= CONTEXT_TEXT_RATIO * ceiling]
+        sizes = [r.prompt_chars for r in cut]
+        if len(cut) >= CONTEXT_MIN_PINNED and max(sizes) >= CONTEXT_MIN_GROWTH * min(sizes):
+            hit.extend(cut)
             ceilings[model] = ceiling
     if not hit:
         return []
@@ -349,7 +367,7 @@ def error_findings(requests: Sequence[Request]) -> list[Finding]:
     """One finding per error category that occurred (code = the category)."""
     by_category: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
-        category = errors.error_category(r)
+        category = r.category
         if category:
             by_category[category].append(r)
     found = []

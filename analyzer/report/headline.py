@@ -8,7 +8,6 @@ from typing import Any
 
 from analyzer.protocol.timing import percentile
 from analyzer.report.derive import Request
-from analyzer.report.errors import error_category
 from analyzer.report.finding import iso
 
 
@@ -30,7 +29,7 @@ def model_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
             {
                 "model": model,
                 "requests": len(rows_of),
-                "errors": sum(1 for r in rows_of if error_category(r)),
+                "errors": sum(1 for r in rows_of if r.category),
                 "ttft_p50_ms": _pct(ttft, 50),
                 "ttft_p95_ms": _pct(ttft, 95),
                 "tokens_per_s_p50": _pct([v for v in rate if v is not None], 50),
@@ -48,7 +47,7 @@ def headline(requests: Sequence[Request]) -> dict[str, Any]:
         return {"requests": 0, "errors": 0, "models": [], "per_model": []}
     hours = Counter(int(r.start // 3600) for r in requests)
     busiest, busiest_n = max(hours.items(), key=lambda item: (item[1], -item[0]))
-    categories = Counter(c for c in (error_category(r) for r in requests) if c)
+    categories = Counter(c for c in (r.category for r in requests) if c)
     return {
         "requests": len(requests),
         "errors": sum(categories.values()),

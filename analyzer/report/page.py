@@ -13,7 +13,6 @@ from typing import Any
 from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
-from analyzer.report.errors import error_category
 from analyzer.report.finding import Finding, iso
 
 MAX_LINKS_PER_FINDING = 20
@@ -238,7 +237,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         findings_html = '<p class="ok">No findings: nothing in these records looks wrong.</p>'
     span = f"{_when(head['first'])} – {_when(head['last'])} UTC" if head["requests"] else "no requests"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    failed = sum(1 for r in analysis.requests if error_category(r))
+    failed = sum(1 for r in analysis.requests if r.category)
     evidence_note = (
         f'<p class="note">The first {MAX_EVIDENCE_ROWS} of {len(codes):,} evidence requests are listed.</p>'
         if len(codes) > MAX_EVIDENCE_ROWS

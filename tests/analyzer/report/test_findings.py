@@ -80,15 +80,18 @@ def test_queueing_needs_overlap_and_a_large_hidden_wait() -> None:
 
 
 def test_context_truncated_needs_growing_prompts_at_a_ceiling() -> None:
-    # The clean night's prompts hold ~1.8 characters per evaluated token; these hold 6-12.
-    growing = [rec(f"c{i}", 300 + i, prompt_eval_count=2048, prompt="word " * (2500 + 800 * i)) for i in range(4)]
+    # Prompts of 16,000+ characters need ~4,000+ tokens; Ollama evaluated 2,048 of each.
+    growing = [rec(f"c{i}", 300 + i, prompt_eval_count=2048, prompt="word " * (3200 + 800 * i)) for i in range(4)]
     assert codes_and_ids([*clean_night(), *growing]) == {"context_truncated": ["c0", "c1", "c2", "c3"]}
     # The same prompt repeated: the count is the same because the prompt is, not because of a ceiling.
-    same = [rec(f"s{i}", 300 + i, prompt_eval_count=2048, prompt="word " * 2500) for i in range(4)]
+    same = [rec(f"s{i}", 300 + i, prompt_eval_count=2048, prompt="word " * 3200) for i in range(4)]
     assert codes_and_ids([*clean_night(), *same]) == {}
     # Prompts that grow while their counts stay equal but the text fits the tokens (short, templated prompts).
     short = [rec(f"t{i}", 300 + i, prompt_eval_count=40, prompt="x" * (60 + 10 * i)) for i in range(4)]
     assert codes_and_ids(short) == {}
+    # Longer prompts count more tokens with a fixed template overhead: the biggest sit at the top, not cut.
+    fitted = [rec(f"f{i}", i, prompt_eval_count=20 + i % 50, prompt="abcd" * (i % 50 + 1)) for i in range(200)]
+    assert codes_and_ids(fitted) == {}
 
 
 def test_length_cutoff() -> None:
