@@ -71,7 +71,8 @@ def missing_log_message(log_dir: Path) -> str:
     "--summary",
     is_flag=True,
     help="One row per model over every matching interaction: count, errors, TTFT p50/p95, tokens/s. "
-    "With --csv/--jsonl/--json the summary rows in that format; --sqlite receives the matching records.",
+    "With --csv/--jsonl/--json the summary rows in that format; --sqlite receives the matching records. "
+    "The fields it needs are kept per daily file in <log-dir>/.summary-cache (no prompt text).",
 )
 @output_options
 def logs(
@@ -86,6 +87,8 @@ def logs(
     sqlite_path: Path | None,
 ) -> None:
     """List recorded Ollama interactions, newest last, like `llm logs`.
+
+    Reads the log from its end: only the daily files and lines the listing needs.
 
     \b
     ollama-wire logs                      the last 20 interactions

@@ -1,16 +1,16 @@
 """The few fields ``logs --summary`` needs, decoded fast from log lines and cached per daily file.
 
 A summary over months of history needs, per record, only the start time, model, error, TTFT, tokens/s and token
-count — not the prompts and replies that make up most of each line. ``fields_from_line`` finds those with plain
-byte searches, relying on the key order :meth:`InteractionRecord.to_json` writes (the head up to ``model``, the
-scalars after the top-level ``done_reason``), and falls back to a full ``json.loads`` for any line that does not
-look exactly like that (another writer or key order, NaN, a nested ``{"id":…}``, a second record glued on).
+count — not the prompts and replies that make up most of each line. ``decode_lines`` finds those with one
+regular-expression pass over a block of lines, relying on the key order :meth:`InteractionRecord.to_json`
+writes, and falls back to a full ``json.loads`` for any line that does not look exactly like that (another
+writer or key order, NaN, a newer column in the middle, a second record glued on).
 Lines that are not records are skipped with the same warnings ``read_log`` gives; a line whose head and tail
 are well-formed is not checked further (its prompt/messages are never decoded).
 
 ``DigestCache`` keeps those fields per file under ``<log dir>/.summary-cache/`` (mode 0700/0600; numbers and
 model names only, no prompt text). An entry is used as it is while the file keeps its inode, size and mtime;
-a file that changed (today's, growing) is re-hashed, and when the bytes the entry covered are still the same
+a file that changed (today's, growing) is re-checked (CRC-32), and when the bytes the entry covered are still the same
 only the rest is decoded; otherwise the file is decoded again. A log directory that cannot be written is read
 without a cache.
 """
@@ -18,10 +18,11 @@ without a cache.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
+import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,23 +33,31 @@ from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
 
 CACHE_DIR_NAME = ".summary-cache"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 Warn = Callable[[str], object] | None
 
-# Keys as they appear at the top level of a line written by ``InteractionRecord.to_json``. Inside a JSON string
-# a quote is always escaped (``\"``), so ``,"model":`` with a bare quote can only be a key: the first one is the
-# record's own (nothing before it nests), and everything after the top-level ``done_reason`` is a scalar or the
-# flags list, so the keys after that are the record's own too.
-_STARTED = b',"started_at":"'
-_STATUS = b',"status":'
-_MODEL = b',"model":'
-_DONE_REASON = b',"done_reason":'
-_ERROR = b',"error":'
-_TTFT = b',"ttft_ms":'
-_WIRE_RATE = b',"wire_tokens_per_s":'
-_EVAL_COUNT = b',"eval_count":'
-_EVAL_RATE = b',"eval_tokens_per_s":'
+# One line exactly as ``InteractionRecord.to_json`` writes it, capturing what a summary needs. Inside a JSON
+# string a quote is always escaped, so ``,"done_reason":`` with a bare quote can only be a key, and the last one
+# on a line is the record's own (after it come only scalars and the flags list). Anything else does not match
+# and goes through ``json.loads``.
+_STR = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+_VALUE = rb"[^,\n]*"
+_LINE = re.compile(
+    (
+        rb'^\{"id":STR,"source":STR,"started_at":"([^"\\\n]*)","client":STR,"server":STR,"method":STR,"path":STR,'
+        rb'"status":(-?\d+|null),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
+        rb'"done_reason":(?:null|STR),"error":(null|STR),"complete":(?:true|false),"flags":\[[^\]\n]*\],'
+        rb'"ttfb_ms":VAL,"ttft_ms":(VAL),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(VAL),'
+        rb'"gap_p50_ms":VAL,"gap_p95_ms":VAL,"gap_max_ms":VAL,"prompt_eval_count":VAL,"eval_count":(VAL),'
+        rb'"total_duration_ms":VAL,"load_duration_ms":VAL,"prompt_eval_duration_ms":VAL,"eval_duration_ms":VAL,'
+        rb'"eval_tokens_per_s":([^,}\n]*)[,}][^\n]*$'
+    )
+    .replace(b"STR", _STR)
+    .replace(b"VAL", _VALUE),
+    re.MULTILINE,
+)
+_RECORD_START = b'{"id":"'
 
 
 class SummaryFields(NamedTuple):
@@ -85,18 +94,6 @@ def fields_of(record: InteractionRecord) -> SummaryFields:
     )
 
 
-def _scalar(line: bytes, key: bytes, start: int) -> bytes:
-    """The raw JSON scalar after the first ``key`` at or after ``start``; ValueError when there is none."""
-    at = line.find(key, start)
-    if at < 0:
-        raise ValueError(key)
-    begin = at + len(key)
-    end = line.find(b",", begin)
-    if end < 0:
-        end = line.find(b"}", begin)
-    return line[begin:end]
-
-
 def _float(token: bytes) -> float | None:
     if token == b"null":
         return None
@@ -118,47 +115,66 @@ class NotARecord(ValueError):
     """A line that ``read_log`` would skip; the message is its warning text (without the location)."""
 
 
+def _from_match(match: re.Match[bytes]) -> SummaryFields:
+    """The fields of a line ``_LINE`` matched; ValueError when a value is not what ``to_json`` writes."""
+    started, status, model, error_token, ttft, wire_rate, eval_count, rate_token = match.groups()
+    if match.string.find(_RECORD_START, match.start() + 1, match.end()) >= 0:
+        raise ValueError("a second record glued onto this line")
+    error = error_token != b"null" and error_token != b'""'
+    rate = _float(rate_token)
+    status_code = _int(status)
+    return SummaryFields(
+        started=_epoch(started.decode("utf-8")),
+        model=None if model == b"null" else model[1:-1].decode("utf-8"),
+        error=error,
+        failed=error or (status_code is not None and status_code >= 400),
+        ttft_ms=_float(ttft),
+        rate=rate if rate is not None else _float(wire_rate),
+        eval_count=_int(eval_count),
+    )
+
+
 def fields_from_line(line: bytes) -> SummaryFields:
     """The summary fields of one log line (fast path, else a full decode); raises NotARecord."""
-    try:
-        started_at = line.find(_STARTED)
-        model_at = line.find(_MODEL, started_at)
-        tail = line.rfind(_DONE_REASON)
-        if (
-            not line.startswith(b'{"id":"')
-            or not line.rstrip().endswith(b"}")
-            or line.find(b'{"id":"', 1) >= 0
-            or started_at < 0
-            or model_at < 0
-            or tail < model_at
-        ):
-            raise ValueError("not written by to_json")
-        begin = started_at + len(_STARTED)
-        started = line[begin : line.index(b'"', begin)]
-        model_token = line[model_at + len(_MODEL) : line.index(b',"stream":', model_at)]
-        if model_token == b"null":
-            model = None
-        elif model_token[:1] == b'"' and model_token[-1:] == b'"' and b"\\" not in model_token:
-            model = model_token[1:-1].decode("utf-8")
-        else:
-            raise ValueError("model")
-        status = _int(_scalar(line, _STATUS, 0))
-        error_at = line.find(_ERROR, tail)
-        error = error_at >= 0 and not line.startswith((b"null", b'""'), error_at + len(_ERROR))
-        if error_at < 0 or b"\\" in started:
-            raise ValueError("error")
-        rate = _float(_scalar(line, _EVAL_RATE, tail))
-        return SummaryFields(
-            started=_epoch(started.decode("ascii")),
-            model=model,
-            error=error,
-            failed=error or (status is not None and status >= 400),
-            ttft_ms=_float(_scalar(line, _TTFT, tail)),
-            rate=rate if rate is not None else _float(_scalar(line, _WIRE_RATE, tail)),
-            eval_count=_int(_scalar(line, _EVAL_COUNT, tail)),
-        )
-    except (UnicodeDecodeError, ValueError):
-        return _slow(line)
+    match = _LINE.match(line.rstrip(b"\r\n"))
+    if match is not None:
+        try:
+            return _from_match(match)
+        except (UnicodeDecodeError, ValueError):
+            pass
+    return _slow(line)
+
+
+def decode_lines(data: bytes, first_number: int = 1) -> tuple[list[SummaryFields], list[str]]:
+    """The fields of every line in ``data`` (whole lines, each ending in a newline) and ``N: problem`` texts for
+    lines that are not records (N counted from ``first_number``). One regular-expression pass over the block;
+    only lines it does not match are handled one by one."""
+    rows: list[SummaryFields] = []
+    problems: list[str] = []
+    number, position = first_number, 0
+
+    def one_by_one(block: bytes) -> None:
+        nonlocal number
+        for line in block.split(b"\n")[:-1]:
+            if line.strip():
+                try:
+                    rows.append(fields_from_line(line))
+                except NotARecord as exc:
+                    problems.append(f"{number}: {exc}")
+            number += 1
+
+    for match in _LINE.finditer(data):
+        if match.start() > position:
+            one_by_one(data[position : match.start()])
+        try:
+            rows.append(_from_match(match))
+        except (UnicodeDecodeError, ValueError):
+            one_by_one(data[match.start() : match.end() + 1])
+            number -= 1
+        number += 1
+        position = match.end() + 1
+    one_by_one(data[position:])
+    return rows, problems
 
 
 def _slow(line: bytes) -> SummaryFields:
@@ -180,15 +196,17 @@ class _Entry:
         self.ino: int = data.get("ino", -1)
         self.offset: int = data.get("offset", 0)
         self.lines: int = data.get("lines", 0)
-        self.check: str = data.get("check", "")
+        self.check: int = data.get("check", -1)
         self.size: int = data.get("size", -1)
         self.mtime_ns: int = data.get("mtime_ns", -1)
         self.warnings: list[str] = data.get("warnings", [])
         self.columns: list[list[Any]] = data.get("columns") or [[] for _ in SummaryFields._fields]
 
-    def add(self, fields: SummaryFields) -> None:
-        for column, value in zip(self.columns, fields, strict=True):
-            column.append(value)
+    def extend(self, rows: list[SummaryFields]) -> None:
+        """Append decoded rows to the columns."""
+        if rows:
+            for column, values in zip(self.columns, zip(*rows, strict=True), strict=True):
+                column.extend(values)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -204,18 +222,18 @@ class _Entry:
         }
 
 
-def _check(fh: Any, offset: int) -> str:
-    """A hash of the first ``offset`` bytes: the part of the file an entry covers."""
+def _check(fh: Any, offset: int) -> int:
+    """A CRC-32 of the first ``offset`` bytes: the part of the file an entry covers."""
     fh.seek(0)
-    digest = hashlib.sha1(usedforsecurity=False)
+    check = 0
     remaining = offset
     while remaining > 0:
         block = fh.read(min(remaining, 1 << 20))
         if not block:
             break
-        digest.update(block)
+        check = zlib.crc32(block, check)
         remaining -= len(block)
-    return digest.hexdigest()
+    return check
 
 
 class DigestCache:
@@ -241,7 +259,7 @@ class DigestCache:
             self.directory.mkdir(mode=0o700, exist_ok=True)
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(entry.to_json(), out, separators=(",", ":"))
+                out.write(json.dumps(entry.to_json(), separators=(",", ":")))  # dumps: the C encoder; dump is not
             os.replace(temporary, target)
         except OSError:  # a read-only log directory: work without a cache
             with contextlib.suppress(OSError):
@@ -266,11 +284,8 @@ class DigestCache:
             extra: list[SummaryFields] = []
             unterminated = None
             if entry.offset < stat.st_size:
-                before = entry.offset
                 fh.seek(entry.offset)
                 extra, unterminated = self._extend(path, entry, fh.read(stat.st_size - entry.offset))
-                if entry.offset != before:
-                    entry.check = _check(fh, entry.offset)
             if not unchanged:
                 entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
                 self._store(path, entry)
@@ -292,15 +307,11 @@ class DigestCache:
         read only — returned as extra fields, or as a warning when it is not a record — and never cached.
         """
         complete = data.rfind(b"\n") + 1
-        number = entry.lines
-        for line in data[:complete].split(b"\n")[:-1]:
-            number += 1
-            if not line.strip():
-                continue
-            try:
-                entry.add(fields_from_line(line))
-            except NotARecord as exc:
-                entry.warnings.append(f"{path}:{number}: {exc}")
+        entry.check = zlib.crc32(memoryview(data)[:complete], entry.check if entry.offset else 0)
+        number = entry.lines + data.count(b"\n", 0, complete)
+        rows, problems = decode_lines(data[:complete], entry.lines + 1)
+        entry.warnings.extend(f"{path}:{problem}" for problem in problems)
+        entry.extend(rows)
         entry.offset += complete
         entry.lines = number
         rest = data[complete:]

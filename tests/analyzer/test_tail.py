@@ -16,6 +16,7 @@ from analyzer.protocol.record import InteractionRecord
 from analyzer.store.digest import (
     CACHE_DIR_NAME,
     DigestCache,
+    decode_lines,
     fields_from_line,
     fields_of,
     summarize,
@@ -202,3 +203,26 @@ def test_summary_cache_follows_appends_rewrites_and_read_only_dirs(tmp_path: Pat
     finally:
         os.chmod(cache, 0o700)
     assert DigestCache(tmp_path).rows(path)  # and it recovers
+
+
+def test_block_decoding_handles_every_kind_of_line() -> None:
+    rng = random.Random(7)
+    records = [make_record(rng, i, NOW) for i in range(30)]
+    lines = [r.to_json().encode() for r in records]
+    lines[3] = lines[3][:60] + lines[4]  # a killed writer's half line with the next record glued on
+    lines[5] = b"   "
+    lines[7] = b"{not json"
+    lines[9] = json.dumps(records[9].to_dict()).encode()  # another writer's spacing: decoded by json
+    lines[11] = lines[11].replace(b'"status":', b'"status":"x",', 1)  # matches nothing: json says why
+    data = b"\n".join(lines) + b"\n"
+    rows, problems = decode_lines(data, first_number=101)
+    expected = []
+    for line in lines:
+        try:
+            data_dict = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data_dict, dict) and data_dict.get("status") != "x":
+            expected.append(fields_of(InteractionRecord.from_dict(data_dict)))
+    assert rows == expected
+    assert [p.split(":")[0] for p in problems] == ["104", "108", "112"]
