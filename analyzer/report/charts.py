@@ -13,6 +13,7 @@ import html
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from analyzer.protocol.timing import percentile
@@ -22,6 +23,8 @@ from analyzer.report.errors import CATEGORIES
 from analyzer.report.finding import iso
 
 MAX_DRAWN_REQUESTS = 5000
+FOCUS_AFTER_S = 6 * 3600  # a longer period opens the timeline on its busiest hour, drawn in full
+FOCUS_MAX_REQUESTS = 1500
 BREAKDOWN_MAX_BARS = 1500
 MAX_BUCKETS = 120
 BUCKET_SIZES_S = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
@@ -90,16 +93,24 @@ def hover_text(r: Request) -> str:
     return "<br>".join(parts)
 
 
+def even_sample(rows: Sequence[Request], count: int) -> list[Request]:
+    """``count`` of ``rows`` spread evenly over them (all when they fit)."""
+    if count >= len(rows):
+        return list(rows)
+    if count <= 0:
+        return []
+    step = len(rows) / count
+    return [rows[int(i * step)] for i in range(count)]
+
+
 def choose_drawn(requests: Sequence[Request], keep: set[str], limit: int = MAX_DRAWN_REQUESTS) -> list[Request]:
-    """All requests when they fit, else those in ``keep`` (evidence, errors) plus an even sample, oldest first."""
+    """All requests when they fit. Else the ones in ``keep`` (errors, evidence) — all of them if they take at most
+    half of ``limit``, else an even sample of that half — plus an even sample of the rest; oldest first."""
     if len(requests) <= limit:
         return list(requests)
-    kept = [r for r in requests if r.id in keep][:limit]
-    room = limit - len(kept)
-    rest = [r for r in requests if r.id not in keep]
-    step = len(rest) / room if room > 0 else 0
-    sample = [rest[int(i * step)] for i in range(room)] if room > 0 else []
-    return sorted(kept + sample, key=lambda r: r.start)
+    kept = even_sample([r for r in requests if r.id in keep], limit // 2)
+    rest = even_sample([r for r in requests if r.id not in keep], limit - len(kept))
+    return sorted(kept + rest, key=lambda r: r.start)
 
 
 def model_colours(models: Sequence[str]) -> dict[str, str]:
@@ -149,10 +160,23 @@ class ChartBuilder:
         self.analysis = analysis
         self.requests = analysis.requests
         evidence = {i for f in analysis.findings for i in f.ids}
-        self.drawn = choose_drawn(self.requests, evidence | {r.id for r in self.requests if r.category})
+        keep = evidence | {r.id for r in self.requests if r.category}
+        self.focus = self._busiest_hour(analysis)
+        focus = [r for r in self.requests if self.focus and self.focus[0] <= r.start < self.focus[1]]
+        self.focus_capped = len(focus) > FOCUS_MAX_REQUESTS
+        focus = focus[:FOCUS_MAX_REQUESTS]
+        focus_ids = {r.id for r in focus}
+        sample = choose_drawn(self.requests, keep, MAX_DRAWN_REQUESTS - len(focus))
+        self.drawn = sorted([*focus, *(r for r in sample if r.id not in focus_ids)], key=lambda r: r.start)
+        kept = sum(1 for r in self.drawn if r.id in keep)
         self.sampled_note = (
-            f"Drawn: {len(self.drawn):,} of {len(self.requests):,} requests — every request with an error or in a "
-            "finding, plus an even sample of the rest (the browser cannot draw them all)."
+            f"Drawn: {len(self.drawn):,} of {len(self.requests):,} requests — "
+            + (
+                "every request with an error or in a finding"
+                if kept == len(keep)
+                else f"{kept:,} of the {len(keep):,} requests with an error or in a finding (evenly spread)"
+            )
+            + ", plus an even sample of the rest (the browser cannot draw them all)."
             if len(self.drawn) < len(self.requests)
             else ""
         )
@@ -161,6 +185,16 @@ class ChartBuilder:
         models = [row["model"] for row in analysis.headline.get("per_model", [])]
         self.colours = model_colours(models)
         self.models = models
+
+    def _busiest_hour(self, analysis: Analysis) -> tuple[float, float] | None:
+        """[start, end) of the busiest hour when the period is long enough to need a focus."""
+        if not self.requests or self.requests[-1].start - self.requests[0].start <= FOCUS_AFTER_S:
+            return None
+        busiest = (analysis.headline.get("busiest_hour") or {}).get("start")
+        if not busiest:
+            return None
+        start = datetime.fromisoformat(busiest).timestamp()
+        return start, start + 3600.0
 
     def _notes(self) -> list[str]:
         return [self.sampled_note] if self.sampled_note else []
@@ -226,6 +260,15 @@ class ChartBuilder:
             }
         )
         height = min(700, 190 + 14 * (max(lane_of.values(), default=0) + 1))
+        xaxis = _time_axis()
+        notes = self._notes()
+        if self.focus:
+            xaxis["range"] = [_ms(self.focus[0]), _ms(self.focus[1])]
+            notes.append(
+                f"Opened on the busiest hour ({iso(self.focus[0])[:13].replace('T', ' ')}:00 UTC), "
+                + (f"its first {FOCUS_MAX_REQUESTS:,} requests" if self.focus_capped else "every request of it")
+                + " drawn; double-click the chart to see the whole period, drag to zoom."
+            )
         return Figure(
             "timeline",
             "Timeline of requests",
@@ -236,10 +279,10 @@ class ChartBuilder:
             _layout(
                 height=height,
                 barmode="overlay",
-                xaxis=_time_axis(),
+                xaxis=xaxis,
                 yaxis={"title": {"text": "concurrent request"}, "autorange": "reversed", "dtick": 1},
             ),
-            notes=self._notes(),
+            notes=notes,
             points=len(self.drawn) + len(firsts),
         )
 
@@ -282,8 +325,8 @@ class ChartBuilder:
         else:
             size, buckets = self._buckets(timed)
             notes.append(
-                f"{len(timed):,} requests are too many to draw one bar each: each bar is the mean per request of "
-                f"one {_bucket_label(size)} period."
+                f"{len(timed):,} requests are too many to draw one bar each: each bar is the mean per request over "
+                f"{_bucket_label(size)}."
             )
             starts = sorted(buckets)
             means: dict[str, list[float]] = {key: [] for key, _, _ in SEGMENTS}

@@ -16,7 +16,6 @@ from analyzer.report.derive import Request
 from analyzer.report.finding import Finding, iso
 
 MAX_LINKS_PER_FINDING = 20
-MAX_EVIDENCE_ROWS = 500
 
 
 @cache
@@ -229,7 +228,8 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
     for finding in analysis.findings:
         for request_id in finding.ids:
             codes.setdefault(request_id, []).append(finding.code)
-    evidence = [r for r in analysis.requests if r.id in codes][:MAX_EVIDENCE_ROWS]
+    linked = {i for f in analysis.findings for i in f.ids[:MAX_LINKS_PER_FINDING]}
+    evidence = [r for r in analysis.requests if r.id in linked]
     evidence_ids = {r.id for r in evidence}
     if analysis.findings:
         findings_html = "".join(_finding_html(f, evidence_ids) for f in analysis.findings)
@@ -239,8 +239,9 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = sum(1 for r in analysis.requests if r.category)
     evidence_note = (
-        f'<p class="note">The first {MAX_EVIDENCE_ROWS} of {len(codes):,} evidence requests are listed.</p>'
-        if len(codes) > MAX_EVIDENCE_ROWS
+        f'<p class="note">The first {MAX_LINKS_PER_FINDING} evidence requests of each finding are listed '
+        f"({len(evidence):,} of {len(codes):,}); <code>report --json</code> has them all.</p>"
+        if len(evidence) < len(codes)
         else ""
     )
     skipped = (
