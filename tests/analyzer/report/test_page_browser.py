@@ -51,6 +51,8 @@ class ChartCounter(HTMLParser):
         self.stack: list[tuple[str, str | None]] = []
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         self.attrs: dict[str, dict[str, str | None]] = {}
+        self.texts: dict[str, list[str]] = defaultdict(list)
+        self.in_hover = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
@@ -62,16 +64,35 @@ class ChartCounter(HTMLParser):
         self.stack.append((tag, current))
         if current:
             self.counts[current].update(classes)
+            if "hovertext" in classes:
+                self.in_hover = len(self.stack)
 
     def handle_endtag(self, tag: str) -> None:
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] == tag:
                 del self.stack[i:]
+                if len(self.stack) < self.in_hover:
+                    self.in_hover = 0
                 return
+
+    def handle_data(self, data: str) -> None:
+        if self.in_hover and self.stack and self.stack[-1][1]:
+            self.texts[f"{self.stack[-1][1]}-hover"].append(data)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
         self.handle_endtag(tag)
+
+
+# Appended to a copy of the page: once the timeline has drawn, hover its first bar the way a mouse would
+# (plotly's own Fx.hover) so the hover label lands in the DOM.
+HOVER_PROBE = """<script>
+(function probe(tries) {
+  var el = document.getElementById('timeline');
+  if (!el.getAttribute('data-rendered')) { if (tries > 0) setTimeout(function(){ probe(tries - 1); }, 50); return; }
+  Plotly.Fx.hover(el, [{curveNumber: 0, pointNumber: 0}]);
+})(200);
+</script>"""
 
 
 def console_lines(stderr: str) -> list[str]:
@@ -113,10 +134,16 @@ def test_the_report_renders_offline_with_every_chart(tmp_path: Path) -> None:
     analysis = analyze(troubled_night())
     page = tmp_path / "report.html"
     page.write_text(render_page(analysis, sources=["constructed night"]), encoding="utf-8")
+    probed = tmp_path / "report-hover.html"
+    probed.write_text(page.read_text(encoding="utf-8").replace("</body>", HOVER_PROBE + "</body>"), encoding="utf-8")
     shot = artefact_dir() / "report-page.png"
     shot.unlink(missing_ok=True)
-    counter = check_every_chart(page, ChartBuilder(analysis), 20000, f"--screenshot={shot}")
+    counter = check_every_chart(probed, ChartBuilder(analysis), 20000, f"--screenshot={shot}")
     assert shot.stat().st_size > 50_000, "the screenshot should show the page"
+    # hovering a request shows its model, prompt preview and timings
+    first = next(r for r in analysis.requests if r.model == analysis.requests[0].model)
+    hover = " ".join(counter.texts["timeline-hover"])
+    assert first.model in hover and first.prompt[:30] in hover and "TTFT" in hover and "load" in hover, hover
     # one bar and one first-token tick per request that had a first token
     timeline = next(f for f in ChartBuilder(analysis).figures() if f.id == "timeline")
     with_ttft = sum(1 for r in analysis.requests if r.first_token is not None)
