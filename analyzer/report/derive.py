@@ -14,7 +14,7 @@ Ollama's HTTP handling before and after its own clock add. See docs/record.md ("
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from analyzer.protocol.record import InteractionRecord
@@ -59,13 +59,13 @@ def prompt_chars(record: InteractionRecord | Any) -> int:
     return len(record.prompt or "") + len(record.system or "")
 
 
-def epoch_seconds(started_at: str) -> float | None:
-    """``started_at`` as POSIX seconds; None when unreadable."""
+def epoch_seconds(started_at: str | None) -> float | None:
+    """``started_at`` as POSIX seconds (UTC unless it says otherwise, as ``--since``); None when unreadable."""
     try:
-        when = datetime.fromisoformat(started_at)  # Python ≥ 3.11 reads the trailing "Z"
+        when = datetime.fromisoformat(started_at)  # type: ignore[arg-type]  # Python ≥ 3.11 reads a trailing "Z"
     except (ValueError, TypeError):
         return None
-    return when.timestamp() if when.tzinfo else None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
@@ -125,14 +125,14 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
     if start is None:
         return None
     total = record.total_ms
-    flags = tuple(record.flags)
+    flags = tuple(str(flag) for flag in record.flags or ())
     return Request(
-        id=record.id,
+        id=record.id or "",
         start=start,
         end=start + (total or 0.0) / 1000.0,
         first_token=None if record.ttft_ms is None else start + record.ttft_ms / 1000.0,
         model=record.model or "",
-        kind=record.kind,
+        kind=record.kind or "",
         status=record.status,
         stream=record.stream,
         done_reason=record.done_reason,
@@ -143,10 +143,10 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         total_ms=total,
         eval_count=record.eval_count,
         prompt_eval_count=record.prompt_eval_count,
-        request_bytes=record.request_bytes,
+        request_bytes=record.request_bytes or 0,
         prompt_chars=prompt_chars(record),
         category=error_category(record.status, record.error, flags),
-        inference=record.kind in INFERENCE_KINDS and bool(record.model),
+        inference=(record.kind or "") in INFERENCE_KINDS and bool(record.model),
         load_ms=record.load_duration_ms,
         prompt_eval_ms=record.prompt_eval_duration_ms,
         eval_ms=record.eval_duration_ms,

@@ -24,25 +24,21 @@ from analyzer.store.log import LogError, log_files
 Warn = Callable[[str], None]
 
 
-class _Message(msgspec.Struct):
-    content: Any = None
-
-
 class ReportColumns(msgspec.Struct):
-    """The record columns the report reads (names and types as in ``InteractionRecord``)."""
+    """The record columns the report reads, with the types ``record_problem`` allows (every one may be null)."""
 
-    id: str = ""
-    started_at: str = ""
+    id: str | None = None
+    started_at: str | None = None
     model: str | None = None
-    kind: str = ""
+    kind: str | None = None
     status: int | None = None
     stream: bool | None = None
     prompt: str | None = None
     system: str | None = None
-    messages: list[_Message] | None = None
+    messages: list[Any] | None = None
     done_reason: str | None = None
     error: str | None = None
-    flags: list[str] = []
+    flags: list[Any] | None = None
     ttft_ms: float | None = None
     total_ms: float | None = None
     wire_tokens_per_s: float | None = None
@@ -55,7 +51,7 @@ class ReportColumns(msgspec.Struct):
     prompt_eval_duration_ms: float | None = None
     eval_duration_ms: float | None = None
     eval_tokens_per_s: float | None = None
-    request_bytes: int = 0
+    request_bytes: int | None = None
 
 
 _DECODER = msgspec.json.Decoder(ReportColumns)

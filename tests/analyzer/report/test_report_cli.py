@@ -121,3 +121,19 @@ def test_missing_default_log_says_where_to_look(tmp_path: Path, monkeypatch: pyt
     monkeypatch.chdir(tmp_path)
     code, _, err = run("findings")
     assert code == 1 and "logs/ollama_interactions does not exist" in err and "--log-dir" in err
+
+
+def test_odd_lines_are_skipped_or_read_like_read_sources(tmp_path: Path) -> None:
+    good = json.loads(rec("good", 0, done_reason="length").to_json())
+    nulls = {**json.loads(rec("nulls", 5).to_json()), "flags": None, "request_bytes": None, "kind": None}
+    lines = [json.dumps(good), json.dumps(nulls), '{"id": "bad", "status": "two hundred"}', "not json", ""]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run("report", str(path), "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["headline"]["requests"] == 2
+    assert [(f["code"], f["ids"]) for f in document["findings"]] == [("length_cutoff", ["good"])]
+    assert (
+        f"{path}:3: skipped a line that is not a record" in err and f"{path}:4: skipped a line that is not JSON" in err
+    )
