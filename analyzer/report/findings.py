@@ -128,16 +128,16 @@ def model_thrash(requests: Sequence[Request]) -> list[Finding]:
     ]
 
 
-def _overlapping(requests: Sequence[Request]) -> set[str]:
-    """Ids of requests whose [start, end] overlaps another request's."""
+def _overlapping(requests: Sequence[Request]) -> set[int]:
+    """The requests (by ``id()``: record ids may be missing) whose [start, end] overlaps another request's."""
     ordered = sorted(requests, key=lambda r: r.start)
-    found: set[str] = set()
-    latest_end, latest_id = float("-inf"), ""
+    found: set[int] = set()
+    latest_end, latest = float("-inf"), 0
     for r in ordered:
         if r.start < latest_end:
-            found.update((r.id, latest_id))
+            found.update((id(r), latest))
         if r.end > latest_end:
-            latest_end, latest_id = r.end, r.id
+            latest_end, latest = r.end, id(r)
     return found
 
 
@@ -147,7 +147,7 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
     hit = [
         r
         for r in requests
-        if r.id in overlapping
+        if id(r) in overlapping
         and r.hidden_wait_ms is not None
         and r.total_duration_ms
         and r.hidden_wait_ms >= QUEUE_WAIT_MS

@@ -11,8 +11,8 @@ from analyzer.report.derive import Request
 from analyzer.report.finding import iso
 
 
-def _pct(values: list[float], pct: float) -> float | None:
-    return round(percentile(sorted(values), pct), 1) if values else None
+def _pct(ordered: list[float], pct: float) -> float | None:
+    return round(percentile(ordered, pct), 1) if ordered else None
 
 
 def model_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
@@ -23,8 +23,8 @@ def model_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
             by_model[r.model].append(r)
     rows = []
     for model, rows_of in sorted(by_model.items(), key=lambda item: -len(item[1])):
-        ttft = [r.ttft_ms for r in rows_of if r.ttft_ms is not None and r.stream]
-        rate = [r.tokens_per_s for r in rows_of if r.tokens_per_s]
+        ttft = sorted(r.ttft_ms for r in rows_of if r.ttft_ms is not None and r.stream)
+        rate = sorted(v for v in (r.tokens_per_s for r in rows_of) if v)
         rows.append(
             {
                 "model": model,
@@ -32,8 +32,8 @@ def model_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
                 "errors": sum(1 for r in rows_of if r.category),
                 "ttft_p50_ms": _pct(ttft, 50),
                 "ttft_p95_ms": _pct(ttft, 95),
-                "tokens_per_s_p50": _pct([v for v in rate if v is not None], 50),
-                "tokens_per_s_p95": _pct([v for v in rate if v is not None], 95),
+                "tokens_per_s_p50": _pct(rate, 50),
+                "tokens_per_s_p95": _pct(rate, 95),
                 "tokens_in": sum(r.prompt_eval_count or 0 for r in rows_of),
                 "tokens_out": sum(r.eval_count or 0 for r in rows_of),
             }
