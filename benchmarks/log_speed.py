@@ -13,7 +13,7 @@ The log is cached under ``benchmarks/.cache/`` (delete it to rebuild); it ends a
 so ``--since 2h`` finds records only in a fresh one. Run: ``python benchmarks/log_speed.py [--records N]
 [--days D] [--repeat R] [--also ARGS]``. Wall and CPU time (user + system) are both reported: on a shared
 machine the CPU time is the steadier figure. Targets (issue 9): ``logs`` and ``logs --since 2h`` ≤ 0.3 s,
-``logs --summary`` ≤ 2 s.
+``logs --summary`` ≤ 2 s, ``report`` ≤ 10 s.
 """
 
 from __future__ import annotations
@@ -267,6 +267,8 @@ def main() -> None:
             [*base, "--summary", "--since", "7d", "--model", "qwen3:8b"],
             1,
         ),
+        ("`report --json` (headline + findings)", [exe, "report", str(log), "--json"], args.repeat),
+        ("`report` (the HTML page)", [exe, "report", str(log), "-o", str(log.parent / "report.html")], args.repeat),
     ]
     for extra in args.also:
         words = shlex.split(extra.replace("{log}", str(log)))

@@ -92,6 +92,23 @@ def prepare_log_dir(log_dir: Path) -> int:
         raise click.ClickException(str(exc)) from exc
 
 
+def write_demo_report(log_dir: Path, target: Path) -> None:
+    """The HTML report of everything in the demo's log, and where it went."""
+    from analyzer.cli.report import write_private
+    from analyzer.report import analyze
+    from analyzer.report.page import render_page
+
+    try:
+        analysis = analyze(read_log(log_dir))
+    except LogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_private(target, render_page(analysis, sources=[str(log_dir)]))
+    codes = ", ".join(f.code for f in analysis.findings) or "none"
+    click.echo(
+        f"report:   {target} ({analysis.headline['requests']} requests; findings: {codes}) — open it in a browser"
+    )
+
+
 @click.command()
 @click.option(
     "--log-dir",
@@ -102,12 +119,20 @@ def prepare_log_dir(log_dir: Path) -> int:
 )
 @click.option("--emulator", "use_emulator", is_flag=True, help="Use the built-in emulator even if Ollama runs.")
 @click.option("--model", help="Model to ask (default: the first one the server has).")
-def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML report of the demo's log (default: LOG_DIR/report.html).",
+)
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report.")
+def demo(log_dir: Path, use_emulator: bool, model: str | None, report_path: Path | None, no_report: bool) -> None:
     """Record live traffic end to end: mitmdump + the addon in front of Ollama, official clients.
 
     Uses a real Ollama at 127.0.0.1:11434 when one answers, else the built-in emulator;
     sends a generate, a chat and an OpenAI-compatible stream through a real mitmdump reverse proxy
-    with the ollama_log addon (as `ollama-wire proxy` runs it), then prints what was recorded.
+    with the ollama_log addon (as `ollama-wire proxy` runs it), prints what was recorded, and writes the
+    HTML report of the log (`ollama-wire report`; open it in a browser).
     """
     before = prepare_log_dir(log_dir)
     with upstream_server(use_emulator, model) as (upstream, chosen_model, description):
@@ -135,6 +160,8 @@ def demo(log_dir: Path, use_emulator: bool, model: str | None) -> None:
     click.echo(f"\nrecorded {len(records)} interactions in {log_dir}/ (see: ollama-wire logs --log-dir {log_dir})\n")
     click.echo(text_table(listing_rows(records), LISTING_COLUMNS))
     click.echo(text_table(summary_rows(records)))
+    if not no_report:
+        write_demo_report(log_dir, report_path or log_dir / "report.html")
     if len(records) < len(sent):
         # the addon did not record everything; it says why in mitmdump's console log
         raise click.ClickException(

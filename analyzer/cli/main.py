@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("analyzer.cli.demo", "demo"),
     "proxy": ("analyzer.cli.proxy", "proxy"),
     "addon-path": ("analyzer.cli.proxy", "addon_path"),
+    "report": ("analyzer.cli.report", "report"),
+    "findings": ("analyzer.cli.report", "findings"),
 }
 
 

@@ -121,12 +121,14 @@ def read_sources(
     until: datetime | None = None,
     models: Sequence[str] = (),
     warn: Warn | None = None,
+    ports: tuple[int, ...] = (11434,),
 ) -> list[InteractionRecord]:
     """The records of every source within [since, until) and of the given models (all when empty), oldest
-    first, each record id once (a record found in a log and again in a CSV export counts once)."""
+    first, each record id once (a record found in a log and again in a CSV export counts once). ``ports``: the
+    server ports whose traffic a capture is analyzed for."""
     seen: set[str] = set()
     unique = []
-    for record in iter_source_records(sources, warn=warn):
+    for record in iter_source_records(sources, warn=warn, ports=ports):
         if models and record.model not in models:
             continue
         if record.id:

@@ -1,0 +1,139 @@
+"""Sources → the report's requests, fast enough for months of history.
+
+A report over a 90-day log (200,000 records, ~210 MB) needs per record a few dozen scalars and the prompt's size,
+not the replies and full texts that make up most of each line. For interaction logs and JSONL files this decodes
+only those columns with msgspec (typed, so a line whose columns have the wrong types is skipped with the same
+warning ``read_sources`` gives), about ten times faster than ``json.loads`` plus building full records. CSV
+files and packet captures go through :func:`analyzer.sources.read_sources` as they are. The filters and the
+"each record id once" rule are the same as ``read_sources``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from analyzer.report.derive import Request, to_request
+from analyzer.sources import SourceError, read_sources
+from analyzer.store.log import LogError, log_files
+
+Warn = Callable[[str], None]
+
+
+class ReportColumns(msgspec.Struct):
+    """The record columns the report reads, with the types ``record_problem`` allows (every one may be null)."""
+
+    id: str | None = None
+    started_at: str | None = None
+    model: str | None = None
+    kind: str | None = None
+    status: int | None = None
+    stream: bool | None = None
+    prompt: str | None = None
+    system: str | None = None
+    messages: list[Any] | None = None
+    done_reason: str | None = None
+    error: str | None = None
+    flags: list[Any] | None = None
+    ttft_ms: float | None = None
+    total_ms: float | None = None
+    wire_tokens_per_s: float | None = None
+    gap_p50_ms: float | None = None
+    gap_max_ms: float | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    total_duration_ms: float | None = None
+    load_duration_ms: float | None = None
+    prompt_eval_duration_ms: float | None = None
+    eval_duration_ms: float | None = None
+    eval_tokens_per_s: float | None = None
+    request_bytes: int | None = None
+
+
+_DECODER = msgspec.json.Decoder(ReportColumns)
+
+
+def _jsonl_columns(path: Path, warn: Warn) -> Iterator[ReportColumns]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield _DECODER.decode(line)
+        except msgspec.ValidationError as exc:
+            warn(f"{path}:{number}: skipped a line that is not a record ({exc})")
+        except msgspec.DecodeError:
+            warn(f"{path}:{number}: skipped a line that is not JSON")
+
+
+def _is_log(path: Path) -> bool:
+    try:
+        return path.is_dir() and bool(log_files(path))
+    except LogError as exc:
+        raise SourceError(str(exc)) from exc
+
+
+def _fast_files(source: Path) -> list[Path] | None:
+    """The JSONL files to decode fast for ``source``, or None when it goes through ``read_sources``."""
+    if _is_log(source):
+        return log_files(source)
+    if source.is_file() and source.suffix.lower() == ".jsonl":
+        return [source]
+    return None
+
+
+def load_requests(
+    sources: Sequence[str | Path],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    models: Sequence[str] = (),
+    warn: Warn | None = None,
+    ports: tuple[int, ...] = (11434,),
+) -> tuple[list[Request], int]:
+    """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
+    record id once; and how many records had no readable ``started_at``. Raises SourceError for a bad source."""
+    report: Warn = warn or (lambda _message: None)
+    low = since.timestamp() if since else None
+    high = until.timestamp() if until else None
+    wanted = set(models)
+    seen: set[str] = set()
+    requests: list[Request] = []
+    unreadable = 0
+
+    def keep(rows: Iterable[Any]) -> None:
+        nonlocal unreadable
+        for row in rows:
+            if wanted and row.model not in wanted:
+                continue
+            if row.id:
+                if row.id in seen:
+                    continue
+                seen.add(row.id)
+            request = to_request(row)
+            if request is None:
+                unreadable += 1
+                continue
+            if (low is not None and request.start < low) or (high is not None and request.start >= high):
+                continue
+            requests.append(request)
+
+    for source in sources:
+        path = Path(source)
+        files = _fast_files(path)
+        if files is None:
+            keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports))
+        else:
+            for file in files:
+                keep(_jsonl_columns(file, report))
+    requests.sort(key=lambda r: r.start)
+    if since is not None or until is not None:
+        unreadable = 0  # read_sources drops those when a time filter is given; so do we
+    return requests, unreadable

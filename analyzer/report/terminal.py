@@ -1,0 +1,35 @@
+"""The findings as text for a terminal, like a linter's output: code, what was seen, what to change."""
+
+from __future__ import annotations
+
+import textwrap
+
+from analyzer.report.analysis import Analysis
+
+MAX_IDS_SHOWN = 5
+
+
+def render_findings(analysis: Analysis, width: int = 100) -> str:
+    """One block per finding, headed by a one-line summary of the traffic."""
+    head = analysis.headline
+    if not head["requests"]:
+        return "no interactions to report on\n"
+    lines = [
+        f"{head['requests']} requests, {head['errors']} errors, models: {', '.join(head['models']) or '-'} "
+        f"({head['first']} – {head['last']})"
+    ]
+    if not analysis.findings:
+        lines.append("no findings: nothing looks wrong in these records")
+        return "\n".join(lines) + "\n"
+    count = len(analysis.findings)
+    lines.append(f"{count} finding{'' if count == 1 else 's'}:")
+    for finding in analysis.findings:
+        shown = ", ".join(finding.ids[:MAX_IDS_SHOWN])
+        more = f" … and {len(finding.ids) - MAX_IDS_SHOWN} more" if len(finding.ids) > MAX_IDS_SHOWN else ""
+        lines.append("")
+        lines.append(f"{finding.severity.upper():8} {finding.code}: {finding.title}")
+        for label, text in (("seen", finding.detail), ("change", finding.suggestion)):
+            lines.extend(textwrap.wrap(text, width, initial_indent=f"  {label:8}", subsequent_indent=" " * 10))
+        lines.append(f"  {'when':8}{finding.first} – {finding.last}")
+        lines.append(f"  {'records':8}{shown}{more}")
+    return "\n".join(lines) + "\n"
