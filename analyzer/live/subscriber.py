@@ -1,0 +1,109 @@
+"""The subscribing side of the live feed: connect to the socket, read events, keep the picture they describe.
+
+``read_events`` yields decoded events from one connection; ``LiveView`` applies them (in-flight requests,
+finished records, drop counts), so a dashboard or a script only renders what the view holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.live import events
+from analyzer.protocol.record import InteractionRecord
+
+# An ``end`` line carries a whole record (response text up to the recorder's cap): allow big lines.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+SPARK_POINTS = 40
+
+
+async def read_events(path: Path) -> AsyncIterator[dict[str, Any]]:
+    """Events from one connection to the feed at ``path`` until it closes (OSError when nobody listens)."""
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE_BYTES)
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            event = events.decode(line)
+            if event is not None:
+                yield event
+    finally:
+        writer.close()
+
+
+@dataclass
+class Running:
+    """One in-flight request as the feed describes it."""
+
+    id: str
+    start: dict[str, Any]
+    progress: dict[str, Any] = field(default_factory=dict)
+    rates: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
+    _last: tuple[float, int] | None = None
+
+    def take_progress(self, event: dict[str, Any]) -> None:
+        """Apply a progress event; the live rate (tokens/s since the previous one) feeds the sparkline."""
+        tokens = int(event.get("tokens") or 0)
+        at = float(event.get("time") or 0.0)
+        if self._last is not None and at > self._last[0]:
+            self.rates.append(max(tokens - self._last[1], 0) / (at - self._last[0]))
+        self._last = (at, tokens)
+        self.progress = event
+
+    @property
+    def model(self) -> str:
+        return str(self.start.get("model") or "")
+
+    @property
+    def is_pull(self) -> bool:
+        return "pull" in self.progress or self.start.get("kind") in ("pull", "push", "create")
+
+
+class LiveView:
+    """The state a stream of events adds up to: what runs now, what finished, what was lost."""
+
+    def __init__(self, keep_finished: int = 10_000) -> None:
+        self.running: dict[str, Running] = {}
+        self.finished: deque[InteractionRecord] = deque(maxlen=keep_finished)
+        self.dropped = 0
+        self.connected = False
+        self.publisher_pid: int | None = None
+
+    def apply(self, event: dict[str, Any]) -> InteractionRecord | None:
+        """Apply one event; returns the record when it was an ``end``."""
+        kind = event.get("event")
+        if kind == events.HELLO:
+            self.connected = True
+            self.publisher_pid = event.get("pid")
+            self.running.clear()  # what still runs follows right after
+        elif kind == events.START:
+            known = self.running.get(event["id"])
+            if known is None:
+                self.running[event["id"]] = Running(event["id"], event)
+            else:
+                known.start = event
+        elif kind == events.PROGRESS:
+            running = self.running.get(event["id"])
+            if running is not None:
+                running.take_progress(event)
+        elif kind == events.END:
+            self.running.pop(event["id"], None)
+            record = InteractionRecord.from_dict(event.get("record") or {})
+            self.finished.append(record)
+            return record
+        elif kind == events.DROPPED:
+            self.dropped += int(event.get("count") or 0)
+            still = set(event.get("in_flight") or ())
+            for gone in [key for key in self.running if key not in still]:
+                del self.running[gone]
+        return None
+
+    def disconnected(self) -> None:
+        """The feed went away: nothing is known to be running any more."""
+        self.connected = False
+        self.running.clear()
