@@ -7,6 +7,7 @@ finished records, drop counts), so a dashboard or a script only renders what the
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from analyzer.protocol.record import InteractionRecord
 
 # An ``end`` line carries a whole record (response text up to the recorder's cap): allow big lines.
 MAX_LINE_BYTES = 64 * 1024 * 1024
-SPARK_POINTS = 40
+HISTORY_POINTS = 400  # progress readings kept per request (40 s at 10 per second)
 
 
 async def read_events(path: Path) -> AsyncIterator[dict[str, Any]]:
@@ -38,22 +39,51 @@ async def read_events(path: Path) -> AsyncIterator[dict[str, Any]]:
 
 @dataclass
 class Running:
-    """One in-flight request as the feed describes it."""
+    """One in-flight request as the feed describes it, with its token count over time (for live rates)."""
 
     id: str
     start: dict[str, Any]
     progress: dict[str, Any] = field(default_factory=dict)
-    rates: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
-    _last: tuple[float, int] | None = None
+    times: list[float] = field(default_factory=list)  # progress readings, oldest first (for rates)
+    counts: list[int] = field(default_factory=list)
 
     def take_progress(self, event: dict[str, Any]) -> None:
-        """Apply a progress event; the live rate (tokens/s since the previous one) feeds the sparkline."""
+        """Apply a progress event, remembering (time, tokens) for the live rate and the sparkline."""
         tokens = int(event.get("tokens") or 0)
         at = float(event.get("time") or 0.0)
-        if self._last is not None and at > self._last[0]:
-            self.rates.append(max(tokens - self._last[1], 0) / (at - self._last[0]))
-        self._last = (at, tokens)
+        if not self.times or at > self.times[-1]:
+            self.times.append(at)
+            self.counts.append(tokens)
+            if len(self.times) > 2 * HISTORY_POINTS:
+                del self.times[:HISTORY_POINTS], self.counts[:HISTORY_POINTS]
         self.progress = event
+
+    def tokens_at(self, when: float) -> int:
+        """Tokens received by ``when`` (the last progress at or before it)."""
+        index = bisect_right(self.times, when) - 1
+        return self.counts[index] if index >= 0 else 0
+
+    def live_rate(self, window_s: float = 1.0) -> float | None:
+        """Tokens per second over the last ``window_s`` seconds of progress (None before two readings)."""
+        if len(self.times) < 2:
+            return None
+        index = max(bisect_right(self.times, self.times[-1] - window_s) - 1, 0)
+        span = self.times[-1] - self.times[index]
+        return (self.counts[-1] - self.counts[index]) / span if span > 0 else None
+
+    def rate_series(self, buckets: int, bucket_s: float, now: float) -> list[float]:
+        """Tokens/s in each of the last ``buckets`` intervals of ``bucket_s`` (oldest first), for a sparkline."""
+        if not self.times:
+            return []
+        begin = self.times[0]
+        series = []
+        for index in range(buckets, 0, -1):
+            end = now - (index - 1) * bucket_s
+            start = end - bucket_s
+            if end <= begin:
+                continue
+            series.append(max(self.tokens_at(end) - self.tokens_at(start), 0) / bucket_s)
+        return series
 
     @property
     def model(self) -> str:

@@ -12,7 +12,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from analyzer.live.subscriber import read_events
@@ -78,6 +78,7 @@ class TopApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("p", "pause", "Pause"),
         Binding("e", "errors_only", "Errors only"),
+        Binding("w", "window", "5 min/1 h"),
         Binding("slash", "filter", "Filter model", key_display="/"),
         Binding("enter", "details", "Details", priority=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -102,6 +103,7 @@ class TopApp(App[None]):
         if live_path is None:
             self.state.feed_problem = "live feed turned off (--live off)"
         self._stall_alerted: set[str] = set()
+        self.window = 0  # index into rows.WINDOWS for the Per model panel
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -119,7 +121,6 @@ class TopApp(App[None]):
         titles = {
             "#inflight": "In flight",
             "#recent": "Recent",
-            "#models": "Per model",
             "#ollama": "Ollama",
             "#machine": "Machine",
         }
@@ -237,7 +238,7 @@ class TopApp(App[None]):
         recent = self.query_one(RecentTable)
         recent.show(state.finished(RECENT_SHOWN))
         recent.border_title = "Recent — errors only" if state.errors_only else "Recent"
-        self.query_one(ModelTable).show(state, now)
+        self.query_one(ModelTable).show(state, now, self.window)
         self.query_one("#ollama", LinesPanel).show(rows.ollama_lines(state.ollama, now))
         self.query_one("#machine", LinesPanel).show(rows.machine_lines(state.machine))
 
@@ -250,6 +251,10 @@ class TopApp(App[None]):
 
     def action_errors_only(self) -> None:
         self.state.errors_only = not self.state.errors_only
+        self.redraw()
+
+    def action_window(self) -> None:
+        self.window = (self.window + 1) % len(rows.WINDOWS)
         self.redraw()
 
     def action_filter(self) -> None:
@@ -271,6 +276,11 @@ class TopApp(App[None]):
             field.display = False
             self.query_one(InFlightTable).focus()
             event.stop()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row of In flight or Recent (the table's own enter key)."""
+        if isinstance(event.data_table, InFlightTable | RecentTable) and event.row_key.value:
+            self.push_screen(DetailsScreen(self.state, event.row_key.value))
 
     def action_details(self) -> None:
         focused = self.focused

@@ -23,9 +23,11 @@ WINDOWS = WINDOWS_S
 __all__ = ["WINDOWS", "is_error"]
 SPARK = "▁▂▃▄▅▆▇█"
 BAR_WIDTH = 20
+SPARK_WIDTH = 12
+SPARK_BUCKET_S = 0.5
 
 IN_FLIGHT_COLUMNS = ("Model", "Client", "Elapsed", "TTFT", "Tokens", "Tok/s", "Rate", "Prompt / progress")
-RECENT_COLUMNS = ("Time", "Status", "Model", "Path", "TTFT", "Tok/s", "Tokens", "Total", "Flags")
+RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Tok/s", "Tokens", "Total", "Flags")
 MODEL_COLUMNS = ("Model", "Reqs", "Err", "TTFT p50", "TTFT p95", "Tok/s")
 
 
@@ -79,11 +81,14 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 def _pull_cell(running: Running, elapsed_s: float) -> str:
     pull = running.progress.get("pull") or {}
     total, done = int(pull.get("total") or 0), int(pull.get("completed") or 0)
+    status = str(pull.get("status") or "starting")
     if not total:
-        return f"{pull.get('status') or 'starting'}"
+        return status
     speed = done / elapsed_s if elapsed_s > 0 else 0.0
-    eta = seconds((total - done) / speed) if speed > 0 and done < total else "-"
-    return f"{bar(done / total)} {done / total:4.0%} {size(done)}/{size(total)} {size(speed)}/s ETA {eta}"
+    eta = status  # once all bytes are there: verifying, writing manifest, ...
+    if done < total:
+        eta = f"ETA {seconds((total - done) / speed)}" if speed > 0 else "ETA -"
+    return f"{bar(done / total)} {done / total:4.0%} {size(done)}/{size(total)} {size(speed)}/s {eta}"
 
 
 def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
@@ -91,15 +96,13 @@ def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
     start, progress = running.start, running.progress
     started = float(start.get("started_at") or now)
     elapsed = now - started
-    live_rate = running.rates[-1] if running.rates else None
-    if running.is_pull:
-        last = _pull_cell(running, elapsed)
-        tokens = size(progress.get("bytes")) if progress else "-"
+    live_rate = running.live_rate()
+    if running.is_pull:  # bytes, not tokens: the bar says it all
         model = Text(f"⇣ {running.model or '?'}", style="bold cyan")
-    else:
-        last = start.get("prompt_preview") or f"{start.get('method', '')} {start.get('path', '')}"
-        tokens = str(progress.get("tokens", 0)) if progress else "0"
-        model = Text(running.model or "?", style="bold")
+        return (model, start.get("client", ""), seconds(elapsed), "-", "-", "-", "", _pull_cell(running, elapsed))
+    last = start.get("prompt_preview") or f"{start.get('method', '')} {start.get('path', '')}"
+    tokens = str(progress.get("tokens", 0)) if progress else "0"
+    model = Text(running.model or "?", style="bold")
     ttft = progress.get("ttft_ms") if progress else None
     ttft_cell = Text(ms(ttft)) if ttft is not None else Text("waiting", style="yellow")
     return (
@@ -109,7 +112,7 @@ def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
         ttft_cell,
         tokens,
         rate(live_rate),
-        Text(sparkline(list(running.rates)), style="green"),
+        Text(sparkline(running.rate_series(SPARK_WIDTH, SPARK_BUCKET_S, now), SPARK_WIDTH), style="green"),
         last,
     )
 
@@ -123,7 +126,8 @@ def recent_row(record: InteractionRecord) -> tuple[Any, ...]:
     when = ""
     if record.started_at:
         try:
-            when = datetime.fromisoformat(record.started_at.replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
+            ended = datetime.fromisoformat(record.started_at.replace("Z", "+00:00")).timestamp()
+            when = datetime.fromtimestamp(ended + (record.total_ms or 0.0) / 1000).strftime("%H:%M:%S")
         except ValueError:
             when = record.started_at[:19]
     error = is_error(record)
@@ -173,7 +177,11 @@ def _until(expires_at: str, now: float) -> str:
     left = when.astimezone(UTC).timestamp() - now
     if left > 365 * 86400:
         return "stays loaded"
-    return f"unloads in {seconds(left)}" if left > 0 else "unloading"
+    if left <= 0:
+        return "unloading"
+    if left < 60:
+        return f"unloads in {left:.0f}s"
+    return f"unloads in {left / 60:.0f}m" if left < 3600 else f"unloads in {left / 3600:.0f}h"
 
 
 def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
@@ -195,7 +203,7 @@ def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
         lines.append(
             Text.assemble(
                 (str(model.get("name") or model.get("model") or "?"), "bold"),
-                f"  {size(total)}  {share}  ",
+                f" {size(total)} {share} ",
                 (_until(str(model.get("expires_at") or ""), now), "dim"),
             )
         )
@@ -206,16 +214,12 @@ def machine_lines(machine: MachineStatus) -> list[Text]:
     """The Machine panel: memory, CPU, and the Ollama server process."""
     memory = machine.memory_used / machine.memory_total if machine.memory_total else 0.0
     lines = [
-        Text(f"Memory {bar(memory, 10)} {size(machine.memory_used)}/{size(machine.memory_total)}"),
-        Text(f"CPU    {bar(machine.cpu_percent / 100, 10)} {machine.cpu_percent:.0f}% of {machine.cpus} cores"),
+        Text(f"Memory {bar(memory, 8)} {size(machine.memory_used)}/{size(machine.memory_total)}"),
+        Text(f"CPU    {bar(machine.cpu_percent / 100, 8)} {machine.cpu_percent:.0f}% of {machine.cpus} CPUs"),
     ]
     if machine.ollama_pid is not None:
-        lines.append(
-            Text(
-                f"{machine.ollama_name or 'ollama'} (pid {machine.ollama_pid}): "
-                f"{size(machine.ollama_rss)} RSS, {machine.ollama_cpu_percent:.0f}% CPU"
-            )
-        )
+        lines.append(Text(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", style="bold"))
+        lines.append(Text(f"  {size(machine.ollama_rss)} RSS, {machine.ollama_cpu_percent:.0f}% CPU"))
     elif machine.note:
         lines.append(Text(machine.note, style="dim"))
     return lines
@@ -227,7 +231,7 @@ def header_text(state: TopState) -> str:
         source = f"live feed {state.live_path}"
     else:
         source = f"log only ({state.log_dir}): finished requests only — {state.feed_problem or 'no live feed'}"
-    parts = [f"ollama-wire top · {source}", f"{len(state.view.running)} running"]
+    parts = [f"ollama-wire top · {source}", f"{len(state.view.running)} running", f"{len(state.recent)} finished"]
     if state.view.dropped:
         parts.append(f"{state.view.dropped} events dropped")
     if state.errors_only:

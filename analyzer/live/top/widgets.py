@@ -73,14 +73,14 @@ class RecentTable(SyncedTable):
 
 
 class ModelTable(SyncedTable):
-    COLUMNS = ("Window", *rows.MODEL_COLUMNS)
+    COLUMNS = rows.MODEL_COLUMNS
 
-    def show(self, state: TopState, now: float) -> None:
-        keyed = []
-        for label, window in rows.WINDOWS:
-            for stats in state.per_model(window, now):
-                keyed.append((f"{label}/{stats.model}", (label, *rows.model_row(stats))))
-        self.sync(keyed)
+    def show(self, state: TopState, now: float, window: int) -> None:
+        label, seconds = rows.WINDOWS[window]
+        other = rows.WINDOWS[(window + 1) % len(rows.WINDOWS)][0]
+        self.border_title = f"Per model — last {label}"
+        self.border_subtitle = f"w: last {other}"
+        self.sync((stats.model, rows.model_row(stats)) for stats in state.per_model(seconds, now))
 
 
 class LinesPanel(Static):
@@ -96,6 +96,7 @@ class HelpScreen(ModalScreen[None]):
         ("q", "quit"),
         ("p", "pause / resume the screen (data keeps coming)"),
         ("e", "errors only in Recent"),
+        ("w", "Per model: last 5 minutes / last hour"),
         ("/", "filter by model (substring; empty clears)"),
         ("enter", "details of the selected request"),
         ("tab", "next panel"),
