@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture
 def sock_path() -> Iterator[Path]:
     """A socket path short enough for AF_UNIX (pytest's tmp_path can exceed 100 bytes)."""
