@@ -203,6 +203,8 @@ class LivePublisher:
                 pass
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:  # the loop is shutting down; end quietly (asyncio would log it otherwise)
+            pass
         finally:
             if subscriber in self.subscribers:
                 self.subscribers.remove(subscriber)
