@@ -40,7 +40,7 @@ class SyncedTable(DataTable):
             for key, cells in wanted:
                 for label, value in zip(self.COLUMNS, cells, strict=True):
                     if self.get_cell(key, label) != value:
-                        self.update_cell(key, label, value)
+                        self.update_cell(key, label, value, update_width=True)
             return
         selected = self.selected_key()
         self.clear()
