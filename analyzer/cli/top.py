@@ -53,7 +53,8 @@ def top(
 
     In flight comes from the addon's live feed (found by itself when mitmdump runs as the same user);
     without it, top shows the finished requests of the log directory and says so, and reconnects when the
-    addon comes back. Keys: q quit, p pause, e errors only, / filter by model, enter details, ? help.
+    addon comes back. Keys: q quit, p pause, e errors only, w last 5 min / hour, / filter by model,
+    enter details, ? help.
     """
     from analyzer.live.top.sources import default_ollama_url
 

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
 from analyzer.live.subscriber import read_events
@@ -107,7 +108,7 @@ class TopApp(App[None]):
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield LinesPanel(id="title")
         yield InFlightTable(id="inflight")
         yield RecentTable(id="recent")
         with Horizontal(id="bottom"):
@@ -233,7 +234,7 @@ class TopApp(App[None]):
     def redraw(self, now: float | None = None) -> None:
         now = now or time.time()
         state = self.state
-        self.query_one("#title", Static).update(rows.header_text(state))
+        self.query_one("#title", LinesPanel).show([Text(rows.header_text(state))])
         self.query_one(InFlightTable).show(state.running(), now)
         recent = self.query_one(RecentTable)
         recent.show(state.finished(RECENT_SHOWN))
@@ -245,7 +246,7 @@ class TopApp(App[None]):
     # -- keys ---------------------------------------------------------------------------------
     def action_pause(self) -> None:
         self.state.paused = not self.state.paused
-        self.query_one("#title", Static).update(rows.header_text(self.state))
+        self.query_one("#title", LinesPanel).show([Text(rows.header_text(self.state))])
         if not self.state.paused:
             self.redraw()
 

@@ -231,6 +231,8 @@ def header_text(state: TopState) -> str:
         source = f"live feed {state.live_path}"
     else:
         source = f"log only ({state.log_dir}): finished requests only — {state.feed_problem or 'no live feed'}"
+        if state.log_problem:
+            source += f" — {state.log_problem}"
     parts = [f"ollama-wire top · {source}", f"{len(state.view.running)} running", f"{len(state.recent)} finished"]
     if state.view.dropped:
         parts.append(f"{state.view.dropped} events dropped")

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from analyzer.live.subscriber import Running
 from analyzer.live.top import rows
@@ -19,6 +20,10 @@ from analyzer.live.top.state import TopState
 from analyzer.protocol.record import InteractionRecord
 
 RECENT_SHOWN = 200
+
+
+def _text(cell: Any) -> Text:
+    return cell if isinstance(cell, Text) else Text(str(cell), no_wrap=True, overflow="ellipsis")
 
 
 class SyncedTable(DataTable):
@@ -33,14 +38,17 @@ class SyncedTable(DataTable):
             self.add_column(label, key=label)
 
     def sync(self, keyed_rows: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        wanted = list(keyed_rows)
+        # Cells go in as Text: a plain str would be parsed as markup on every measure and render.
+        wanted = [(key, tuple(_text(cell) for cell in cells)) for key, cells in keyed_rows]
         keys = [key for key, _ in wanted]
         current = [row_key.value for row_key in self.rows]
         if keys == current:
             for key, cells in wanted:
                 for label, value in zip(self.COLUMNS, cells, strict=True):
                     if self.get_cell(key, label) != value:
-                        self.update_cell(key, label, value, update_width=True)
+                        # Re-measuring a column costs more than the update: only when the cell outgrows it.
+                        wider = value.cell_len > self.columns[ColumnKey(label)].content_width
+                        self.update_cell(key, label, value, update_width=wider)
             return
         selected = self.selected_key()
         self.clear()
@@ -84,10 +92,15 @@ class ModelTable(SyncedTable):
 
 
 class LinesPanel(Static):
-    """A box of text lines (the Ollama and Machine panels)."""
+    """A box of text lines (the Ollama and Machine panels, the title line); redrawn only when they change."""
+
+    _shown: Text | None = None
 
     def show(self, lines: list[Text]) -> None:
-        self.update(Text("\n").join(lines))
+        text = Text("\n").join(lines)
+        if self._shown is None or text != self._shown:  # Static.update re-lays out the screen: skip no-ops
+            self._shown = text
+            self.update(text)
 
 
 class HelpScreen(ModalScreen[None]):
