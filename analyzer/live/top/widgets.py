@@ -68,6 +68,7 @@ class SyncedTable(DataTable):
 
 class InFlightTable(SyncedTable):
     COLUMNS = rows.IN_FLIGHT_COLUMNS
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Details")]
 
     def show(self, running: list[Running], now: float) -> None:
         self.sync((r.id, rows.in_flight_row(r, now)) for r in running)
@@ -75,6 +76,7 @@ class InFlightTable(SyncedTable):
 
 class RecentTable(SyncedTable):
     COLUMNS = rows.RECENT_COLUMNS
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Details")]
 
     def show(self, records: list[InteractionRecord]) -> None:
         self.sync((r.id, rows.recent_row(r)) for r in records)
