@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,6 +105,7 @@ class TopApp(App[None]):
         if live_path is None:
             self.state.feed_problem = "live feed turned off (--live off)"
         self._stall_alerted: set[str] = set()
+        self._stopping = threading.Event()  # thread workers sleep on it, so quitting does not wait for them
         self.window = 0  # index into rows.WINDOWS for the Per model panel
 
     # -- layout -------------------------------------------------------------------------------
@@ -161,14 +163,16 @@ class TopApp(App[None]):
         while not worker.is_cancelled:
             records = tail.poll()
             self.post_message(LogRecords(records, tail.problem))
-            time.sleep(LOG_POLL_S)
+            if self._stopping.wait(LOG_POLL_S):
+                return
 
     @work(thread=True, group="ollama")
     def follow_ollama(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
             self.post_message(OllamaUpdate(ask_ollama(self.ollama_url)))
-            time.sleep(OLLAMA_POLL_S)
+            if self._stopping.wait(OLLAMA_POLL_S):
+                return
 
     @work(thread=True, group="machine")
     def follow_machine(self) -> None:
@@ -176,7 +180,8 @@ class TopApp(App[None]):
         worker = get_current_worker()
         while not worker.is_cancelled:
             self.post_message(MachineUpdate(sampler.sample()))
-            time.sleep(MACHINE_POLL_S)
+            if self._stopping.wait(MACHINE_POLL_S):
+                return
 
     # -- messages -----------------------------------------------------------------------------
     def on_feed_event(self, message: FeedEvent) -> None:
@@ -242,6 +247,13 @@ class TopApp(App[None]):
         self.query_one(ModelTable).show(state, now, self.window)
         self.query_one("#ollama", LinesPanel).show(rows.ollama_lines(state.ollama, now))
         self.query_one("#machine", LinesPanel).show(rows.machine_lines(state.machine))
+
+    def on_unmount(self) -> None:
+        self._stopping.set()
+
+    async def action_quit(self) -> None:
+        self._stopping.set()
+        self.exit()
 
     # -- keys ---------------------------------------------------------------------------------
     def action_pause(self) -> None:

@@ -20,6 +20,7 @@ from analyzer.live.top.state import TopState
 
 ATTACH_S = 0.4  # how long to listen to the feed: hello and the in-flight state arrive at once, then progress
 RECENT_LINES = 10
+MAX_CELL = 24  # widest a snapshot column (but the last) gets before it is cut
 
 
 async def _read_feed(state: TopState, path: Path, listen_s: float) -> None:
@@ -59,8 +60,12 @@ def _table(title: str, columns: tuple[str, ...], body: list[tuple], empty: str) 
     if not body:
         return Text.assemble((title, "bold"), "\n  ", (empty, "dim"), "\n")
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, expand=True)
-    for column in columns:
-        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    for index, column in enumerate(columns):
+        if index == len(columns) - 1:  # the last column (prompt, flags) takes what is left, cut with an ellipsis
+            table.add_column(column, overflow="ellipsis", no_wrap=True, ratio=1)
+            continue
+        widest = max([len(column), *(Text(str(cells[index])).cell_len for cells in body)])
+        table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=min(widest, MAX_CELL))
     for cells in body:
         table.add_row(*cells)
     return table
