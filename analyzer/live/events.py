@@ -87,8 +87,11 @@ def start_event(builder: InteractionBuilder, now: float | None = None) -> dict[s
     }
 
 
-def progress_event(builder: InteractionBuilder, now: float | None = None) -> dict[str, Any]:
-    """``progress``: the state so far (tokens, rates, TTFT once known, bytes; pull layers)."""
+def progress_event(builder: InteractionBuilder, now: float | None = None, *, with_tail: bool = True) -> dict[str, Any]:
+    """``progress``: the state so far (tokens, rates, TTFT once known, bytes; pull layers).
+
+    ``with_tail`` adds ``response_tail`` (the publisher does so at most once a second per request: it is most of
+    the event's size, and only a details view reads it)."""
     now = now or time.time()
     state = builder.in_flight()
     event: dict[str, Any] = {
@@ -105,8 +108,9 @@ def progress_event(builder: InteractionBuilder, now: float | None = None) -> dic
         "bytes": state.response_bytes,
         "request_bytes": state.request_bytes,
         "error": state.error,
-        "response_tail": _shown_text(builder.response_tail(TAIL_CHARS), builder.redaction, TAIL_CHARS),
     }
+    if with_tail:
+        event["response_tail"] = _shown_text(builder.response_tail(TAIL_CHARS), builder.redaction, TAIL_CHARS)
     if state.layers or (builder.endpoint is not None and builder.endpoint.kind in ("pull", "push", "create")):
         layers = [{"digest": d, "completed": done, "total": total} for d, (done, total) in state.layers.items()]
         event["pull"] = {

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 0.1
 DEFAULT_BUFFER_LIMIT = 256 * 1024
 MAX_SUBSCRIBERS = 32
+TAIL_INTERVAL_S = 1.0  # the response tail rides on at most one progress event per second per request
 
 
 class LiveError(Exception):
@@ -40,6 +41,8 @@ class _Flow:
     start_line: bytes | None = None  # encoded once, on the first tick that has a subscriber
     progress_line: bytes | None = None  # the latest progress, for subscribers attaching mid-stream
     dirty: bool = True
+    tail_at: float = 0.0  # when a progress last carried the response tail
+    tail_owed: bool = False  # a progress went out without the tail: send it once its second is up
 
 
 @dataclass
@@ -144,9 +147,14 @@ class LivePublisher:
         for flow in self.flows.values():
             if flow.start_line is None:
                 self._broadcast(self._start_line(flow, now))
-            if flow.dirty:
+            tail_due = now - flow.tail_at >= TAIL_INTERVAL_S
+            if flow.dirty or (flow.tail_owed and tail_due):
                 flow.dirty = False
-                flow.progress_line = events.encode(events.progress_event(flow.builder, now))
+                with_tail = tail_due
+                flow.tail_owed = not with_tail
+                if with_tail:
+                    flow.tail_at = now
+                flow.progress_line = events.encode(events.progress_event(flow.builder, now, with_tail=with_tail))
                 self._broadcast(flow.progress_line)
         finished, self._finished = self._finished, []
         for record in finished:

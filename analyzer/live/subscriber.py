@@ -24,15 +24,30 @@ HISTORY_POINTS = 400  # progress readings kept per request (40 s at 10 per secon
 
 async def read_events(path: Path) -> AsyncIterator[dict[str, Any]]:
     """Events from one connection to the feed at ``path`` until it closes (OSError when nobody listens)."""
+    async for batch in read_event_batches(path):
+        for event in batch:
+            yield event
+
+
+async def read_event_batches(path: Path) -> AsyncIterator[list[dict[str, Any]]]:
+    """Events in the batches they arrive in (whatever one read returns), until the feed closes.
+
+    A dashboard handles a batch at a time: one message per burst instead of one per event.
+    """
     reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE_BYTES)
+    pending = b""
     try:
         while True:
-            line = await reader.readline()
-            if not line:
+            data = await reader.read(1 << 20)
+            if not data:
                 return
-            event = events.decode(line)
-            if event is not None:
-                yield event
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > MAX_LINE_BYTES:  # a line we will never use: skip to its end
+                pending = b""
+            batch = [event for line in lines if (event := events.decode(line)) is not None]
+            if batch:
+                yield batch
     finally:
         writer.close()
 
@@ -56,6 +71,8 @@ class Running:
             self.counts.append(tokens)
             if len(self.times) > 2 * HISTORY_POINTS:
                 del self.times[:HISTORY_POINTS], self.counts[:HISTORY_POINTS]
+        if "response_tail" not in event and "response_tail" in self.progress:  # sent about once a second
+            event = {**event, "response_tail": self.progress["response_tail"]}
         self.progress = event
 
     def tokens_at(self, when: float) -> int:

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
-from analyzer.live.subscriber import read_events
+from analyzer.live.subscriber import read_event_batches
 from analyzer.live.top import rows
 from analyzer.live.top.alerts import Alerts
 from analyzer.live.top.sources import LogTail, MachineSampler, ask_ollama
@@ -40,10 +40,12 @@ OLLAMA_POLL_S = 2.0
 MACHINE_POLL_S = 2.0
 
 
-class FeedEvent(Message):
-    def __init__(self, event: dict[str, Any]) -> None:
+class FeedEvents(Message):
+    """Events as one read of the feed returned them."""
+
+    def __init__(self, batch: list[dict[str, Any]]) -> None:
         super().__init__()
-        self.event = event
+        self.batch = batch
 
 
 class FeedDown(Message):
@@ -146,8 +148,8 @@ class TopApp(App[None]):
         assert self.live_path is not None
         while True:
             try:
-                async for event in read_events(self.live_path):
-                    self.post_message(FeedEvent(event))
+                async for batch in read_event_batches(self.live_path):
+                    self.post_message(FeedEvents(batch))
                 problem = "the addon closed its live feed"
             except FileNotFoundError:
                 problem = f"no live feed at {self.live_path} (is mitmdump with the addon running?)"
@@ -184,13 +186,14 @@ class TopApp(App[None]):
                 return
 
     # -- messages -----------------------------------------------------------------------------
-    def on_feed_event(self, message: FeedEvent) -> None:
+    def on_feed_events(self, message: FeedEvents) -> None:
         was_live = self.state.live
-        record = self.state.apply_event(message.event)
+        for event in message.batch:
+            record = self.state.apply_event(event)
+            if record is not None:
+                self._alert_for(record)
         if not was_live and self.state.live:
             self.state.feed_problem = ""
-        if record is not None:
-            self._alert_for(record)
 
     def on_feed_down(self, message: FeedDown) -> None:
         self.state.feed_lost(message.problem)

@@ -8,6 +8,7 @@ against the number of ticks that could have happened.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -155,6 +156,30 @@ def test_progress_is_coalesced_to_one_per_tick(sock_path: Path) -> None:
     progress_events, fragments, elapsed = run(scenario())
     assert progress_events <= elapsed / INTERVAL + 2
     assert progress_events < fragments / 5
+
+
+def test_the_response_tail_is_sent_at_most_once_a_second_and_never_left_stale(sock_path: Path) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        publisher = await serving(sock_path)
+        try:
+            async with Collector(sock_path) as feed:
+                builder = started_builder("t1")
+                publisher.interaction_started(builder)
+                for word in ("one", " two", " three"):
+                    builder.response_body(token_line(word), time.time())
+                    publisher.interaction_progressed(builder)
+                    await feed.wait_for(lambda e, w=word: e["event"] == "progress" and e["tokens"] >= 1)
+                    await asyncio.sleep(INTERVAL * 3)
+                # No more tokens: the tail still catches up with the text, once its second is up.
+                await feed.wait_for(lambda e: e.get("response_tail") == "one two three", timeout_s=5)
+        finally:
+            publisher.close()
+        return feed.of("progress", "t1")
+
+    progress = run(scenario())
+    tails = [e["time"] for e in progress if "response_tail" in e]
+    assert len(progress) >= 3 and len(tails) < len(progress)
+    assert all(later - earlier >= 0.99 for earlier, later in itertools.pairwise(tails))
 
 
 def test_mid_stream_attach_gets_in_flight_first(sock_path: Path) -> None:
