@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 0.1
 DEFAULT_BUFFER_LIMIT = 256 * 1024
 MAX_SUBSCRIBERS = 32
+PENDING_MAX_S = 3600.0  # a request with no response for an hour that the recorder never took over is dropped
 TAIL_INTERVAL_S = 1.0  # the response tail rides on at most one progress event per second per request
 
 
@@ -37,7 +39,9 @@ class LiveError(Exception):
 
 @dataclass
 class _Flow:
-    builder: InteractionBuilder
+    builder: InteractionBuilder | None  # None while only the request is known (see ``interaction_pending``)
+    factory: Callable[[], InteractionBuilder] | None = None
+    pending_since: float = 0.0
     start_line: bytes | None = None  # encoded once, on the first tick that has a subscriber
     progress_line: bytes | None = None  # the latest progress, for subscribers attaching mid-stream
     dirty: bool = True
@@ -85,13 +89,28 @@ class LivePublisher:
         self._ticker: asyncio.Task | None = None
 
     # -- observer (traffic path: O(1), never blocks) ------------------------------------------
+    def interaction_pending(self, record_id: str, factory: Callable[[], InteractionBuilder]) -> None:
+        """A request arrived and its response has not started (Ollama sends headers with the first token, so a
+        model load can take a while): shown as waiting. ``factory`` builds a request-only builder; it is
+        called on a tick, off the traffic path, and only while someone is watching."""
+        if record_id not in self.flows:
+            self.flows[record_id] = _Flow(None, factory, time.time())
+
     def interaction_started(self, builder: InteractionBuilder) -> None:
-        self.flows[builder.record_id] = _Flow(builder)
+        flow = self.flows.get(builder.record_id)
+        if flow is None:
+            self.flows[builder.record_id] = _Flow(builder)
+        else:  # it was pending: the recorder's builder takes over (same id, same request)
+            flow.builder, flow.factory, flow.dirty = builder, None, True
 
     def interaction_progressed(self, builder: InteractionBuilder) -> None:
         flow = self.flows.get(builder.record_id)
         if flow is not None:
             flow.dirty = True
+
+    def forget(self, record_id: str) -> None:
+        """The exchange is over whether or not the recorder reported it (a pending request it never took over)."""
+        self.flows.pop(record_id, None)
 
     def interaction_finished(self, record: InteractionRecord) -> None:
         self.flows.pop(record.id, None)
@@ -144,7 +163,11 @@ class LivePublisher:
             self._finished.clear()
             return
         now = now or time.time()
-        for flow in self.flows.values():
+        for key, flow in list(self.flows.items()):
+            if flow.builder is None and not self._build_pending(key, flow, now):
+                continue
+            builder = flow.builder
+            assert builder is not None
             if flow.start_line is None:
                 self._broadcast(self._start_line(flow, now))
             tail_due = now - flow.tail_at >= TAIL_INTERVAL_S
@@ -154,20 +177,37 @@ class LivePublisher:
                 flow.tail_owed = not with_tail
                 if with_tail:
                     flow.tail_at = now
-                flow.progress_line = events.encode(events.progress_event(flow.builder, now, with_tail=with_tail))
+                flow.progress_line = events.encode(events.progress_event(builder, now, with_tail=with_tail))
                 self._broadcast(flow.progress_line)
         finished, self._finished = self._finished, []
         for record in finished:
             self._broadcast(events.encode(events.end_event(record, now)))
 
+    def _build_pending(self, key: str, flow: _Flow, now: float) -> bool:
+        """Make the request-only builder of a pending flow; False (and forget it) when that fails or it is stale."""
+        if flow.factory is None or now - flow.pending_since > PENDING_MAX_S:
+            del self.flows[key]  # the recorder never took it over (a hook mitmproxy did not call): forget it
+            return False
+        try:
+            flow.builder = flow.factory()
+        except Exception:
+            del self.flows[key]
+            logger.warning("ollama_live: could not read pending request %s", key, exc_info=True)
+            return False
+        flow.factory = None
+        return True
+
     def _start_line(self, flow: _Flow, now: float) -> bytes:
+        assert flow.builder is not None
         if flow.start_line is None:
             flow.start_line = events.encode(events.start_event(flow.builder, now))
         return flow.start_line
 
     def _in_flight_lines(self, now: float) -> list[bytes]:
         lines: list[bytes] = []
-        for flow in self.flows.values():
+        for key, flow in list(self.flows.items()):
+            if flow.builder is None and not self._build_pending(key, flow, now):
+                continue
             lines.append(self._start_line(flow, now))
             if flow.progress_line is not None:
                 lines.append(flow.progress_line)

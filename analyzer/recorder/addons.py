@@ -14,5 +14,5 @@ def build_addons() -> list[object]:
     and adds itself to the hub the recorder reports to.
     """
     hub = ObserverHub()
-    feeds = [LiveFeed(hub)]
-    return [OllamaLog(hub, sibling_options=[name for feed in feeds for name in feed.OPTIONS]), *feeds]
+    recorder = OllamaLog(hub, sibling_options=LiveFeed.OPTIONS)
+    return [recorder, LiveFeed(hub, recorder)]

@@ -11,14 +11,34 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mitmproxy import ctx, exceptions
+from mitmproxy import ctx, exceptions, http
 
 from analyzer.live.paths import path_problem, socket_path
 from analyzer.live.publisher import LiveError, LivePublisher
+from analyzer.protocol.interaction import InteractionBuilder
 from analyzer.protocol.observer import ObserverHub
+from analyzer.protocol.record import format_address
+from analyzer.recorder.addon import OllamaLog
 
 logger = logging.getLogger(__name__)
 OPTION = "ollama_live"
+
+
+def request_builder(flow: http.HTTPFlow) -> InteractionBuilder:
+    """A builder that knows only the request, for the feed's ``start`` of a request still waiting."""
+    request = flow.request
+    peer = flow.client_conn.peername
+    builder = InteractionBuilder(
+        source="proxy",
+        client=format_address(str(peer[0]), int(peer[1])) if peer else "",
+        server=format_address(request.host, request.port),
+        record_id=flow.id,
+        redaction=ctx.options.ollama_redact,
+    )
+    builder.request_started(request.timestamp_start, request.method, request.path, {})
+    if request.raw_content:
+        builder.request_body(request.raw_content, request.timestamp_end or request.timestamp_start)
+    return builder
 
 
 class LiveFeed:
@@ -26,8 +46,9 @@ class LiveFeed:
 
     OPTIONS = (OPTION,)
 
-    def __init__(self, hub: ObserverHub) -> None:
+    def __init__(self, hub: ObserverHub, recorder: OllamaLog | None = None) -> None:
         self.hub = hub
+        self.recorder = recorder  # tells which flows are Ollama's (its ollama_hosts/ollama_extra_paths)
         self.publisher: LivePublisher | None = None
         self.problem: str | None = None
         self._running = False
@@ -70,6 +91,25 @@ class LiveFeed:
 
     def done(self) -> None:
         self._stop()
+
+    # -- requests still waiting for their response (Ollama answers headers with the first token) ----------
+    def request(self, flow: http.HTTPFlow) -> None:
+        publisher = self.publisher
+        if publisher is None or not publisher.subscribers or self.recorder is None:
+            return  # nobody watches: the recorder's start (at the response headers) is enough
+        try:
+            if self.recorder.is_ollama(flow):
+                publisher.interaction_pending(flow.id, lambda: request_builder(flow))
+        except Exception:  # never raise into mitmproxy
+            logger.warning("ollama_live: could not note request %s", flow.request.path, exc_info=True)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if self.publisher is not None:
+            self.publisher.forget(flow.id)  # after the recorder's own hook (we load after it)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if self.publisher is not None:
+            self.publisher.forget(flow.id)
 
     def _start(self) -> None:
         path = socket_path(ctx.options.ollama_live)

@@ -224,3 +224,37 @@ def test_ollama_live_off_publishes_nothing(
     list(ollama.Client(host=proxy.url, timeout=30).generate(model="llama3.2:1b", prompt="quiet", stream=True))
     proxy.wait_for("quiet")
     assert "live feed at" not in proxy.console()
+
+
+def test_a_request_waiting_for_its_first_token_is_already_in_flight(
+    emulator_factory: EmulatorFactory, mitmdump_factory: MitmdumpFactory, sock: Path
+) -> None:
+    """Ollama sends its response headers with the first token: during a model load or a long prompt the request
+    has no response yet. The feed shows it waiting (no status, no TTFT) before its first token arrives."""
+    import asyncio
+
+    emulator = emulator_factory(prefill_ms=1500.0, token_ms=20.0, tokens=40)
+    proxy = mitmdump_factory(emulator, options=[f"ollama_live={sock}"])
+    wait_for_socket(sock)
+    marker = "w" + uuid.uuid4().hex[:8]
+    seen: list[dict] = []
+
+    async def listen() -> None:
+        async for event in read_events(sock):
+            seen.append(event)
+            if event["event"] == "hello":  # attached: now the request may go
+                threading.Thread(target=client).start()
+            if event["event"] == "end" and marker in json.dumps(event):
+                return
+
+    def client() -> None:
+        list(ollama.Client(host=proxy.url, timeout=30).generate(model="llama3.2:1b", prompt=marker, stream=True))
+
+    asyncio.run(asyncio.wait_for(listen(), 30))
+    (record,) = proxy.wait_for(marker)
+    mine = [e for e in seen if e.get("id") == record.id]
+    assert mine[0]["event"] == "start" and mine[0]["prompt"] == marker
+    statuses = [e["status"] for e in mine if e["event"] == "progress"]
+    assert statuses[0] is None and 200 in statuses  # seen waiting first, then answered
+    waiting = next(e for e in mine if e["event"] == "progress")
+    assert waiting["ttft_ms"] is None and waiting["tokens"] == 0
