@@ -51,6 +51,7 @@ fuzz: setup
 bench: setup
 	$(BIN)/python benchmarks/proxy_overhead.py
 	$(BIN)/python benchmarks/pcap_speed.py
+	$(BIN)/python benchmarks/live_feed.py
 
 clean:
 	rm -rf $(VENV) $(VENV12) logs .pytest_cache .ruff_cache .mypy_cache

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "addon-path": ("analyzer.cli.proxy", "addon_path"),
     "report": ("analyzer.cli.report", "report"),
     "findings": ("analyzer.cli.report", "findings"),
+    "top": ("analyzer.cli.top", "top"),
 }
 
 

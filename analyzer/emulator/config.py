@@ -58,6 +58,7 @@ class EmulatorConfig:
     close_after: int | None = None
     fail_status: int | None = None
     openai_legacy_finish: bool = False
+    pull_step_ms: float = 0.0  # pause between /api/pull (push, create) progress objects
     version: str = EMULATED_VERSION
     load_ms: float = 0.0
     keep_alive_s: float = DEFAULT_KEEP_ALIVE_S

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from typing import Any
@@ -182,7 +183,9 @@ async def _transfer(action: str, state: ServerState, request: Request, response:
         await send_json(response, steps[-1])
         return
     response.start_stream(200, NDJSON_TYPE)
-    for step in steps:
+    for index, step in enumerate(steps):
+        if index and state.config.pull_step_ms > 0:
+            await asyncio.sleep(state.config.pull_step_ms / 1000)
         await response.write_chunk(go_json(step) + b"\n")
     await response.end_stream()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,6 +122,30 @@ class _Decoder:
         except zlib.error:
             self.failed = True
             return b""
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A read-only snapshot of an exchange still running (for live observers; see ``InteractionBuilder.in_flight``).
+
+    Times are POSIX seconds; ``tokens`` counts token-bearing stream objects so far; ``layers`` maps a pull's
+    layer digest to ``(completed, total)`` bytes.
+    """
+
+    started_at: float | None
+    response_at: float | None
+    first_token_at: float | None
+    last_token_at: float | None
+    status: int | None
+    chunks: int
+    tokens: int
+    wire_tokens_per_s: float | None
+    request_bytes: int
+    response_bytes: int
+    progress_status: str | None
+    layers: dict[str, tuple[int, int]]
+    done_reason: str | None
+    error: str | None
 
 
 class InteractionBuilder:
@@ -362,3 +387,44 @@ class InteractionBuilder:
             return False
         reader = self._reader
         return reader is not None and reader.complete_without_end_marker and not self._sink.had_error_line
+
+    # -- read-only view for live observers (additive: nothing above depends on it) ----------------
+    @property
+    def redaction(self) -> str:
+        """The redaction mode the finished record gets (a live view of the prompt must honour it too)."""
+        return self._redaction
+
+    def in_flight(self) -> InFlight:
+        """What is known so far, cheaply (O(layers)); safe to call between any two feeding calls."""
+        content = self._content
+        return InFlight(
+            started_at=self.started_at,
+            response_at=self._response_at,
+            first_token_at=self._gaps.first_at,
+            last_token_at=self._gaps.last_at,
+            status=self.status,
+            chunks=self._sink.chunks,
+            tokens=self._gaps.count,
+            wire_tokens_per_s=self._gaps.rate_per_s(),
+            request_bytes=self._request_bytes,
+            response_bytes=self._response_bytes,
+            progress_status=content.progress_status,
+            layers={digest: (done, total) for digest, (done, total) in content.layers.items()},
+            done_reason=content.done_reason,
+            error=content.error,
+        )
+
+    def request_so_far(self) -> RequestContent:
+        """The request body read so far (model, prompt, messages); unredacted — apply ``redaction`` yourself."""
+        return parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()
+
+    def response_tail(self, max_chars: int) -> str:
+        """The last ``max_chars`` characters of the response text so far (O(max_chars), not O(text))."""
+        pieces: list[str] = []
+        size = 0
+        for piece in reversed(self._content.text):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= max_chars:
+                break
+        return "".join(reversed(pieces))[-max_chars:] if max_chars > 0 else ""

@@ -45,6 +45,8 @@ class ResponseContent:
     detected_api: str | None = None
     detected_kind: str | None = None
     progress_status: str | None = None
+    # /api/pull, /api/push, /api/create: digest -> [completed, total] bytes, as last reported (live view only)
+    layers: dict[str, list[int]] = field(default_factory=dict)
     _openai_tools: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     # -- text storage -------------------------------------------------------------------------
@@ -103,6 +105,9 @@ class ResponseContent:
         if isinstance(status, str):
             self.detected_kind = self.detected_kind or "pull"
             self.progress_status = status
+            digest, total = obj.get("digest"), _int_or_none(obj.get("total"))
+            if isinstance(digest, str) and total is not None:
+                self.layers[digest] = [_int_or_none(obj.get("completed")) or 0, total]
             if status == "success":
                 self.done = True
         if obj.get("done") is True:

@@ -81,7 +81,7 @@ def option_problem(name: str, value: Any) -> str | None:
     return None
 
 
-def apply_deferred(options: optmanager.OptManager) -> list[str]:
+def apply_deferred(options: optmanager.OptManager, siblings: Sequence[str] = ()) -> list[str]:
     """Apply the ``ollama_*`` settings mitmproxy held back until the script declared them; return the bad ones.
 
     ``--set`` values for options no addon has declared yet are parked in ``options.deferred`` and parsed
@@ -97,9 +97,13 @@ def apply_deferred(options: optmanager.OptManager) -> list[str]:
         value = deferred.pop(name)
         strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
         shown = _shown(strings if isinstance(strings, list) else value)
+        if name in siblings:  # a feed addon loaded after us declares it; mitmproxy applies it then
+            deferred[name] = value
+            continue
         if name not in OPTION_NAMES:
-            close = difflib.get_close_matches(name, OPTION_NAMES, 1, 0.8)
-            hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(OPTION_NAMES)}"
+            known = [*OPTION_NAMES, *siblings]
+            close = difflib.get_close_matches(name, known, 1, 0.8)
+            hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(known)}"
             problems.append(f"unknown option {name}={shown} ({hint})")
             continue
         try:
@@ -127,8 +131,9 @@ def _address(address: tuple | None) -> str:
 class OllamaLog:
     """The addon. Per flow it keeps one InteractionBuilder, bounded by ``ollama_max_text``."""
 
-    def __init__(self, hub: ObserverHub | None = None) -> None:
+    def __init__(self, hub: ObserverHub | None = None, sibling_options: Sequence[str] = ()) -> None:
         self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
+        self.sibling_options = tuple(sibling_options)  # ``ollama_*`` options of the feed addons loaded after us
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
@@ -180,7 +185,7 @@ class OllamaLog:
         loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
         # Like save.py, refuse to run rather than let traffic through unrecorded: each bad setting is logged
         # as an error, and mitmproxy's startup check then exits with status 1.
-        self.problems = apply_deferred(ctx.options)
+        self.problems = apply_deferred(ctx.options, self.sibling_options)
         for problem in self.problems:
             logger.error("ollama_log: %s", problem)
 

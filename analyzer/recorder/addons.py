@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analyzer.protocol.observer import ObserverHub
 from analyzer.recorder.addon import OllamaLog
+from analyzer.recorder.live_addon import LiveFeed
 
 
 def build_addons() -> list[object]:
@@ -13,4 +14,5 @@ def build_addons() -> list[object]:
     and adds itself to the hub the recorder reports to.
     """
     hub = ObserverHub()
-    return [OllamaLog(hub)]
+    recorder = OllamaLog(hub, sibling_options=LiveFeed.OPTIONS)
+    return [recorder, LiveFeed(hub, recorder)]

@@ -1,0 +1,245 @@
+"""Table rows and panel lines for the dashboard, shared by the Textual screen and the ``--once`` snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+
+from analyzer.live.subscriber import Running
+from analyzer.live.top.state import (
+    WINDOWS_S,
+    MachineStatus,
+    ModelStats,
+    OllamaStatus,
+    TopState,
+    is_error,
+    token_rate,
+)
+from analyzer.protocol.record import InteractionRecord
+
+WINDOWS = WINDOWS_S
+__all__ = ["WINDOWS", "is_error"]
+SPARK = "▁▂▃▄▅▆▇█"
+BAR_WIDTH = 20
+SPARK_WIDTH = 12
+SPARK_BUCKET_S = 0.5
+
+IN_FLIGHT_COLUMNS = ("Model", "Client", "Elapsed", "TTFT", "Tokens", "Tok/s", "Rate", "Prompt / progress")
+RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Tok/s", "Tokens", "Total", "Flags")
+MODEL_COLUMNS = ("Model", "Reqs", "Err", "TTFT p50", "TTFT p95", "Tok/s")
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 10_000:
+        return f"{value / 1000:.1f}s"
+    return f"{value:.0f}ms"
+
+
+def seconds(value: float) -> str:
+    value = max(value, 0.0)
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def size(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return "-"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def sparkline(values: list[float], width: int = 12) -> str:
+    """The last ``width`` values as block characters scaled to their maximum."""
+    shown = values[-width:]
+    if not shown:
+        return ""
+    top = max(shown) or 1.0
+    return "".join(SPARK[min(int(v / top * (len(SPARK) - 1) + 0.5), len(SPARK) - 1)] for v in shown)
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    full = int(fraction * width)
+    return "█" * full + "░" * (width - full)
+
+
+def _pull_cell(running: Running, elapsed_s: float) -> str:
+    pull = running.progress.get("pull") or {}
+    total, done = int(pull.get("total") or 0), int(pull.get("completed") or 0)
+    status = str(pull.get("status") or "starting")
+    if not total:
+        return status
+    speed = done / elapsed_s if elapsed_s > 0 else 0.0
+    eta = status  # once all bytes are there: verifying, writing manifest, ...
+    if done < total:
+        eta = f"ETA {seconds((total - done) / speed)}" if speed > 0 else "ETA -"
+    return f"{bar(done / total)} {done / total:4.0%} {size(done)}/{size(total)} {size(speed)}/s {eta}"
+
+
+def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
+    """One running request: model, client, elapsed, TTFT, tokens, live tok/s, sparkline, prompt (or pull bar)."""
+    start, progress = running.start, running.progress
+    started = float(start.get("started_at") or now)
+    elapsed = now - started
+    live_rate = running.live_rate()
+    if running.is_pull:  # bytes, not tokens: the bar says it all
+        model = Text(f"⇣ {running.model or '?'}", style="bold cyan")
+        return (model, start.get("client", ""), seconds(elapsed), "-", "-", "-", "", _pull_cell(running, elapsed))
+    last = start.get("prompt_preview") or f"{start.get('method', '')} {start.get('path', '')}"
+    tokens = str(progress.get("tokens", 0)) if progress else "0"
+    model = Text(running.model or "?", style="bold")
+    ttft = progress.get("ttft_ms") if progress else None
+    ttft_cell = Text(ms(ttft)) if ttft is not None else Text("waiting", style="yellow")
+    return (
+        model,
+        start.get("client", ""),
+        seconds(elapsed),
+        ttft_cell,
+        tokens,
+        rate(live_rate),
+        Text(sparkline(running.rate_series(SPARK_WIDTH, SPARK_BUCKET_S, now), SPARK_WIDTH), style="green"),
+        last,
+    )
+
+
+def flags_of(record: InteractionRecord) -> str:
+    return ",".join(record.flags or [])
+
+
+def recent_row(record: InteractionRecord) -> tuple[Any, ...]:
+    """One finished request; errors in red with their message where the flags go."""
+    when = ""
+    if record.started_at:
+        try:
+            ended = datetime.fromisoformat(record.started_at.replace("Z", "+00:00")).timestamp()
+            when = datetime.fromtimestamp(ended + (record.total_ms or 0.0) / 1000).strftime("%H:%M:%S")
+        except ValueError:
+            when = record.started_at[:19]
+    error = is_error(record)
+    style = "bold red" if error else ""
+    status = Text(str(record.status) if record.status is not None else "-", style=style or "green")
+    tokens = record.eval_count if record.eval_count is not None else record.chunks
+    flags = flags_of(record)
+    if record.error:
+        flags = (" ".join(record.error.split())[:60] + (f" [{flags}]" if flags else "")).strip()
+    return (
+        when,
+        status,
+        Text(record.model or "-", style=style),
+        record.path,
+        ms(record.ttft_ms),
+        rate(token_rate(record)),
+        str(tokens),
+        ms(record.total_ms),
+        Text(flags, style=style or "dim"),
+    )
+
+
+def model_row(stats: ModelStats) -> tuple[Any, ...]:
+    errors = Text(str(stats.errors), style="bold red" if stats.errors else "")
+    return (
+        stats.model,
+        str(stats.requests),
+        errors,
+        ms(stats.ttft_p50),
+        ms(stats.ttft_p95),
+        rate(stats.tokens_per_s),
+    )
+
+
+def _until(expires_at: str, now: float) -> str:
+    try:
+        when = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        # Go's RFC 3339 with nanoseconds: cut to microseconds
+        try:
+            head, _, tail = expires_at.partition(".")
+            digits = "".join(c for c in tail if c.isdigit())[:6]
+            zone = tail[len("".join(c for c in tail if c.isdigit())) :]
+            when = datetime.fromisoformat(f"{head}.{digits}{zone}".replace("Z", "+00:00"))
+        except ValueError:
+            return "?"
+    left = when.astimezone(UTC).timestamp() - now
+    if left > 365 * 86400:
+        return "stays loaded"
+    if left <= 0:
+        return "unloading"
+    if left < 60:
+        return f"unloads in {left:.0f}s"
+    return f"unloads in {left / 60:.0f}m" if left < 3600 else f"unloads in {left / 3600:.0f}h"
+
+
+def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
+    """The Ollama panel: reachable or not, then one line per loaded model."""
+    if status.reachable is None:
+        return [Text(f"{status.url}: asking…", style="dim")]
+    if not status.reachable:
+        return [Text(f"{status.url} unreachable", style="bold red"), Text(status.error[:80], style="dim")]
+    head = Text(f"{status.url} up", style="green")
+    if status.version:
+        head.append(f" (v{status.version})", style="dim")
+    lines = [head]
+    if not status.models:
+        lines.append(Text("no model loaded", style="dim"))
+    for model in status.models:
+        total = int(model.get("size") or 0)
+        vram = int(model.get("size_vram") or 0)
+        share = f"{vram / total:.0%} VRAM" if total else "-"
+        lines.append(
+            Text.assemble(
+                (str(model.get("name") or model.get("model") or "?"), "bold"),
+                f" {size(total)} {share} ",
+                (_until(str(model.get("expires_at") or ""), now), "dim"),
+            )
+        )
+    return lines
+
+
+def machine_lines(machine: MachineStatus) -> list[Text]:
+    """The Machine panel: memory, CPU, and the Ollama server process."""
+    memory = machine.memory_used / machine.memory_total if machine.memory_total else 0.0
+    lines = [
+        Text(f"Memory {bar(memory, 8)} {size(machine.memory_used)}/{size(machine.memory_total)}"),
+        Text(f"CPU    {bar(machine.cpu_percent / 100, 8)} {machine.cpu_percent:.0f}% of {machine.cpus} CPUs"),
+    ]
+    if machine.ollama_pid is not None:
+        lines.append(Text(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", style="bold"))
+        lines.append(Text(f"  {size(machine.ollama_rss)} RSS, {machine.ollama_cpu_percent:.0f}% CPU"))
+    elif machine.note:
+        lines.append(Text(machine.note, style="dim"))
+    return lines
+
+
+def header_text(state: TopState) -> str:
+    """The one line saying where the data comes from (live feed or log only) and what the filters are."""
+    if state.live:
+        source = f"live feed {state.live_path}"
+    else:
+        source = f"log only ({state.log_dir}): finished requests only — {state.feed_problem or 'no live feed'}"
+        if state.log_problem:
+            source += f" — {state.log_problem}"
+    parts = [f"ollama-wire top · {source}", f"{len(state.view.running)} running", f"{len(state.recent)} finished"]
+    if state.view.dropped:
+        parts.append(f"{state.view.dropped} events dropped")
+    if state.errors_only:
+        parts.append("errors only")
+    if state.model_filter:
+        parts.append(f"model ~ {state.model_filter!r}")
+    if state.paused:
+        parts.append("PAUSED")
+    return " · ".join(parts)

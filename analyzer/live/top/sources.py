@@ -1,0 +1,154 @@
+"""Where the dashboard's data comes from, besides the feed: the log directory, Ollama's API, the machine.
+
+Plain blocking functions and classes (no Textual): the app runs them in thread workers, ``--once`` calls them
+directly. Each is bounded (timeouts, at most the last hour of the log) and turns failures into a status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+
+from analyzer.live.top.state import MachineStatus, OllamaStatus
+from analyzer.protocol.record import InteractionRecord, record_problem
+from analyzer.store.log import LOG_SUFFIX
+
+HTTP_TIMEOUT_S = 1.5
+OLLAMA_PROCESS_NAMES = ("ollama", "ollama.exe")
+HISTORY_S = 3600.0
+MAX_READ_BYTES = 64 * 1024 * 1024  # per poll: a huge backlog is read over several polls
+
+
+def default_ollama_url() -> str:
+    """Where Ollama listens by the same rule as its clients: ``$OLLAMA_HOST`` or ``http://127.0.0.1:11434``."""
+    host = os.environ.get("OLLAMA_HOST", "").strip()
+    if not host:
+        return "http://127.0.0.1:11434"
+    if "://" not in host:
+        host = "http://" + host
+        if not urlsplit(host).port:
+            host += ":11434"
+    return host.rstrip("/")
+
+
+class LogTail:
+    """New records of the log directory since the last poll (the first poll: the last hour's)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.offsets: dict[Path, int] = {}
+        self.problem = ""
+
+    def _files(self, now: float) -> list[Path]:
+        if not self.log_dir.is_dir():
+            return []
+        days = {
+            (datetime.fromtimestamp(now, UTC) - timedelta(seconds=back)).strftime("%Y-%m-%d")
+            for back in (0.0, HISTORY_S)
+        }
+        return [self.log_dir / f"{day}{LOG_SUFFIX}" for day in sorted(days)]
+
+    def poll(self, now: float | None = None) -> list[InteractionRecord]:
+        now = now or time.time()
+        records: list[InteractionRecord] = []
+        self.problem = "" if self.log_dir.is_dir() else f"{self.log_dir}: no such directory yet"
+        for path in self._files(now):
+            try:
+                with path.open("rb") as fh:
+                    fh.seek(self.offsets.get(path, 0))
+                    data = fh.read(MAX_READ_BYTES)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.problem = f"{path}: {exc.strerror or exc}"
+                continue
+            end = data.rfind(b"\n") + 1  # a line still being written is read next time
+            self.offsets[path] = self.offsets.get(path, 0) + end
+            for line in data[:end].splitlines():
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if record_problem(item) is None:
+                    records.append(InteractionRecord.from_dict(item))
+        return records
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+        return json.loads(response.read(4 * 1024 * 1024))
+
+
+def ask_ollama(url: str) -> OllamaStatus:
+    """``/api/ps`` and ``/api/version`` of the server at ``url``; unreachable is a status, not an exception."""
+    status = OllamaStatus(url, checked_at=time.time())
+    try:
+        ps = _get_json(f"{url}/api/ps")
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        status.reachable = False
+        status.error = str(getattr(exc, "reason", exc))
+        return status
+    status.reachable = True
+    models = ps.get("models") if isinstance(ps, dict) else None
+    status.models = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    try:
+        version = _get_json(f"{url}/api/version")
+        status.version = str(version.get("version", "")) if isinstance(version, dict) else ""
+    except (OSError, ValueError, urllib.error.URLError):
+        pass
+    return status
+
+
+class MachineSampler:
+    """Memory and CPU of the machine and of the Ollama server process (found by its listening port)."""
+
+    def __init__(self, ollama_url: str) -> None:
+        self.port = urlsplit(ollama_url).port or 11434
+        self._process: psutil.Process | None = None
+
+    def _find_ollama(self) -> psutil.Process | None:
+        try:
+            for conn in psutil.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == self.port and conn.pid:
+                    return psutil.Process(conn.pid)
+        except (psutil.AccessDenied, psutil.Error, OSError):
+            pass
+        for process in psutil.process_iter(["name"]):  # macOS needs root for other users' sockets
+            if (process.info.get("name") or "").lower() in OLLAMA_PROCESS_NAMES and process.pid != os.getpid():
+                return process
+        return None
+
+    def sample(self) -> MachineStatus:
+        memory = psutil.virtual_memory()
+        status = MachineStatus(
+            memory_used=memory.total - memory.available,
+            memory_total=memory.total,
+            cpu_percent=psutil.cpu_percent(interval=None),
+            cpus=psutil.cpu_count() or 1,
+        )
+        process = self._process
+        if process is None:
+            process = self._process = self._find_ollama()
+            if process is not None:
+                process.cpu_percent(interval=None)  # primes the next reading
+        if process is None:
+            status.note = f"no process listening on port {self.port}"
+            return status
+        try:
+            with process.oneshot():
+                status.ollama_pid = process.pid
+                status.ollama_name = process.name()
+                status.ollama_rss = process.memory_info().rss
+                status.ollama_cpu_percent = process.cpu_percent(interval=None)
+        except psutil.Error:
+            self._process = None
+            status.note = f"server process on port {self.port} went away"
+        return status

@@ -1,0 +1,230 @@
+"""The dashboard's panels: each owns one box of the screen and draws what ``TopState`` holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
+
+from analyzer.live.subscriber import Running
+from analyzer.live.top import rows
+from analyzer.live.top.state import TopState
+from analyzer.protocol.record import InteractionRecord
+
+RECENT_SHOWN = 200
+
+
+def _text(cell: Any) -> Text:
+    return cell if isinstance(cell, Text) else Text(str(cell), no_wrap=True, overflow="ellipsis")
+
+
+class SyncedTable(DataTable):
+    """A DataTable updated by key: cells change in place, rows are rebuilt only when the order changes."""
+
+    COLUMNS: Sequence[str] = ()
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for label in self.COLUMNS:
+            self.add_column(label, key=label)
+
+    def sync(self, keyed_rows: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        # Cells go in as Text: a plain str would be parsed as markup on every measure and render.
+        wanted = [(key, tuple(_text(cell) for cell in cells)) for key, cells in keyed_rows]
+        keys = [key for key, _ in wanted]
+        current = [row_key.value for row_key in self.rows]
+        if keys == current:
+            for key, cells in wanted:
+                for label, value in zip(self.COLUMNS, cells, strict=True):
+                    if self.get_cell(key, label) != value:
+                        # Re-measuring a column costs more than the update: only when the cell outgrows it.
+                        wider = value.cell_len > self.columns[ColumnKey(label)].content_width
+                        self.update_cell(key, label, value, update_width=wider)
+            return
+        selected = self.selected_key()
+        self.clear()
+        for key, cells in wanted:
+            self.add_row(*cells, key=key)
+        if selected in keys:
+            self.move_cursor(row=keys.index(selected), scroll=False)
+
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:  # cursor outside the table after a rebuild
+            return None
+
+
+class InFlightTable(SyncedTable):
+    COLUMNS = rows.IN_FLIGHT_COLUMNS
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Details")]
+
+    def show(self, running: list[Running], now: float) -> None:
+        self.sync((r.id, rows.in_flight_row(r, now)) for r in running)
+
+
+class RecentTable(SyncedTable):
+    COLUMNS = rows.RECENT_COLUMNS
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Details")]
+
+    def show(self, records: list[InteractionRecord]) -> None:
+        self.sync((r.id, rows.recent_row(r)) for r in records)
+
+
+class ModelTable(SyncedTable):
+    COLUMNS = rows.MODEL_COLUMNS
+
+    def show(self, state: TopState, now: float, window: int) -> None:
+        label, seconds = rows.WINDOWS[window]
+        other = rows.WINDOWS[(window + 1) % len(rows.WINDOWS)][0]
+        self.border_title = f"Per model — last {label}"
+        self.border_subtitle = f"w: last {other}"
+        self.sync((stats.model, rows.model_row(stats)) for stats in state.per_model(seconds, now))
+
+
+class LinesPanel(Static):
+    """A box of text lines (the Ollama and Machine panels, the title line); redrawn only when they change."""
+
+    _shown: Text | None = None
+
+    def show(self, lines: list[Text]) -> None:
+        text = Text("\n").join(lines)
+        if self._shown is None or text != self._shown:  # Static.update re-lays out the screen: skip no-ops
+            self._shown = text
+            self.update(text)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    KEYS = (
+        ("q", "quit"),
+        ("p", "pause / resume the screen (data keeps coming)"),
+        ("e", "errors only in Recent"),
+        ("w", "Per model: last 5 minutes / last hour"),
+        ("/", "filter by model (substring; empty clears)"),
+        ("enter", "details of the selected request"),
+        ("tab", "next panel"),
+        ("?", "this help"),
+    )
+
+    def compose(self) -> ComposeResult:
+        text = Text("Keys\n\n", style="bold")
+        for key, what in self.KEYS:
+            text.append(f"  {key:<7}", style="bold cyan")
+            text.append(f"{what}\n")
+        note = "\nIn flight comes from the addon's live feed; Recent and Per model also from the log."
+        text.append(note, style="dim")
+        yield Static(text, id="help-body")
+
+
+class DetailsScreen(ModalScreen[None]):
+    """One request: prompt, response so far, every timing; refreshed while it runs."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,enter", "dismiss", "Close")]
+
+    def __init__(self, state: TopState, key: str) -> None:
+        super().__init__()
+        self.state = state
+        self.key = key
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="details-box"):
+            yield Static(id="details-body")
+
+    def on_mount(self) -> None:
+        self.query_one("#details-box").border_title = "Request details (esc closes)"
+        self.refresh_details()
+        self.set_interval(0.5, self.refresh_details)
+
+    def refresh_details(self) -> None:
+        self.query_one("#details-body", Static).update(details_text(self.state, self.key, time.time()))
+
+
+def _pairs(text: Text, pairs: Iterable[tuple[str, Any]]) -> None:
+    for name, value in pairs:
+        if value is None or value == "":
+            continue
+        text.append(f"{name:>18}  ", style="bold")
+        text.append(f"{value}\n")
+
+
+def details_text(state: TopState, key: str, now: float) -> Text:
+    """The details of a running (from the feed) or finished (record) request."""
+    text = Text()
+    running = state.view.running.get(key)
+    if running is not None:
+        start, progress = running.start, running.progress
+        text.append("RUNNING\n", style="bold yellow")
+        _pairs(
+            text,
+            [
+                ("request", f"{start.get('method')} {start.get('path')}"),
+                ("model", start.get("model")),
+                ("client", start.get("client")),
+                ("elapsed", rows.seconds(now - float(start.get("started_at") or now))),
+                ("status", progress.get("status")),
+                ("ttfb", rows.ms(progress.get("ttfb_ms"))),
+                ("ttft", rows.ms(progress.get("ttft_ms"))),
+                ("tokens", progress.get("tokens")),
+                ("wire tok/s", rows.rate(progress.get("wire_tokens_per_s"))),
+                ("bytes", rows.size(progress.get("bytes"))),
+                ("pull", (progress.get("pull") or {}).get("status")),
+            ],
+        )
+        text.append("\nPrompt\n", style="bold underline")
+        text.append((start.get("prompt") or "(not shown)") + "\n")
+        text.append("\nResponse so far (last 2,000 characters)\n", style="bold underline")
+        text.append(progress.get("response_tail") or "")
+        return text
+    record = state.record_by_id(key)
+    if record is None:
+        return Text("This request is no longer known.", style="dim")
+    style = "bold red" if rows.is_error(record) else "bold green"
+    text.append(f"FINISHED {record.status}\n", style=style)
+    _pairs(
+        text,
+        [
+            ("request", f"{record.method} {record.path}"),
+            ("model", record.model),
+            ("client", record.client),
+            ("started", record.started_at),
+            ("error", record.error),
+            ("flags", ",".join(record.flags)),
+            ("done reason", record.done_reason),
+            ("ttfb", rows.ms(record.ttfb_ms)),
+            ("ttft", rows.ms(record.ttft_ms)),
+            ("generation", rows.ms(record.gen_ms)),
+            ("total", rows.ms(record.total_ms)),
+            (
+                "gap p50/p95/max",
+                f"{rows.ms(record.gap_p50_ms)} / {rows.ms(record.gap_p95_ms)} / {rows.ms(record.gap_max_ms)}",
+            ),
+            ("wire tok/s", rows.rate(record.wire_tokens_per_s)),
+            ("eval tok/s", rows.rate(record.eval_tokens_per_s)),
+            ("prompt tokens", record.prompt_eval_count),
+            ("eval tokens", record.eval_count),
+            ("load", rows.ms(record.load_duration_ms)),
+            ("prompt eval", rows.ms(record.prompt_eval_duration_ms)),
+            ("eval", rows.ms(record.eval_duration_ms)),
+            ("bytes in/out", f"{rows.size(record.request_bytes)} / {rows.size(record.response_bytes)}"),
+        ],
+    )
+    if record.system:
+        text.append("\nSystem\n", style="bold underline")
+        text.append(record.system + "\n")
+    text.append("\nPrompt\n", style="bold underline")
+    text.append((record.prompt or "(none)") + "\n")
+    text.append("\nResponse\n", style="bold underline")
+    text.append(record.response_text or "(none)")
+    return text
