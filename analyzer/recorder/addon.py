@@ -96,9 +96,11 @@ def apply_deferred(options: optmanager.OptManager) -> list[str]:
         value = deferred.pop(name)
         strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
         shown = _shown(strings if isinstance(strings, list) else value)
-        if name not in OPTION_NAMES:
-            close = difflib.get_close_matches(name, OPTION_NAMES, 1, 0.8)
-            hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(OPTION_NAMES)}"
+        if name not in OPTION_NAMES and name not in options:  # feeds declare their own ollama_* options
+            declared: set[str] = options.keys()
+            known = sorted(n for n in declared if n.startswith("ollama_"))
+            close = difflib.get_close_matches(name, known, 1, 0.8)
+            hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(known)}"
             problems.append(f"unknown option {name}={shown} ({hint})")
             continue
         try:

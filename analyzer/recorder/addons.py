@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from analyzer.protocol.observer import ObserverHub
 from analyzer.recorder.addon import OllamaLog
+from analyzer.recorder.export_addon import OllamaExport
 
 
 def build_addons() -> list[object]:
     """A fresh set of addons for one mitmproxy script load (``addons = build_addons()``).
 
     Each feed (live events, export, resource sampling) is its own addon with its own ``ollama_*`` options
-    and adds itself to the hub the recorder reports to.
+    and adds itself to the hub the recorder reports to. Feeds come before the recorder: their options must be
+    declared when the recorder's ``load`` applies the deferred ``--set ollama_*`` values.
     """
     hub = ObserverHub()
-    return [OllamaLog(hub)]
+    return [OllamaExport(hub), OllamaLog(hub)]
