@@ -43,8 +43,15 @@ from analyzer.export.mapping import Measurement, SpanData
 
 logger = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "ollama-wire"
-DEFAULT_SPAN_QUEUE = 2048
+DEFAULT_SPAN_QUEUE = 2048  # OTEL_BSP_MAX_QUEUE_SIZE overrides it
 SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics"}
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, "") or default))
+    except ValueError:
+        return default
 
 
 class ExportConfigError(ValueError):
@@ -237,7 +244,7 @@ class Telemetry:
         otlp_endpoint: str = "",
         prometheus_address: str = "",
         metrics: bool = True,
-        span_queue: int = DEFAULT_SPAN_QUEUE,
+        span_queue: int | None = None,
         in_flight: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         # The SDK logs every failed batch (and every retry) at error level; the drops are reported instead,
@@ -245,10 +252,10 @@ class Telemetry:
         logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)
         self.drops = Drops()
         self.resource = resource()
-        self.span_queue = span_queue
+        self.span_queue = span_queue or _env_int("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_SPAN_QUEUE)
         self.prometheus: PrometheusServer | None = None
         self._in_flight = in_flight
-        self._in_flight_seen: set[str] = set()
+        self._in_flight_seen: set[str] = set(sc.INFERENCE_OPERATIONS)
         self.meter_provider: MeterProvider | None = None
         self.tracer_provider: TracerProvider | None = None
         self.span_exporter: CountingSpanExporter | None = None
@@ -267,7 +274,11 @@ class Telemetry:
             self.ids = RecordIdGenerator()
             self.tracer_provider = TracerProvider(resource=self.resource, id_generator=self.ids, shutdown_on_exit=False)
             self.span_exporter = CountingSpanExporter(self.drops, endpoint=signal_endpoint(otlp_endpoint, "traces"))
-            self.span_processor = BatchSpanProcessor(self.span_exporter, max_queue_size=span_queue)
+            self.span_processor = BatchSpanProcessor(
+                self.span_exporter,
+                max_queue_size=self.span_queue,
+                max_export_batch_size=min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.span_queue),
+            )
             self.tracer_provider.add_span_processor(self.span_processor)
             self.tracer = self.tracer_provider.get_tracer(
                 sc.INSTRUMENTATION_NAME, sc.SEMCONV_VERSION, schema_url=sc.SCHEMA_URL
@@ -292,7 +303,7 @@ class Telemetry:
 
     def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
         counts = self._in_flight() if self._in_flight else {}
-        self._in_flight_seen.update(counts)
+        self._in_flight_seen.update(counts)  # every inference operation always has a series (0 when idle)
         return [
             Observation(counts.get(op, 0), {sc.OPERATION_NAME: op, sc.PROVIDER_NAME: sc.PROVIDER})
             for op in sorted(self._in_flight_seen)
