@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from analyzer.protocol.observer import ObserverHub
+from analyzer.recorder import export_addon
 from analyzer.recorder.addon import OllamaLog
-from analyzer.recorder.export_addon import OllamaExport
 
 
 def build_addons() -> list[object]:
@@ -15,4 +15,4 @@ def build_addons() -> list[object]:
     declared when the recorder's ``load`` applies the deferred ``--set ollama_*`` values.
     """
     hub = ObserverHub()
-    return [OllamaExport(hub), OllamaLog(hub)]
+    return [export_addon.OllamaExport(hub), OllamaLog(hub, option_checks=[export_addon.option_problem])]

@@ -24,13 +24,20 @@ OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_cont
 SHUTDOWN_TIMEOUT_S = 3.0
 
 
-def _check_prometheus(address: str) -> None:
-    host, _ = parse_listen(address)
+def option_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``value`` for one of this addon's options, or None (also for other options)."""
     try:
-        ipaddress.ip_address(host)
-    except ValueError as exc:
-        if host != "localhost":
-            raise ExportConfigError(f"{host!r} is not an IP address") from exc
+        if name == "ollama_otlp_endpoint" and str(value).strip():
+            signal_endpoint(str(value).strip(), "traces")
+        elif name == "ollama_prometheus" and str(value).strip():
+            host, _ = parse_listen(str(value).strip())
+            if host != "localhost":
+                ipaddress.ip_address(host)
+    except ExportConfigError as exc:
+        return str(exc)
+    except ValueError:
+        return "the host must be an IP address (or localhost)"
+    return None
 
 
 class OllamaExport:
@@ -67,16 +74,10 @@ class OllamaExport:
         if not updated.intersection(OPTION_NAMES):
             return
         endpoint, prometheus = ctx.options.ollama_otlp_endpoint.strip(), ctx.options.ollama_prometheus.strip()
-        try:
-            if endpoint:
-                signal_endpoint(endpoint, "traces")
-        except ExportConfigError as exc:
-            raise exceptions.OptionsError(f"ollama_otlp_endpoint={endpoint}: {exc}") from None
-        try:
-            if prometheus:
-                _check_prometheus(prometheus)
-        except ExportConfigError as exc:
-            raise exceptions.OptionsError(f"ollama_prometheus={prometheus}: {exc}") from None
+        for name in OPTION_NAMES:
+            problem = option_problem(name, getattr(ctx.options, name))
+            if problem:
+                raise exceptions.OptionsError(f"{name}={getattr(ctx.options, name)}: {problem}")
         self.stop()
         if not endpoint and not prometheus:
             return
@@ -85,7 +86,10 @@ class OllamaExport:
                 otlp_endpoint=endpoint, prometheus_address=prometheus, content=ctx.options.ollama_export_content
             )
         except ExportConfigError as exc:
-            raise exceptions.OptionsError(f"ollama_prometheus={prometheus}: {exc}") from None
+            # Logged, not raised: at startup mitmproxy then exits with this one line (a raise would print a
+            # traceback from the script loader); later (a :set in the console) the proxy goes on without export.
+            logger.error("ollama_log: ollama_prometheus=%s: %s", prometheus, exc)
+            return
         self.live = live
         self.hub.add(live)
         if live.telemetry.prometheus is not None:
