@@ -41,6 +41,7 @@ compat-mitmproxy12:
 bench: setup
 	$(BIN)/python benchmarks/proxy_overhead.py
 	$(BIN)/python benchmarks/pcap_speed.py
+	$(BIN)/python benchmarks/export_overhead.py
 
 clean:
 	rm -rf $(VENV) $(VENV12) logs .pytest_cache .ruff_cache .mypy_cache

@@ -7,9 +7,11 @@ reverse proxies in front of it, raw httpx clients, configurations measured round
 them alike. The configurations:
 
 - ``ollama_log``        the addon alone (no export)
+- ``ollama_log, again`` the same configuration once more: the noise floor (an A/A comparison)
 - ``export``            the addon with ``ollama_otlp_endpoint`` (a local OTLP receiver process answering 200)
-                        and ``ollama_prometheus`` (scraped every second by this script), metrics exported
-                        every second (``OTEL_METRIC_EXPORT_INTERVAL=1000``)
+                        and ``ollama_prometheus`` (scraped by this script every ``--scrape-s`` seconds, 15 by
+                        default), OTLP metrics every ``--metric-interval-ms`` (the SDK's 60000 by default;
+                        ``--stress`` sets both to 1 s)
 - ``export, down``      the same with nobody listening at the OTLP endpoint (every export fails, drops counted)
 
 Reported per configuration: client-side TTFT p50/p95 and token gap p50/p95, 16-stream tok/s, proxy CPU per
@@ -61,8 +63,8 @@ server.serve_forever()
 """
 
 
-def scrape_forever(url: str, stop: threading.Event, pages: list[int]) -> None:
-    while not stop.wait(1.0):
+def scrape_forever(url: str, every_s: float, stop: threading.Event, pages: list[int]) -> None:
+    while not stop.wait(every_s):
         try:
             pages.append(len(urllib.request.urlopen(url, timeout=5).read()))
         except OSError:
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
     proxies: dict[str, MitmdumpProcess] = {}
     stop = threading.Event()
     pages: list[int] = []
-    os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = "1000"  # inherited by the mitmdump processes
+    os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = str(args.metric_interval_ms)  # inherited by mitmdump
     try:
         emulator, upstream = start_emulator(workdir, args.prefill_ms, args.token_ms)
         children.append(emulator)
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> None:
         metrics_port = free_port()
         configs = {
             "ollama_log": {},
+            "ollama_log, again": {},  # the same again: how far two identical proxies differ here (noise)
             "export": {
                 "ollama_otlp_endpoint": f"http://127.0.0.1:{receiver_port}",
                 "ollama_prometheus": f"127.0.0.1:{metrics_port}",
@@ -105,7 +108,9 @@ def run(args: argparse.Namespace) -> None:
             except ProxyError as exc:
                 raise SystemExit(f"{name}: {exc}") from exc
         scraper = threading.Thread(
-            target=scrape_forever, args=(f"http://127.0.0.1:{metrics_port}/metrics", stop, pages), daemon=True
+            target=scrape_forever,
+            args=(f"http://127.0.0.1:{metrics_port}/metrics", args.scrape_s, stop, pages),
+            daemon=True,
         )
         scraper.start()
         limits = httpx.Limits(max_connections=CONCURRENT * 2, max_keepalive_connections=CONCURRENT * 2)
@@ -144,7 +149,8 @@ def report(args: argparse.Namespace, results: dict[str, Results], pages: list[in
     print(
         f"# {args.requests} sequential streams + {args.rounds}x{CONCURRENT} concurrent per configuration, "
         f"{args.tokens} tokens each, emulator prefill {args.prefill_ms:g} ms, token {args.token_ms:g} ms, "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; /metrics scraped {len(pages)} times"
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; /metrics scraped every {args.scrape_s:g} s "
+        f"({len(pages)} times), OTLP metrics every {args.metric_interval_ms / 1000:g} s"
     )
     print()
     print(
@@ -161,7 +167,7 @@ def report(args: argparse.Namespace, results: dict[str, Results], pages: list[in
         )
     base = results["ollama_log"]
     print()
-    for name in ("export", "export, down"):
+    for name in ("ollama_log, again", "export", "export, down"):
         r = results[name]
         ratio = percentile(r.ttft_ms, 95) / percentile(base.ttft_ms, 95)
         delta = percentile(r.gaps_ms, 95) - percentile(base.gaps_ms, 95)
@@ -179,10 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of 16 concurrent streams per configuration")
     parser.add_argument("--prefill-ms", type=float, default=20.0, help="emulated prompt processing time")
     parser.add_argument("--token-ms", type=float, default=5.0, help="emulated time per token")
+    parser.add_argument("--scrape-s", type=float, default=15.0, help="seconds between scrapes of /metrics")
+    parser.add_argument("--metric-interval-ms", type=int, default=60000, help="OTLP metric export interval")
+    parser.add_argument("--stress", action="store_true", help="scrape and export metrics every second")
     parser.add_argument("--quick", action="store_true", help="6 requests, 100 tokens, 1 concurrent round")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.tokens, args.rounds = 6, 100, 1
+    if args.stress:
+        args.scrape_s, args.metric_interval_ms = 1.0, 1000
     if args.requests < 1 or args.tokens < 2 or args.rounds < 1:
         parser.error("--requests and --rounds must be >= 1, --tokens >= 2")
     run(args)

@@ -2,7 +2,8 @@
 
 On the traffic path it only does O(1) work: note an interaction as open (for ``ollama.requests.in_flight``),
 and hand a finished record to a bounded queue — ``put_nowait``, a full queue drops the record and counts it
-(``ollama.export.dropped{signal="records"}``). One worker thread turns records into spans and histogram
+(``ollama.export.dropped{signal="records"}``). One worker thread, waking every ``DRAIN_EVERY_S`` (not at each
+record: the next request of a client often follows at once), turns records into spans and histogram
 measurements; the SDK's own threads send them. Drops are reported as a warning, at most every
 ``WARN_EVERY_S`` seconds, and in the metrics themselves.
 """
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 DEFAULT_QUEUE = 4096
 WARN_EVERY_S = 10.0
+DRAIN_EVERY_S = 0.5
 
 
 class LiveExport:
@@ -82,14 +84,19 @@ class LiveExport:
 
     # -- the worker -------------------------------------------------------------------------------------------
     def _run(self) -> None:
+        # Wake every DRAIN_EVERY_S and drain, rather than at each record: a client's next request usually
+        # follows the end of the previous one at once, and the export work must not land in its first-token time.
+        while not self._stop.wait(DRAIN_EVERY_S):
+            self._drain()
+            self._account()
+
+    def _drain(self) -> None:
         while not self._stop.is_set():
             try:
-                record = self._queue.get(timeout=0.5)
+                record = self._queue.get_nowait()
             except queue.Empty:
-                self._account()
-                continue
+                return
             self.export(record)
-            self._account()
 
     def export(self, record: InteractionRecord) -> None:
         """Span and measurements for one record (the worker's job; never raises)."""
