@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import shutil
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -135,3 +137,26 @@ def test_promql_over_scraped_metrics_matches_the_records(emulator_factory, mitmd
     assert len(values) == 8
     ranked = values[math.ceil(0.95 * len(values)) - 1]
     assert low < ranked <= high, (estimate, values)
+
+
+def _in_flight(url: str) -> float | None:
+    page = urllib.request.urlopen(url, timeout=5).read().decode()
+    match = re.search(r'^ollama_requests_in_flight\{gen_ai_operation_name="chat",[^}]*\} (\S+)$', page, re.M)
+    return float(match.group(1)) if match else None
+
+
+def test_in_flight_counts_a_running_stream(emulator_factory, mitmdump_factory):
+    emulator = emulator_factory(token_ms=20.0)  # 100 tokens: a stream of about 2 s
+    metrics_port = free_port()
+    proxy = mitmdump_factory(emulator, options=[f"ollama_prometheus=127.0.0.1:{metrics_port}"])
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    assert _in_flight(url) == 0
+    client = ollama.Client(host=proxy.url, timeout=30)
+    messages = [{"role": "user", "content": "in-flight"}]
+    stream = client.chat(model="llama3.2:1b", messages=messages, stream=True, options={"emulator_tokens": 100})
+    reader = threading.Thread(target=lambda: list(stream), daemon=True)
+    reader.start()
+    poll(lambda: _in_flight(url) == 1, 10, "one chat in flight")
+    reader.join(30)
+    proxy.wait_for("in-flight")
+    poll(lambda: _in_flight(url) == 0, 10, "no chat in flight after the stream")
