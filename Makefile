@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/proxy_overhead.py
 	$(BIN)/python benchmarks/pcap_speed.py
 	$(BIN)/python benchmarks/live_feed.py
+	$(BIN)/python benchmarks/export_overhead.py
 
 clean:
 	rm -rf $(VENV) $(VENV12) logs .pytest_cache .ruff_cache .mypy_cache

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("analyzer.cli.report", "report"),
     "findings": ("analyzer.cli.report", "findings"),
     "top": ("analyzer.cli.top", "top"),
+    "export": ("analyzer.cli.export", "export"),
 }
 
 

@@ -81,7 +81,10 @@ def option_problem(name: str, value: Any) -> str | None:
     return None
 
 
-def apply_deferred(options: optmanager.OptManager, siblings: Sequence[str] = ()) -> list[str]:
+OptionCheck = Callable[[str, Any], str | None]  # what is wrong with a value of an option, or None
+
+
+def apply_deferred(options: optmanager.OptManager, checks: Sequence[OptionCheck] = ()) -> list[str]:
     """Apply the ``ollama_*`` settings mitmproxy held back until the script declared them; return the bad ones.
 
     ``--set`` values for options no addon has declared yet are parked in ``options.deferred`` and parsed
@@ -97,11 +100,9 @@ def apply_deferred(options: optmanager.OptManager, siblings: Sequence[str] = ())
         value = deferred.pop(name)
         strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
         shown = _shown(strings if isinstance(strings, list) else value)
-        if name in siblings:  # a feed addon loaded after us declares it; mitmproxy applies it then
-            deferred[name] = value
-            continue
-        if name not in OPTION_NAMES:
-            known = [*OPTION_NAMES, *siblings]
+        if name not in OPTION_NAMES and name not in options:  # feeds declare their own ollama_* options
+            declared: set[str] = options.keys()
+            known = sorted(n for n in declared if n.startswith("ollama_"))
             close = difflib.get_close_matches(name, known, 1, 0.8)
             hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(known)}"
             problems.append(f"unknown option {name}={shown} ({hint})")
@@ -115,7 +116,8 @@ def apply_deferred(options: optmanager.OptManager, siblings: Sequence[str] = ())
             reason = str(exc)
             problems.append(reason if reason.startswith(f"{name}=") else f"{name}={shown}: {reason}")
             continue
-        problem = option_problem(name, getattr(options, name))
+        value = getattr(options, name)
+        problem = next(filter(None, (check(name, value) for check in (option_problem, *checks))), None)
         if problem:
             options.update(**{name: options.default(name)})  # so configure() does not fail a second time
             problems.append(f"{name}={shown}: {problem}")
@@ -131,9 +133,9 @@ def _address(address: tuple | None) -> str:
 class OllamaLog:
     """The addon. Per flow it keeps one InteractionBuilder, bounded by ``ollama_max_text``."""
 
-    def __init__(self, hub: ObserverHub | None = None, sibling_options: Sequence[str] = ()) -> None:
+    def __init__(self, hub: ObserverHub | None = None, option_checks: Sequence[OptionCheck] = ()) -> None:
+        self.option_checks = option_checks  # the feeds' checks of their own ollama_* options
         self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
-        self.sibling_options = tuple(sibling_options)  # ``ollama_*`` options of the feed addons loaded after us
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
@@ -185,7 +187,7 @@ class OllamaLog:
         loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
         # Like save.py, refuse to run rather than let traffic through unrecorded: each bad setting is logged
         # as an error, and mitmproxy's startup check then exits with status 1.
-        self.problems = apply_deferred(ctx.options, self.sibling_options)
+        self.problems = apply_deferred(ctx.options, self.option_checks)
         for problem in self.problems:
             logger.error("ollama_log: %s", problem)
 

@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 OPTION = "ollama_live"
 
 
+def option_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``value`` for this addon's option, or None (also for other options)."""
+    return path_problem(str(value)) if name == OPTION else None
+
+
 def request_builder(flow: http.HTTPFlow) -> InteractionBuilder:
     """A builder that knows only the request, for the feed's ``start`` of a request still waiting."""
     request = flow.request
@@ -105,7 +110,7 @@ class LiveFeed:
 
     def response(self, flow: http.HTTPFlow) -> None:
         if self.publisher is not None:
-            self.publisher.forget(flow.id)  # after the recorder's own hook (we load after it)
+            self.publisher.forget(flow.id)  # a pending request the recorder never took over
 
     def error(self, flow: http.HTTPFlow) -> None:
         if self.publisher is not None:

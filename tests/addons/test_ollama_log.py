@@ -13,12 +13,18 @@ from mitmproxy import exceptions, flow
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
+from analyzer.recorder.addon import OllamaLog
 from analyzer.recorder.process import MitmdumpProcess, free_port
 from analyzer.recorder.writer import wait_until_written
 from analyzer.store.log import read_log
 
 ADDON_PATH = Path(__file__).resolve().parents[2] / "addons" / "ollama_log.py"
 TOKENS = ["The", " sky", " is", " blue", " ☁", "."]
+
+
+def recorder(script) -> OllamaLog:
+    """The recorder among the script's addons (feeds such as the export addon come first)."""
+    return next(addon for addon in script.addons if isinstance(addon, OllamaLog))
 
 
 def ndjson_body(tokens: list[str] = TOKENS, *, final: bool = True) -> bytes:
@@ -77,7 +83,7 @@ def logged(addon, log_dir: Path) -> list:
 @pytest.fixture
 def tctx(tmp_path: Path):
     with taddons.context() as loading:
-        addon = loading.script(str(ADDON_PATH)).addons[0]  # loaded exactly as `mitmdump -s` loads it
+        addon = recorder(loading.script(str(ADDON_PATH)))  # loaded exactly as `mitmdump -s` loads it
     with taddons.context(addon) as tctx:
         tctx.configure(addon, ollama_log_dir=str(tmp_path / "log"))
         yield tctx, addon, tmp_path / "log"
@@ -253,7 +259,7 @@ def test_deferred_settings_are_applied_and_bad_ones_reported(caplog) -> None:
             defer=True,
         )
         with caplog.at_level(logging.ERROR):
-            addon = tctx.script(str(ADDON_PATH)).addons[0]
+            addon = recorder(tctx.script(str(ADDON_PATH)))
         assert tctx.options.ollama_max_text == 12 and tctx.options.ollama_hosts == ["a:1", "b"]
         assert tctx.options.ollama_console is True and tctx.options.ollama_redact == "images"  # defaults kept
         assert set(tctx.options.deferred) == {"other_addon_option"}  # not ours: left to its owner
