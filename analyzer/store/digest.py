@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import zlib
@@ -459,7 +460,8 @@ def _decoded(
     jobs = [(str(log_dir), str(path)) for path in paths]
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if workers > 1 and len(paths) > 1 and _uncached_bytes(cache, paths) >= parallel_min_bytes:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: the caller may have threads (a dashboard, a proxy), and forking those can deadlock
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for done, result in enumerate(pool.map(_decode_file, jobs, chunksize=2)):
                 if progress:
                     progress(done, len(paths))
