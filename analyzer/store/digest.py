@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -426,6 +428,51 @@ def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
     return accumulator.result()
 
 
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024  # below this much undecoded log, worker processes cost more than they save
+MAX_WORKERS = 4
+
+Decoded = tuple[list[list[Any]], list[SummaryFields], list[str]]
+
+
+def _decode_file(job: tuple[str, str]) -> Decoded:
+    """One file's columns, unterminated-line fields and warnings (runs in a worker process too)."""
+    log_dir, path = job
+    messages: list[str] = []
+    columns, extra = DigestCache(log_dir).columns(Path(path), messages.append)
+    return columns, extra, messages
+
+
+def _uncached_bytes(cache: DigestCache, paths: list[Path]) -> int:
+    total = 0
+    for path in paths:
+        if not (cache.directory / (path.name + ".json")).exists():
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+    return total
+
+
+def _decoded(
+    log_dir: Path | str, paths: list[Path], progress: Callable[[int, int], object] | None, parallel_min_bytes: int
+) -> Iterator[Decoded]:
+    """Every file decoded, in order. A first run over a large log (nothing cached yet) decodes files in worker
+    processes (one per CPU, at most ``MAX_WORKERS``); the results — and so the summary — are the same."""
+    cache = DigestCache(log_dir)
+    jobs = [(str(log_dir), str(path)) for path in paths]
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if workers > 1 and len(paths) > 1 and _uncached_bytes(cache, paths) >= parallel_min_bytes:
+        # spawn, not fork: the caller may have threads (a dashboard, a proxy), and forking those can deadlock
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done, result in enumerate(pool.map(_decode_file, jobs, chunksize=2)):
+                if progress:
+                    progress(done, len(paths))
+                yield result
+        return
+    for done, job in enumerate(jobs):
+        if progress:
+            progress(done, len(paths))
+        yield _decode_file(job)
+
+
 def summarize_log(
     log_dir: Path | str,
     *,
@@ -434,15 +481,19 @@ def summarize_log(
     errors_only: bool = False,
     warn: Warn = None,
     progress: Callable[[int, int], object] | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> list[dict[str, Any]]:
     """``summarize`` of the records ``select`` would choose — from the per-day cache, without per-record objects.
 
-    ``progress(files_done, files_total)`` is called before each file.
+    ``progress(files_done, files_total)`` is called as files are done. With at least ``parallel_min_bytes`` not
+    yet cached, files are decoded in worker processes.
     """
-    cache = DigestCache(log_dir)
     accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only)
-    for path in _files(log_dir, since, progress):
-        columns, extra = cache.columns(path, warn)
+    paths = list(_files(log_dir, since, None))
+    for columns, extra, messages in _decoded(log_dir, paths, progress, parallel_min_bytes):
+        if warn:
+            for message in messages:
+                warn(message)
         accumulator.add_columns(columns)
         for fields in extra:
             accumulator.add(fields)
