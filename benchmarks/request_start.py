@@ -25,9 +25,11 @@ import httpx
 from proxy_overhead import MODEL, start_emulator
 
 from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
-from analyzer.pcap.tcpdump import tcpdump
 from analyzer.recorder.process import ADDON_PATH, MitmdumpProcess
 from analyzer.store.log import read_log
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests.support
+from tests.support.tcpdump import tcpdump
 
 
 def stream_on_new_connection(url: str, prompt: str, tokens: int, barrier: threading.Barrier) -> None:

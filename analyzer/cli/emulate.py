@@ -11,9 +11,9 @@ from typing import TypeVar
 import click
 
 from analyzer.emulator import DEFAULT_MODELS, EmulatorConfig, EmulatorServer, format_url
-from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.emulator.config import DEFAULT_MEMORY, DEFAULT_NUM_CTX, GIB, ModelProfile
 from analyzer.emulator.wire import go_duration_s
+from analyzer.protocol.endpoints import OLLAMA_PORT
 
 T = TypeVar("T")
 _SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": GIB, "kb": 1000, "mb": 1000**2, "gb": 1000**3}

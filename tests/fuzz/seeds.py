@@ -4,17 +4,13 @@ every file of the committed capture corpus (``tests/data/captures/``) when it ex
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from analyzer.pcap.segments import TcpSegment
+from tests.support.frames import Conversation, chunked, frame_of, null
+from tests.support.pcapfile import pcap_bytes, pcapng_bytes
+
 TESTS = Path(__file__).resolve().parents[1]
-# The packet generator lives with the pcap tests (a module of its own there, not a package).
-sys.path.insert(0, str(TESTS / "analyzer" / "pcap"))
-
-import pcapgen  # noqa: E402
-from pcapgen import Conversation, chunked, frame_of  # noqa: E402
-
-from analyzer.pcap.segments import TcpSegment  # noqa: E402
 
 CORPUS = TESTS / "data" / "captures"
 REGRESSIONS = TESTS / "data" / "fuzz-regressions"
@@ -125,12 +121,12 @@ def seed_files() -> dict[str, bytes]:
     piped = conversation_segments(["json", "ndjson", "json"], cport=50002, pipelined=True)
     for name, segs in (("v4", v4), ("v6", v6), ("pipelined", piped)):
         frames = [(s.ts, frame_of(s)) for s in segs]
-        seeds[f"{name}-eth.pcap"] = pcapgen.pcap(frames)
-        seeds[f"{name}-sll2.pcap"] = pcapgen.pcap([(s.ts, frame_of(s, "sll2")) for s in segs], 276)
-        seeds[f"{name}-eth.pcapng"] = pcapgen.pcapng([(1, 6)], [(0, ts, f) for ts, f in frames])
+        seeds[f"{name}-eth.pcap"] = pcap_bytes(frames)
+        seeds[f"{name}-sll2.pcap"] = pcap_bytes([(s.ts, frame_of(s, "sll2")) for s in segs], 276)
+        seeds[f"{name}-eth.pcapng"] = pcapng_bytes([(1, 6)], [(0, ts, f) for ts, f in frames])
     raw = [(s.ts, frame_of(s, "raw")) for s in v4]
-    seeds["v4-raw-ns.pcap"] = pcapgen.pcap(raw, 101, nanos=True, big_endian=True)
-    seeds["v4-null.pcap"] = pcapgen.pcap([(s.ts, pcapgen.null(frame_of(s, "raw"))) for s in v4], 0)
+    seeds["v4-raw-ns.pcap"] = pcap_bytes(raw, 101, nanos=True, big_endian=True)
+    seeds["v4-null.pcap"] = pcap_bytes([(s.ts, null(frame_of(s, "raw"))) for s in v4], 0)
     return seeds
 
 

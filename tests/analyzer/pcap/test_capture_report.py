@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from capture_tools import RealCapture, drop, read_pcap, response_packets, window, write_pcap
 from click.testing import CliRunner
 
 from analyzer.cli.main import cli
 from analyzer.pcap.analyze import AnalyzeOptions, analyze_capture
+from tests.support.damage import drop, response_packets, window
+from tests.support.pcapfile import read_pcap, write_pcap
+from tests.support.workload import RealCapture
 
 
 def report(path: Path, port: int) -> dict[str, list[str]]:
