@@ -96,7 +96,7 @@ def apply_deferred(options: optmanager.OptManager) -> list[str]:
         value = deferred.pop(name)
         strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
         shown = _shown(strings if isinstance(strings, list) else value)
-        if name not in OPTION_NAMES:
+        if name not in OPTION_NAMES and name not in options:  # feeds declare theirs before the recorder loads
             close = difflib.get_close_matches(name, OPTION_NAMES, 1, 0.8)
             hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(OPTION_NAMES)}"
             problems.append(f"unknown option {name}={shown} ({hint})")
@@ -304,6 +304,7 @@ class OllamaLog:
         if builder is None:
             return
         record = builder.finish(at, error=error)
+        self.hub.enrich(record)
         self.hub.finished(record)
         self._write(record)
 
