@@ -12,6 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("analyzer.cli.logs", "logs"),
     "analyze": ("analyzer.cli.analyze", "analyze_pcap"),
     "demo": ("analyzer.cli.demo", "demo"),
+    "resources": ("analyzer.cli.resources", "resources"),
 }
 
 
