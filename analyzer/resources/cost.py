@@ -155,5 +155,5 @@ def total_costs(records: list[InteractionRecord], prices: Prices) -> dict[str, f
     for record in records:
         for name, value in cost_columns(record, prices).items():
             if value is not None:
-                totals[name] = (totals[name] or 0.0) + value
+                totals[name] = round((totals[name] or 0.0) + value, 9)
     return totals
