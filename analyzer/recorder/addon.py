@@ -80,7 +80,7 @@ def option_problem(name: str, value: Any) -> str | None:
     return None
 
 
-def apply_deferred(options: optmanager.OptManager) -> list[str]:
+def apply_deferred(options: optmanager.OptManager, feed_options: Sequence[str] = ()) -> list[str]:
     """Apply the ``ollama_*`` settings mitmproxy held back until the script declared them; return the bad ones.
 
     ``--set`` values for options no addon has declared yet are parked in ``options.deferred`` and parsed
@@ -92,11 +92,12 @@ def apply_deferred(options: optmanager.OptManager) -> list[str]:
     if not isinstance(deferred, dict):
         return []
     problems = []
-    for name in [n for n in deferred if n.startswith("ollama_")]:
+    # Names a feed addon loaded after the recorder declares are left for it to apply (and check) itself.
+    for name in [n for n in deferred if n.startswith("ollama_") and n not in feed_options]:
         value = deferred.pop(name)
         strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
         shown = _shown(strings if isinstance(strings, list) else value)
-        if name not in OPTION_NAMES and name not in options:  # feeds declare theirs before the recorder loads
+        if name not in OPTION_NAMES:
             close = difflib.get_close_matches(name, OPTION_NAMES, 1, 0.8)
             hint = f"did you mean {close[0]}?" if close else f"options: {', '.join(OPTION_NAMES)}"
             problems.append(f"unknown option {name}={shown} ({hint})")
@@ -126,8 +127,9 @@ def _address(address: tuple | None) -> str:
 class OllamaLog:
     """The addon. Per flow it keeps one InteractionBuilder, bounded by ``ollama_max_text``."""
 
-    def __init__(self, hub: ObserverHub | None = None) -> None:
+    def __init__(self, hub: ObserverHub | None = None, feed_options: Sequence[str] = ()) -> None:
         self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
+        self.feed_options = tuple(feed_options)  # ollama_* options the feed addons declare (after this one)
         self.builders: dict[str, InteractionBuilder] = {}
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.recorded = 0
@@ -173,7 +175,7 @@ class OllamaLog:
         loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
         # Like save.py, refuse to run rather than let traffic through unrecorded: each bad setting is logged
         # as an error, and mitmproxy's startup check then exits with status 1.
-        self.problems = apply_deferred(ctx.options)
+        self.problems = apply_deferred(ctx.options, self.feed_options)
         for problem in self.problems:
             logger.error("ollama_log: %s", problem)
 

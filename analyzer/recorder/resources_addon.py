@@ -65,6 +65,43 @@ def upstream_target(modes: list[str], interval_ms: int) -> Target:
     return Target(interval_ms=interval_ms)
 
 
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for one of this addon's options, or None."""
+    if name == "ollama_resources":
+        try:
+            parse_spec(value)
+        except ValueError as exc:
+            return str(exc)
+    elif name == "ollama_resources_interval" and not 10 <= value <= 60_000:
+        return "must be 10..60000 milliseconds"
+    return None
+
+
+def take_deferred(options: Any) -> list[str]:
+    """Apply this addon's ``--set`` values mitmproxy parked until the options existed; return the bad ones."""
+    deferred = getattr(options, "deferred", None)
+    if not isinstance(deferred, dict):
+        return []
+    problems = []
+    for name in [n for n in OPTION_NAMES if n in deferred]:
+        value = deferred.pop(name)
+        strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
+        shown = ",".join(strings) if isinstance(strings, list) else str(value)
+        try:
+            if isinstance(strings, list):
+                options.set(*[f"{name}={text}" for text in strings])
+            else:
+                options.update(**{name: value})
+        except (exceptions.OptionsError, TypeError, ValueError) as exc:
+            problems.append(f"{name}={shown}: {exc}")
+            continue
+        problem = option_problem(name, getattr(options, name))
+        if problem:
+            options.update(**{name: options.default(name)})  # so configure() does not fail a second time
+            problems.append(f"{name}={shown}: {problem}")
+    return problems
+
+
 class ResourcesAddon:
     """Resource sampling for the recorder (an observer on its hub)."""
 
@@ -79,6 +116,7 @@ class ResourcesAddon:
         self.interval_ms = DEFAULT_INTERVAL_MS
         self._lock = threading.Lock()  # guards starting/stopping the sampling thread
         self._generation = 0
+        self.problems: list[str] = []
 
     # -- mitmproxy hooks ---------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -96,21 +134,25 @@ class ResourcesAddon:
             DEFAULT_INTERVAL_MS,
             "Milliseconds between resource samples (10..60000).",
         )
+        # Our --set values are parsed here, one error line per bad one (mitmproxy would otherwise report a bad
+        # value as a traceback from configure); the recorder's startup check then stops mitmdump.
+        self.problems = take_deferred(ctx.options)
+        for problem in self.problems:
+            logger.error("ollama_resources: %s", problem)
 
     def configure(self, updated: set[str]) -> None:
-        if "ollama_resources" in updated:
-            try:
-                parse_spec(ctx.options.ollama_resources)
-            except ValueError as exc:
-                raise exceptions.OptionsError(f"ollama_resources={ctx.options.ollama_resources}: {exc}") from None
-        if "ollama_resources_interval" in updated:
-            value = ctx.options.ollama_resources_interval
-            if not 10 <= value <= 60_000:
-                raise exceptions.OptionsError(f"ollama_resources_interval={value}: must be 10..60000 milliseconds")
+        for name in OPTION_NAMES:
+            if name in updated:
+                value = getattr(ctx.options, name)
+                problem = option_problem(name, value)
+                if problem:
+                    raise exceptions.OptionsError(f"{name}={value}: {problem}")
         if self.thread is not None and updated & set(OPTION_NAMES):
             self._start()  # settings changed while running: restart sampling with them
 
     def running(self) -> None:
+        if self.problems:
+            return  # the recorder stops mitmdump (its startup check, or its own running hook)
         # Synchronous on purpose (an async running hook is silently skipped when the script loads late);
         # opening the sources (NVML init, starting macmon, asking /api/ps) happens in a thread.
         self._start()

@@ -114,7 +114,9 @@ def test_records_from_a_capture_join_a_timeline_file(tmp_path: Path) -> None:
 
 
 def test_activity_of_a_non_streamed_record_spans_the_whole_exchange() -> None:
-    body = InteractionRecord(id="x", started_at="2026-11-30T21:38:00Z", stream=False, total_ms=1000, ttft_ms=1000, eval_count=5)
+    body = InteractionRecord(
+        id="x", started_at="2026-11-30T21:38:00Z", stream=False, total_ms=1000, ttft_ms=1000, eval_count=5
+    )
     activity = activity_of(body)
     assert activity is not None
     assert activity.token_start == activity.start and activity.token_end == activity.end

@@ -90,12 +90,22 @@ def test_logs_with_prices_adds_both_columns(log_dir: Path, prices_file: Path) ->
     table = runner.invoke(cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file)])
     assert table.exit_code == 0, table.output
     assert "cost_energy_usd" in table.output and "0.000300" in table.output  # 1 Wh at 0.30/kWh
-    rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file), "--csv"]).output)))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                runner.invoke(cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file), "--csv"]).output
+            )
+        )
+    )
     assert list(rows[0]) == [*COLUMNS, "cost_energy_usd", "cost_api_usd"]
     assert float(rows[0]["cost_api_usd"]) == pytest.approx(100 / 1e6)
-    (line,) = runner.invoke(cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file), "--jsonl"]).output.splitlines()
+    (line,) = runner.invoke(
+        cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file), "--jsonl"]
+    ).output.splitlines()
     assert json.loads(line)["energy_j"] == 3600.0
-    summary = runner.invoke(cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file), "--summary", "--json"])
+    summary = runner.invoke(
+        cli, ["logs", "--log-dir", str(log_dir), "--prices", str(prices_file), "--summary", "--json"]
+    )
     assert json.loads(summary.output)[0]["cost_energy_usd"] == pytest.approx(0.0003)
     plain = runner.invoke(cli, ["logs", "--log-dir", str(log_dir), "--csv"])
     assert "cost_energy_usd" not in plain.output  # nothing stored: only derived when asked

@@ -22,7 +22,7 @@ from analyzer.resources.macmon import MacmonSampler, parse_macmon_line
 from analyzer.resources.ollama_ps import parse_ps
 from analyzer.resources.powermetrics import PowermetricsSampler, parse_powermetrics_stream
 from analyzer.resources.process import ProcessSampler, memory_pressure
-from analyzer.resources.registry import open_sources, parse_spec, Target
+from analyzer.resources.registry import Target, open_sources, parse_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -72,14 +72,21 @@ def test_ps_answer() -> None:
         '"details":{},"expires_at":"2026-11-30T22:00:00.1Z","size_vram":1000000000}]}'
     )
     (model,) = parse_ps(body)
-    assert model == {"name": "llama3.2:1b", "size": 1300000000, "size_vram": 1000000000, "expires_at": "2026-11-30T22:00:00.1Z"}
+    assert model == {
+        "name": "llama3.2:1b",
+        "size": 1300000000,
+        "size_vram": 1000000000,
+        "expires_at": "2026-11-30T22:00:00.1Z",
+    }
     with pytest.raises(ValueError):
         parse_ps('{"error": "x"}')
 
 
 def test_memory_pressure_reads_psi(tmp_path: Path) -> None:
     psi = tmp_path / "memory"
-    psi.write_text("some avg10=1.25 avg60=0.50 avg300=0.10 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    psi.write_text(
+        "some avg10=1.25 avg60=0.50 avg300=0.10 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    )
     assert memory_pressure(psi) == 1.25
     assert memory_pressure(tmp_path / "absent") is None
 
@@ -119,7 +126,11 @@ def test_powermetrics_sampler_reads_nul_separated_plists() -> None:
 
 
 def test_a_child_that_fails_is_unavailable_with_its_message() -> None:
-    command = [sys.executable, "-c", "import sys; sys.stderr.write('powermetrics must be invoked as the superuser\\n'); sys.exit(1)"]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('powermetrics must be invoked as the superuser\\n'); sys.exit(1)",
+    ]
     sampler = PowermetricsSampler(command=command)
     with pytest.raises(Unavailable, match="must be invoked as the superuser"):
         sampler.open()
