@@ -47,12 +47,14 @@ def analyze_into_log_results(
     *,
     jobs: int = 1,
     on_skip: Callable[[int], None] | None = None,
+    enrich: Callable[[CaptureResult], object] | None = None,
 ) -> Iterator[CaptureResult]:
     """Analyze the files not yet in ``log_dir``'s ledger, append their records, yield each result.
 
     Each file's records are appended (and yielded) in ``started_at`` order. A file that failed to
     parse is not entered in the ledger, so a later run tries it again. Raises :class:`LogError` when
-    the log or the ledger cannot be written.
+    the log or the ledger cannot be written. ``enrich`` may fill columns of a result's records before they are
+    appended (the resource timeline saved beside a capture).
     """
     ledger = Ledger(log_dir)
     log = InteractionLog(log_dir)
@@ -63,6 +65,8 @@ def analyze_into_log_results(
     for result in analyze_paths([p for p, _ in pending], options, jobs=jobs):
         if result.error is None:
             result.records = by_start(result.records)
+            if enrich is not None and result.records:
+                enrich(result)
             if result.records:
                 log.append_many(result.records)
             if hashes[result.path]:
@@ -73,7 +77,9 @@ def analyze_into_log_results(
         yield result
 
 
-def analyze_into_log(paths: list[Path], log_dir: Path, ports: list[int]) -> int:
+def analyze_into_log(
+    paths: list[Path], log_dir: Path, ports: list[int], enrich: Callable[[CaptureResult], object] | None = None
+) -> int:
     """Append the records of every not-yet-analyzed capture in ``paths`` to the log; returns how many."""
     options = AnalyzeOptions(ports=tuple(ports))
-    return sum(len(r.records) for r in analyze_into_log_results(paths, log_dir, options))
+    return sum(len(r.records) for r in analyze_into_log_results(paths, log_dir, options, enrich=enrich))
