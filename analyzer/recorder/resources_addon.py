@@ -232,8 +232,9 @@ class ResourcesAddon:
         if not samples:
             return
         now = time.time()
-        others = [a for a in self.recent if a.end > target.start]
-        others += [live.activity(flow_id, now) for flow_id, live in self.live.items() if flow_id != record.id]
+        # Copies first (list() of a dict/deque is atomic under the GIL): enrich_record may run in a writer thread.
+        others = [a for a in list(self.recent) if a.end > target.start]
+        others += [live.activity(flow_id, now) for flow_id, live in list(self.live.items()) if flow_id != record.id]
         hold = 1.5 * self.interval_ms / 1000
         apply_columns(record, resource_columns(target, others, samples, record.eval_count, hold=hold))
         self.enriched += 1

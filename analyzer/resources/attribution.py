@@ -80,11 +80,19 @@ def activity_of(record: InteractionRecord) -> Activity | None:
 class _Series:
     """One metric's readings, for interpolation (counters) and interval weighting (gauges)."""
 
-    def __init__(self, samples: Sequence[Sample], name: str, hold: float) -> None:
-        points = [(s.t, s.values[name]) for s in samples if name in s.values]
-        self.times = [t for t, _ in points]
-        self.values = [v for _, v in points]
+    def __init__(self, times: list[float], values: list[float], hold: float, counter: bool = False) -> None:
+        self.times = times
+        self.values = values
         self.hold = hold  # how far past the newest reading it may be extrapolated
+        if counter and self.values:
+            # A counter that restarted (another timeline file, a restarted sampler) adds nothing across the restart:
+            # keep the running sum of the increases, so the series is monotonic and differences are additive.
+            total, previous, rebuilt = self.values[0], self.values[0], []
+            for value in self.values:
+                total += max(0.0, value - previous)
+                previous = value
+                rebuilt.append(total)
+            self.values = rebuilt
 
     def __bool__(self) -> bool:
         return bool(self.times)
@@ -104,8 +112,6 @@ class _Series:
                 return values[-1] + rate * (t - times[-1])
             return values[-1]
         t0, t1, v0, v1 = times[i - 1], times[i], values[i - 1], values[i]
-        if v1 < v0:  # counter restarted (another timeline file, a restarted sampler): no increase here
-            return v0
         return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
 
     def intervals(self) -> list[tuple[float, float, float]]:
@@ -136,31 +142,43 @@ class _Series:
         return max(found) if found else None
 
 
-def _shared(series: _Series, target: Activity, others: Sequence[Activity]) -> float | None:
-    """The target's share of a counter's increase over its span (None when no reading covers it)."""
-    if not series:
-        return None
-    first, last = series.coverage()
-    low, high = max(target.start, first), min(target.end, last)
-    if high < low:
-        return None
+def _slices(target: Activity, others: Sequence[Activity]) -> list[tuple[float, float, float]]:
+    """``(from, to, target's share)`` over the target's span, cut wherever any overlapping request starts, ends,
+    or starts/stops generating tokens. Between cuts every share is constant (tokens are taken as evenly
+    spread), so a counter's increase over a slice can be read off its interpolated values at the two ends."""
+    low, high = target.start, target.end
     active = [a for a in others if a.id != target.id and a.start < high and a.end > low]
     cuts = {low, high}
-    cuts.update(t for t in series.times if low < t < high)
     for a in (target, *active):
         cuts.update(t for t in (a.start, a.end, a.token_start, a.token_end) if t is not None and low < t < high)
     points = sorted(cuts)
-    total = 0.0
+    slices = []
     for p, q in itertools.pairwise(points):
-        delta = series.at(q) - series.at(p)
-        if delta <= 0:
-            continue
         middle = (p + q) / 2
         running = [a for a in active if a.start <= middle < a.end]
         mine = target.tokens_between(p, q)
         everyone = mine + sum(a.tokens_between(p, q) for a in running)
-        total += delta * (mine / everyone if everyone > 0 else 1 / (1 + len(running)))
+        slices.append((p, q, mine / everyone if everyone > 0 else 1 / (1 + len(running))))
+    return slices
+
+
+def _shared(series: _Series, slices: Sequence[tuple[float, float, float]]) -> float | None:
+    """The target's share of a counter's increase over its slices (None when no reading covers the span)."""
+    if not series or not slices:
+        return None
+    first, last = series.coverage()
+    if min(slices[-1][1], last) < max(slices[0][0], first):
+        return None
+    total = 0.0
+    for p, q, share in slices:
+        low, high = max(p, first), min(q, last)
+        if high > low and share > 0:
+            total += share * max(0.0, series.at(high) - series.at(low))
     return total
+
+
+_COUNTERS = frozenset({"energy_j", "cpu_s"})
+_USED = ("gpu_util_pct", "gpu_mem_mb", "ollama_vram_mb", "power_w", "rss_mb", *sorted(_COUNTERS))
 
 
 def resource_columns(
@@ -177,13 +195,23 @@ def resource_columns(
     """
     low, high = target.start, max(target.start, target.end)
 
+    points: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in _USED}
+    for sample in samples:  # one pass, every metric
+        for name, value in sample.values.items():
+            found = points.get(name)
+            if found is not None:
+                found[0].append(sample.t)
+                found[1].append(value)
+
     def series(name: str) -> _Series:
-        return _Series(samples, name, hold)
+        return _Series(*points[name], hold, counter=name in _COUNTERS)
 
     util, memory, vram = series("gpu_util_pct"), series("gpu_mem_mb"), series("ollama_vram_mb")
     power, rss = series("power_w"), series("rss_mb")
-    energy = _shared(series("energy_j"), target, others)
-    cpu = _shared(series("cpu_s"), target, others)
+    energy_series, cpu_series = series("energy_j"), series("cpu_s")
+    slices = _slices(target, others) if (energy_series or cpu_series) and target.end >= target.start else []
+    energy = _shared(energy_series, slices)
+    cpu = _shared(cpu_series, slices)
     gpu_memory = memory.maximum(low, high) if memory else (vram.maximum(low, high) if vram else None)
     columns: dict[str, float | None] = {
         "gpu_util_mean_pct": util.mean(low, high) if util else None,
