@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 OPTION_NAMES = ("ollama_resources", "ollama_resources_interval")
 RECENT = 2000  # finished requests kept to share slices with requests still running
 MAX_LIVE = 10_000
+RETRIED = ("process", "ollama_ps")  # sources that appear when the server does
+RETRY_S = 30.0
 
 
 @dataclass
@@ -177,16 +179,20 @@ class ResourcesAddon:
         ).start()
 
     def _open(self, spec: str, target: Target, generation: int) -> None:
+        """Open the sources, start sampling, then keep retrying the server's sources until they appear
+        (Ollama started after the proxy, or restarted on another port's process)."""
         opened = open_sources(spec, target)
+        retry = [name for name in opened.unavailable if name in RETRIED]
         with self._lock:
             if generation != self._generation:  # stopped or restarted meanwhile
                 for sampler in opened.samplers:
                     sampler.close()
                 return
             self.unavailable = opened.unavailable
-            if opened.samplers:
+            if opened.samplers or retry:
                 self.thread = SamplingThread(opened.samplers, self.timeline, target.interval_ms)
                 self.thread.start()
+            thread = self.thread
         names = ", ".join(s.name for s in opened.samplers) or "none"
         missing = "; ".join(f"{name}: {why}" for name, why in opened.unavailable.items())
         logger.info(
@@ -196,6 +202,24 @@ class ResourcesAddon:
             target.base_url,
             f"; unavailable: {missing}" if missing else "",
         )
+        while retry and thread is not None:
+            deadline = time.monotonic() + RETRY_S
+            while time.monotonic() < deadline:
+                if generation != self._generation:
+                    return
+                time.sleep(0.5)
+            again = open_sources(",".join(retry), target)
+            with self._lock:
+                if generation != self._generation:
+                    for sampler in again.samplers:
+                        sampler.close()
+                    return
+                for sampler in again.samplers:
+                    thread.samplers.append(sampler)  # the sampling thread picks it up at its next round
+                    self.unavailable.pop(sampler.name, None)
+                    retry.remove(sampler.name)
+            if again.samplers:
+                logger.info("ollama_resources: now also sampling %s", ", ".join(s.name for s in again.samplers))
 
     def _stop(self) -> None:
         with self._lock:

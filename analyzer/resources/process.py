@@ -46,6 +46,15 @@ def find_listener(port: int, psutil: Any | None = None) -> tuple[int | None, str
         if conn.pid is not None:
             return int(conn.pid), "listening socket"
     if owners:
+        # Another user's socket (Linux packages run `ollama serve` as user ollama): its owner cannot be read
+        # from the socket, but CPU time and memory of any process can. One `ollama serve` is taken as it.
+        servers = []
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if proc.info.get("name") == "ollama" and "serve" in cmdline:
+                servers.append(proc.pid)
+        if len(servers) == 1:
+            return servers[0], "another user's socket; the one `ollama serve` process"
         return None, f"port {port} is listened on by another user's process (run as that user, or as root)"
     return None, f"nothing listens on port {port} (is Ollama running?)"
 
@@ -62,12 +71,14 @@ class ProcessSampler:
         self._procs: dict[int, Any] = {}
         self._cpu_by_pid: dict[int, float] = {}
         self._reads = 0
+        self.found_by = ""
 
     def open(self) -> None:
         self._psutil = _psutil()
-        pid, reason = find_listener(self.port, self._psutil)
+        pid, how = find_listener(self.port, self._psutil)
         if pid is None:
-            raise Unavailable(reason)
+            raise Unavailable(how)
+        self.found_by = how
         self._attach(pid)
 
     def _attach(self, pid: int) -> None:
@@ -126,7 +137,7 @@ class ProcessSampler:
                 names[pid] = " ".join(proc.cmdline()[:3]) or proc.name()
             except Exception:
                 names[pid] = "?"
-        return {"port": self.port, "server_pid": self.pid, "processes": names}
+        return {"port": self.port, "server_pid": self.pid, "found_by": self.found_by, "processes": names}
 
     def close(self) -> None:
         self._procs = {}

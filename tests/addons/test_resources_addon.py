@@ -119,3 +119,34 @@ def test_bad_settings_are_refused_by_configure(tmp_path: Path) -> None:
             tctx.configure(resources, ollama_resources="process,gpu")
         with pytest.raises(Exception, match=r"10\.\.60000"):
             tctx.configure(resources, ollama_resources_interval=1)
+
+
+def test_a_server_that_starts_after_the_proxy_is_picked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.emulator import EmulatorConfig, EmulatorThread
+    from analyzer.recorder import resources_addon
+    from analyzer.recorder.process import free_port
+
+    monkeypatch.setattr(resources_addon, "RETRY_S", 0.2)
+    port = free_port()
+    resources = ResourcesAddon(ObserverHub())
+    with taddons.context(resources) as tctx:
+        tctx.configure(
+            resources,
+            mode=[f"reverse:http://127.0.0.1:{port}@127.0.0.1:0"],
+            ollama_resources="process",
+            ollama_resources_interval=50,
+        )
+        resources.running()
+        try:
+            deadline = time.monotonic() + 20
+            while resources.thread is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert resources.thread is not None and resources.thread.samplers == []
+            assert "nothing listens" in resources.unavailable["process"]
+            with EmulatorThread(EmulatorConfig(), port=port):
+                while not resources.thread.samplers and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert [s.name for s in resources.thread.samplers] == ["process"]
+                assert "process" not in resources.unavailable
+        finally:
+            resources.done()
