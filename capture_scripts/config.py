@@ -157,6 +157,8 @@ def _method(value: object) -> str:
 def _resources(value: object) -> str:
     from analyzer.resources.registry import parse_spec  # lazy: the runner needs it, `config check` hardly
 
+    if isinstance(value, bool):  # YAML reads a bare off / on as booleans
+        return "auto" if value else "off"
     if not isinstance(value, str):
         raise ValueError("expected auto, off or a comma-separated list of resource sources")
     parse_spec(value)

@@ -162,13 +162,15 @@ def _slices(target: Activity, others: Sequence[Activity]) -> list[tuple[float, f
     return slices
 
 
-def _shared(series: _Series, slices: Sequence[tuple[float, float, float]]) -> float | None:
+def _shared(series: _Series, slices: Sequence[tuple[float, float, float]], target: Activity) -> float | None:
     """The target's share of a counter's increase over its slices (None when no reading covers the span)."""
-    if not series or not slices:
+    if not series:
         return None
     first, last = series.coverage()
-    if min(slices[-1][1], last) < max(slices[0][0], first):
+    if min(target.end, last) < max(target.start, first):
         return None
+    if not slices:  # a zero-length request (a capture that caught only its last packet): nothing used
+        return 0.0
     total = 0.0
     for p, q, share in slices:
         low, high = max(p, first), min(q, last)
@@ -210,8 +212,8 @@ def resource_columns(
     power, rss = series("power_w"), series("rss_mb")
     energy_series, cpu_series = series("energy_j"), series("cpu_s")
     slices = _slices(target, others) if (energy_series or cpu_series) and target.end >= target.start else []
-    energy = _shared(energy_series, slices)
-    cpu = _shared(cpu_series, slices)
+    energy = _shared(energy_series, slices, target)
+    cpu = _shared(cpu_series, slices, target)
     gpu_memory = memory.maximum(low, high) if memory else (vram.maximum(low, high) if vram else None)
     columns: dict[str, float | None] = {
         "gpu_util_mean_pct": util.mean(low, high) if util else None,

@@ -65,10 +65,14 @@ class Opened:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
-def open_sources(spec: str, target: Target) -> Opened:
-    """Open the sources ``spec`` names (ValueError for a bad spec); none of them may hang or raise here."""
+def open_sources(spec: str, target: Target, auto_skips: tuple[str, ...] = ()) -> Opened:
+    """Open the sources ``spec`` names (ValueError for a bad spec); none of them may hang or raise here.
+
+    ``auto_skips`` are left out of ``auto`` (not of an explicit list): a packet capture skips ``ollama_ps``, whose
+    question to the server would land in the capture.
+    """
     wanted = parse_spec(spec)
-    names = list(SOURCE_NAMES) if wanted is None else wanted
+    names = [n for n in SOURCE_NAMES if n not in auto_skips] if wanted is None else wanted
     made = factories(target)
     opened = Opened()
     for name in names:

@@ -136,7 +136,9 @@ def test_run_loop_with_retention_state_status_and_analysis(tmp_path: Path, emula
     from analyzer.store.log import read_log
 
     records = read_log(tmp_path / "logs")  # the hand-off wrote real records of the emulator's traffic
-    assert len(records) == state["analyzed_records"] and {r.path for r in records} == {"/api/generate"}
+    assert len(records) == state["analyzed_records"]
+    # A snapshot that began mid-response has no request line for that exchange (path ''): the capture's fault.
+    assert {r.path for r in records if "capture_started_mid_response" not in r.flags} == {"/api/generate"}
     # Each kept snapshot has its resource timeline beside it (the removed one's went with it), joined by time:
     # the process listening on the emulator's port (this test process) was sampled through every request.
     timelines = sorted((tmp_path / "out").glob("*.resources.jsonl"))

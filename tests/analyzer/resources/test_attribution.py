@@ -120,3 +120,9 @@ def test_activity_of_a_non_streamed_record_spans_the_whole_exchange() -> None:
     activity = activity_of(body)
     assert activity is not None
     assert activity.token_start == activity.start and activity.token_end == activity.end
+
+
+def test_a_zero_length_request_used_nothing_but_is_covered() -> None:
+    samples = [Sample(0, {"cpu_s": 0, "rss_mb": 10}), Sample(1, {"cpu_s": 1, "rss_mb": 20})]
+    columns = resource_columns(Activity("a", 0.5, 0.5), [], samples)
+    assert columns["server_cpu_ms"] == 0 and columns["server_rss_max_mb"] == 20
