@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 OPTION_NAMES = ("ollama_resources", "ollama_resources_interval")
 RECENT = 2000  # finished requests kept to share slices with requests still running
 MAX_LIVE = 10_000
+MAX_ENRICH_SAMPLES = 1500  # 5 minutes at 200 ms; longer requests are computed from every k-th sample
 RETRIED = ("process", "ollama_ps")  # sources that appear when the server does
 RETRY_S = 30.0
 
@@ -255,6 +256,9 @@ class ResourcesAddon:
         samples = self.timeline.window(target.start, target.end)
         if not samples:
             return
+        if len(samples) > MAX_ENRICH_SAMPLES:  # a long pull or stream: every k-th reading keeps this bounded
+            step = -(-len(samples) // MAX_ENRICH_SAMPLES)
+            samples = [*samples[:-1:step], samples[-1]]
         now = time.time()
         # Copies first (list() of a dict/deque is atomic under the GIL): enrich_record may run in a writer thread.
         others = [a for a in list(self.recent) if a.end > target.start]

@@ -150,3 +150,18 @@ def test_a_server_that_starts_after_the_proxy_is_picked_up(monkeypatch: pytest.M
                 assert "process" not in resources.unavailable
         finally:
             resources.done()
+
+
+def test_an_hour_long_request_is_computed_from_a_bounded_number_of_samples() -> None:
+    resources = ResourcesAddon(ObserverHub())
+    now = time.time()
+    for i in range(18_000):  # the whole ring: one hour at 200 ms, one CPU second per second
+        resources.timeline.add(now - 3600 + i * 0.2, {"cpu_s": i * 0.2, "rss_mb": 100.0 + (i == 9000)})
+    resources.thread = SamplingThread([], resources.timeline)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 3590)) + ".000000Z"
+    record = InteractionRecord(
+        id="pull", started_at=started, stream=True, total_ms=3_500_000, ttft_ms=10, gen_ms=3_499_000
+    )
+    resources.enrich_record(record)
+    assert record.server_cpu_ms == pytest.approx(3_500_000, rel=1e-3)
+    assert record.server_rss_max_mb is not None and record.server_rss_max_mb >= 100
