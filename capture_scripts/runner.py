@@ -140,8 +140,7 @@ def take_with_resources(config: CaptureConfig, snapper: Snapshotter, duration: i
         target = Target(port=config.ports[0], interval_ms=config.resources_interval)
         try:
             config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # auto leaves out /api/ps: asking the server on the captured port would put the question in the capture
-            recording = TimelineRecording(config.resources, target, partial, auto_skips=("ollama_ps",)).start()
+            recording = TimelineRecording(config.resources, target, partial).start()
         except Exception as exc:  # resources are extra: the capture goes on without them
             log.warning("resource sampling not started: %s", exc)
             recording = None

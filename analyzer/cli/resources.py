@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from analyzer.resources.registry import SOURCE_NAMES, Target, open_sources, parse_spec
+from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_sources, parse_spec
 from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_file
 
 
@@ -84,7 +84,7 @@ def resources(
     if not check and record_path is None:
         raise click.UsageError("give --check (what every sampler sees now) or --record FILE")
     target = Target(host=server[0], port=server[1], interval_ms=interval)
-    opened = open_sources(sources, target)
+    opened = open_sources(sources, target, auto_skips=() if check else AUTO_SKIPS)
     try:
         if record_path is not None:
             _record(opened.samplers, record_path, duration, interval)

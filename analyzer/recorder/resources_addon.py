@@ -5,7 +5,8 @@ bounded ring buffer; the hub calls only O(1) bookkeeping on the traffic path (``
 ``interaction_progressed``), and ``enrich_record`` computes the record's share from the buffered samples in
 memory, without I/O, before the recorder writes the record. Options:
 
-* ``ollama_resources``: ``auto`` (every source that works here), ``off``, or a comma-separated list of
+* ``ollama_resources``: ``auto`` (every source that works here but ``ollama_ps``, whose polling would show up in
+  captures of the upstream port), ``off``, or a comma-separated list of
   ``nvidia, macmon, powermetrics, process, host, ollama_ps``;
 * ``ollama_resources_interval``: milliseconds between samples (default 200).
 
@@ -128,8 +129,9 @@ class ResourcesAddon:
             str,
             "auto",
             "Resource samplers that fill each record's GPU, power, energy, CPU and memory columns: auto (every "
-            "source that works on this machine), off, or a comma-separated list of nvidia, macmon, powermetrics, "
-            "process, host, ollama_ps. `ollama-wire resources --check` shows what each one sees.",
+            "source that works on this machine except ollama_ps, whose polling would show in captures), off, or a "
+            "comma-separated list of nvidia, macmon, powermetrics, process, host, ollama_ps. "
+            "`ollama-wire resources --check` shows what each one sees.",
         )
         loader.add_option(
             "ollama_resources_interval",

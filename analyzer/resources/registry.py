@@ -1,6 +1,8 @@
 """The sources by name, and opening them from a spec: ``auto`` | ``off`` | ``nvidia,process,...``.
 
-``auto`` opens every source that works here, preferring ``macmon`` (no root) over ``powermetrics`` on a Mac.
+``auto`` opens every source that works here, preferring ``macmon`` (no root) over ``powermetrics`` on a Mac, except
+``ollama_ps`` while sampling: its ``GET /api/ps`` every 2 s would show up in any capture of Ollama's port (and in
+a proxy's upstream leg), so it is sampled only when listed. ``resources --check`` asks it once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from analyzer.resources.powermetrics import PowermetricsSampler
 from analyzer.resources.process import HostSampler, ProcessSampler
 
 SOURCE_NAMES = ("nvidia", "macmon", "powermetrics", "process", "host", "ollama_ps")
+AUTO_SKIPS = ("ollama_ps",)  # left out of `auto` while sampling; see the module docstring
 
 
 @dataclass
@@ -65,11 +68,10 @@ class Opened:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
-def open_sources(spec: str, target: Target, auto_skips: tuple[str, ...] = ()) -> Opened:
+def open_sources(spec: str, target: Target, auto_skips: tuple[str, ...] = AUTO_SKIPS) -> Opened:
     """Open the sources ``spec`` names (ValueError for a bad spec); none of them may hang or raise here.
 
-    ``auto_skips`` are left out of ``auto`` (not of an explicit list): a packet capture skips ``ollama_ps``, whose
-    question to the server would land in the capture.
+    ``auto_skips`` are left out of ``auto`` (not of an explicit list); a one-off check passes ``()``.
     """
     wanted = parse_spec(spec)
     names = [n for n in SOURCE_NAMES if n not in auto_skips] if wanted is None else wanted

@@ -13,9 +13,8 @@ from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_
 class TimelineRecording:
     """Samples ``spec``'s sources into ``path`` (0600) from ``start()`` until ``stop()``."""
 
-    def __init__(self, spec: str, target: Target, path: Path, auto_skips: tuple[str, ...] = ()) -> None:
+    def __init__(self, spec: str, target: Target, path: Path) -> None:
         self.spec = spec
-        self.auto_skips = auto_skips
         self.target = target
         self.path = path
         self.opened = Opened()
@@ -25,7 +24,7 @@ class TimelineRecording:
 
     def start(self) -> TimelineRecording:
         """Open the sources and start sampling; with no source available nothing is written."""
-        self.opened = open_sources(self.spec, self.target, self.auto_skips)
+        self.opened = open_sources(self.spec, self.target)
         if not self.opened.samplers:
             return self
         self._sink = open_timeline_file(self.path)
