@@ -38,7 +38,7 @@ def parse_powermetrics_plist(data: bytes | dict[str, Any]) -> dict[str, float] |
     if idle is not None:
         values["gpu_util_pct"] = max(0.0, min(100.0, (1.0 - idle) * 100.0))
     processor: dict[str, Any] = sample["processor"] if isinstance(sample.get("processor"), dict) else {}
-    elapsed_s = (_number(sample.get("elapsed_ns")) or 0.0) / 1e9
+    elapsed_s = (_number(sample.get("elapsed_ns", sample.get("elapsedNs"))) or 0.0) / 1e9
     powers: dict[str, float] = {}
     for part in ("cpu", "gpu", "ane"):
         milliwatts = _number(processor.get(f"{part}_power"))
