@@ -43,13 +43,16 @@ class Timeline:
         self._samples: deque[Sample] = deque(maxlen=max(2, capacity))
         self._lock = threading.Lock()
         self._integrated = 0.0
+        self._native_energy = False
         self.dropped = 0
 
     def add(self, t: float, values: dict[str, float]) -> Sample:
         values = dict(values)
         with self._lock:
             previous = self._samples[-1] if self._samples else None
-            if "energy_j" not in values and "power_w" in values:
+            if "energy_j" in values:
+                self._native_energy = True  # a real counter: never mix integrated values into it
+            elif "power_w" in values and not self._native_energy:
                 if previous is not None and "power_w" in previous.values and t > previous.t:
                     self._integrated += (previous.values["power_w"] + values["power_w"]) / 2 * (t - previous.t)
                 values["energy_j"] = self._integrated

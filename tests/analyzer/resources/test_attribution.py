@@ -126,3 +126,12 @@ def test_a_zero_length_request_used_nothing_but_is_covered() -> None:
     samples = [Sample(0, {"cpu_s": 0, "rss_mb": 10}), Sample(1, {"cpu_s": 1, "rss_mb": 20})]
     columns = resource_columns(Activity("a", 0.5, 0.5), [], samples)
     assert columns["server_cpu_ms"] == 0 and columns["server_rss_max_mb"] == 20
+
+
+def test_a_real_energy_counter_is_never_mixed_with_integrated_power() -> None:
+    timeline = Timeline()
+    timeline.add(0, {"power_w": 100, "energy_j": 500})
+    timeline.add(1, {"power_w": 100})  # the counter read failed once
+    timeline.add(2, {"power_w": 100, "energy_j": 700})
+    assert ["energy_j" in s.values for s in timeline.samples()] == [True, False, True]
+    assert resource_columns(Activity("a", 0, 2), [], timeline.samples())["energy_j"] == pytest.approx(200)
