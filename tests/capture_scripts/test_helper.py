@@ -474,3 +474,28 @@ def test_run_bounded_stops_a_program_that_outlives_its_duration(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("1\n") > 5  # its output went to our standard output while it ran
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the helper only runs a root-owned powermetrics")
+def test_powermetrics_subcommand_streams_what_the_program_prints(tmp_path: Path) -> None:
+    """A stand-in /usr/bin/powermetrics (root-owned, in a temp dir): the helper's argv, -h probe and pass-through."""
+    fake = tmp_path / "powermetrics"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-h" ]; then echo "samplers: cpu_power gpu_power ane_power thermal tasks"; exit 0; fi\n'
+        'printf "%s\\n" "$*" >&2\n'
+        "printf '<plist><dict><key>elapsed_ns</key><integer>1</integer></dict></plist>\\000'\n"
+    )
+    fake.chmod(0o755)
+    code = (
+        "import sys\n"
+        "from capture_scripts import helper\n"
+        f"helper.POWERMETRICS_CANDIDATES = ({str(fake)!r},)\n"
+        "sys.exit(helper.main(['powermetrics', '--interval', '250', '--duration', '2']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2]
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().strip() == "--samplers cpu_power,gpu_power,ane_power -i 250 -n 8 -f plist"
+    assert done.stdout == b"<plist><dict><key>elapsed_ns</key><integer>1</integer></dict></plist>\x00"
