@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from analyzer.resources.base import Sampler
 from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_sources, parse_spec
 from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_file
 
@@ -119,7 +120,8 @@ def resources(
             click.echo(f"{'':13}     {key}: {value}")
 
 
-def _record(samplers: list, path: Path, duration: int, interval: int) -> None:
+def _record(samplers: list[Sampler], path: Path, duration: int, interval: int) -> None:
+    """Sample into a new private timeline file for ``duration`` seconds (Ctrl-C ends it early, file kept)."""
     if not samplers:
         raise click.ClickException("no resource sampler works here (see ollama-wire resources --check)")
     try:
