@@ -112,7 +112,10 @@ def test_auto_without_gpu_or_mac_still_records(
         assert record.energy_j is None and record.joules_per_token is None
 
 
-@pytest.mark.parametrize(("name", "value"), [("ollama_resources", "gpu"), ("ollama_resources_interval", "5")])
+BAD_SETTINGS = [("ollama_resources", "gpu"), ("ollama_resources_interval", "5"), ("ollama_resources_interval", "abc")]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS)
 def test_a_bad_setting_stops_mitmdump_with_one_line(tmp_path: Path, name: str, value: str) -> None:
     proxy = MitmdumpProcess(
         f"http://127.0.0.1:{free_port()}",  # never contacted
