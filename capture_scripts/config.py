@@ -67,6 +67,8 @@ class CaptureConfig:
         default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "ollama-wire" / "logs"
     )
     source: Path | None = None
+    resources: str = "auto"
+    resources_interval: int = 200
 
     @property
     def state_file(self) -> Path:
@@ -152,6 +154,17 @@ def _method(value: object) -> str:
     return str(value)
 
 
+def _resources(value: object) -> str:
+    from analyzer.resources.registry import parse_spec  # lazy: the runner needs it, `config check` hardly
+
+    if isinstance(value, bool):  # YAML reads a bare off / on as booleans
+        return "auto" if value else "off"
+    if not isinstance(value, str):
+        raise ValueError("expected auto, off or a comma-separated list of resource sources")
+    parse_spec(value)
+    return value
+
+
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
@@ -177,6 +190,8 @@ _TOP: dict[str, Any] = {
     "spool_dir": _abs_path,
     "analyze": _bool,
     "log_dir": _path,
+    "resources": _resources,
+    "resources_interval": _int_in(10, 60_000),
 }
 _RETENTION: dict[str, Any] = {
     "max_files": _optional(_int_in(1, 10**7)),

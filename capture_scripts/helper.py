@@ -6,6 +6,7 @@ sudo. Everything it passes to tcpdump it builds itself from strictly validated i
 
     ollama-capture-helper check
     ollama-capture-helper capture --interface IF --duration S --port N [--port N]... [--name NAME]
+    ollama-capture-helper powermetrics --interval MS --duration S
 
 * IF must be one of this machine's interfaces (or ``any`` on Linux);
 * S is an integer number of seconds, 1..MAX_DURATION; the helper stops tcpdump itself when it is up,
@@ -13,6 +14,12 @@ sudo. Everything it passes to tcpdump it builds itself from strictly validated i
 * N are decimal port numbers (at most MAX_PORTS); the BPF filter is ``tcp port N or tcp port M`` made from
   the parsed integers, never from the user's text;
 * NAME is a bare file name ``[A-Za-z0-9][A-Za-z0-9_-]*.pcap``; the default is ``ollama-<UTC start>.pcap``.
+
+``powermetrics`` (macOS) runs Apple's ``/usr/bin/powermetrics`` for the resource samplers with a command line the
+helper builds itself: samplers ``cpu_power,gpu_power`` (plus ``ane_power`` where this macOS lists it), plist output
+(``-f plist``, NUL between samples) on the helper's standard output, ``-i MS`` with MS an integer 100..10000 and
+``-n`` samples for S seconds (1..MAX_DURATION); the helper stops it when S is up in any case. Nothing is written
+to disk, no other sampler (``tasks`` would list every process) and no other flag can be asked for.
 
 The capture is written to a file the helper creates itself (O_CREAT|O_EXCL|O_NOFOLLOW) in the root-only
 directory ``SPOOL_DIR/.partial`` and given to tcpdump as its standard output (``-w -``), so tcpdump never opens
@@ -65,6 +72,8 @@ MAX_CONCURRENT = 4
 BUDGET_LOCK_WAIT = 30.0
 STOP_GRACE = 10.0
 TCPDUMP_CANDIDATES = ("/usr/bin/tcpdump", "/usr/sbin/tcpdump", "/sbin/tcpdump", "/bin/tcpdump")
+POWERMETRICS_CANDIDATES = ("/usr/bin/powermetrics",)
+POWERMETRICS_INTERVAL_MS = (100, 10_000)
 DROP_USERS = ("tcpdump", "_tcpdump", "nobody")
 SAFE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
@@ -187,14 +196,84 @@ def tcpdump_argv(tcpdump: str, interface: str, ports: list[int], drop_user: str 
 
 def find_tcpdump() -> str:
     """Return a root-owned tcpdump from a fixed list of system locations (never from $PATH)."""
-    for path in TCPDUMP_CANDIDATES:
+    return _root_owned_program("tcpdump", TCPDUMP_CANDIDATES)
+
+
+def _root_owned_program(what: str, candidates: tuple[str, ...]) -> str:
+    for path in candidates:
         try:
             st = os.stat(path)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return path
-    raise EnvironmentProblem(f"no root-owned tcpdump in {', '.join(TCPDUMP_CANDIDATES)}")
+    raise EnvironmentProblem(f"no root-owned {what} in {', '.join(candidates)}")
+
+
+def parse_powermetrics_args(args: list[str]) -> dict[str, int]:
+    """Validate ``powermetrics`` arguments: exactly ``--interval MS`` and ``--duration S``, each once."""
+    if len(args) != 4:
+        raise Refused("usage: powermetrics --interval MS --duration S")
+    values: dict[str, str] = {}
+    for flag, value in (args[0:2], args[2:4]):
+        if flag not in ("--interval", "--duration"):
+            raise Refused(f"unknown argument {flag!r}")
+        if flag in values:
+            raise Refused(f"{flag} given twice")
+        values[flag] = value
+    low, high = POWERMETRICS_INTERVAL_MS
+    return {
+        "interval": _number(values["--interval"], "interval (ms)", low, high),
+        "duration": _number(values["--duration"], "duration", 1, MAX_DURATION),
+    }
+
+
+def powermetrics_argv(powermetrics: str, interval_ms: int, duration: int, ane_sampler: bool) -> list[str]:
+    """The complete powermetrics command line, from validated integers only."""
+    samplers = "cpu_power,gpu_power" + (",ane_power" if ane_sampler else "")
+    count = max(1, -(-duration * 1000 // interval_ms))  # ceil: enough samples to cover the duration
+    return [powermetrics, "--samplers", samplers, "-i", str(int(interval_ms)), "-n", str(count), "-f", "plist"]
+
+
+def has_ane_sampler(powermetrics: str) -> bool:
+    """Whether this macOS's powermetrics lists an ``ane_power`` sampler (older ones report ANE under cpu_power)."""
+    try:
+        listing = subprocess.run(
+            [powermetrics, "-h"], capture_output=True, text=True, env=SAFE_ENV, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "ane_power" in listing.stdout + listing.stderr
+
+
+def run_bounded(argv: list[str], duration: int) -> int:
+    """Run ``argv`` with our standard output for at most ``duration`` seconds (then SIGINT, then SIGKILL)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=SAFE_ENV, close_fds=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        return proc.wait(timeout=duration + 2)  # powermetrics stops itself after -n samples
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+
+def powermetrics(args: list[str]) -> int:
+    """The ``powermetrics`` command: validate, then stream powermetrics' plists to our standard output."""
+    opts = parse_powermetrics_args(args)
+    program = _root_owned_program("powermetrics", POWERMETRICS_CANDIDATES)
+    argv = powermetrics_argv(program, opts["interval"], opts["duration"], has_ane_sampler(program))
+    rc = run_bounded(argv, opts["duration"])
+    return EXIT_OK if rc in (0, -signal.SIGINT) else EXIT_CAPTURE
 
 
 def drop_user() -> str | None:
@@ -564,7 +643,12 @@ def main(argv: list[str]) -> int:
             return check()
         if argv[:1] == ["capture"]:
             return capture(argv[1:])
-        raise Refused("usage: ollama-capture-helper check | capture --interface IF --duration S --port N ...")
+        if argv[:1] == ["powermetrics"]:
+            return powermetrics(argv[1:])
+        raise Refused(
+            "usage: ollama-capture-helper check | capture --interface IF --duration S --port N ... "
+            "| powermetrics --interval MS --duration S"
+        )
     except Refused as exc:
         print(f"ollama-capture-helper: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -96,6 +96,7 @@ def apply_retention(directory: Path, retention: Retention, now: float | None = N
         if not (too_old or too_many or too_big):
             break
         path.unlink(missing_ok=True)
+        resource_timeline(path).unlink(missing_ok=True)
         files.remove(path)
         total -= sizes[path]
         removed.append(path)
@@ -107,21 +108,73 @@ def analyze_snapshots(config: CaptureConfig, budget: Callable[[Path], float] | N
 
     Each file is analyzed in a child process with a time budget proportional to its size (``budget``,
     default :func:`analyzer.pcap.batch.size_budget`); a file that fails or overruns is logged as one
-    error line naming it, and the next file follows (it is tried again on the next run).
+    error line naming it, and the next file follows (it is tried again on the next run). A snapshot's
+    resource timeline (saved beside it) is joined to its records before they are appended.
     """
     from analyzer.pcap.analyze import AnalyzeOptions  # lazy: only needed with analyze: true
     from analyzer.pcap.batch import analyze_into_log_results, size_budget
+    from analyzer.resources.join import join_timeline
+
+    def join(result: Any) -> None:
+        join_timeline(result.path, result.records, warn=log.warning)
 
     config.log_dir.mkdir(parents=True, exist_ok=True)
     options = AnalyzeOptions(ports=tuple(config.ports))
     appended = 0
     for result in analyze_into_log_results(
-        list_snapshots(config.output_dir), config.log_dir, options, budget=budget or size_budget
+        list_snapshots(config.output_dir), config.log_dir, options, budget=budget or size_budget, enrich=join
     ):
         if result.error is not None:
             log.error("analyzer: %s", result.error)
         appended += len(result.records)
     return appended
+
+
+def resource_timeline(snapshot: Path) -> Path:
+    """The resource timeline saved beside a snapshot (``NAME.resources.jsonl``)."""
+    from analyzer.resources.timeline import timeline_path
+
+    return timeline_path(snapshot)
+
+
+def take_with_resources(config: CaptureConfig, snapper: Snapshotter, duration: int | None = None) -> Snapshot:
+    """One snapshot, with the machine's resources sampled meanwhile and saved beside it (``resources: off``: not).
+
+    The sources are opened before the capture starts; none being available (or a source failing) never stops
+    the capture: the snapshot is simply saved without a timeline.
+    """
+    recording = None
+    partial = config.state_dir / f".resources-{os.getpid()}.partial"
+    if config.resources.strip().lower() not in ("off", "none", ""):
+        from analyzer.resources.registry import Target
+        from analyzer.resources.session import TimelineRecording
+
+        target = Target(port=config.ports[0], interval_ms=config.resources_interval)
+        try:
+            config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            recording = TimelineRecording(config.resources, target, partial).start()
+        except Exception as exc:  # resources are extra: the capture goes on without them
+            log.warning("resource sampling not started: %s", exc)
+            recording = None
+    try:
+        snap = snapper.take(duration)
+    except BaseException:
+        if recording is not None:
+            recording.discard()
+        raise
+    if recording is not None:
+        samples = recording.stop()
+        if samples:
+            try:
+                os.replace(partial, resource_timeline(snap.path))
+                log.info("resources: %d samples from %s saved beside %s", samples,
+                         ", ".join(s.name for s in recording.opened.samplers), snap.path.name)  # fmt: skip
+            except OSError as exc:
+                log.warning("resource timeline not saved: %s", exc)
+                partial.unlink(missing_ok=True)
+        else:
+            partial.unlink(missing_ok=True)
+    return snap
 
 
 def record_snapshot(config: CaptureConfig, snap: Snapshot) -> None:
@@ -161,7 +214,7 @@ def take_once(config: CaptureConfig, duration: int | None = None) -> Snapshot:
     snapper = Snapshotter(config)
     snapper.collect_leftovers()
     try:
-        snap = snapper.take(duration)
+        snap = take_with_resources(config, snapper, duration)
     except CaptureError as exc:
         record_failure(config, exc)
         raise
@@ -211,7 +264,7 @@ def run_loop(
             next_start = time.time()
             while not stopping:
                 try:
-                    record_snapshot(config, snapper.take())
+                    record_snapshot(config, take_with_resources(config, snapper))
                     result.snapshots += 1
                 except SnapshotDiscarded as exc:
                     log.info("%s", exc)

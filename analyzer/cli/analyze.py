@@ -22,6 +22,8 @@ from analyzer.pcap.batch import analyze_into_log_results, by_start
 from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.resources.join import join_timeline
+from analyzer.resources.timeline import timeline_path
 from analyzer.store.log import LogError
 from analyzer.store.tables import LISTING_COLUMNS, listing_rows, text_table
 
@@ -115,14 +117,26 @@ class _Tally:
         """Each file's records in ``started_at`` order, files in the order given."""
         for result in results:
             self.failed += _report(result, self.ports)
+            join_resources(result)
             yield from by_start(result.records)
 
     def streamed(self, files: Sequence[Path], options: AnalyzeOptions) -> Iterator[InteractionRecord]:
-        """Each record as soon as its exchange completes, file after file: nothing is held."""
+        """Each record as soon as its exchange completes, file after file: nothing is held (a file with a
+        resource timeline beside it is held whole, since sharing needs every request that overlapped)."""
         for path in files:
             result = CaptureResult(path=path)
-            yield from iter_capture(path, options, result)
+            if timeline_path(path).exists():
+                result.records = list(iter_capture(path, options, result))
+                join_resources(result)
+                yield from result.records
+            else:
+                yield from iter_capture(path, options, result)
             self.failed += _report(result, self.ports)
+
+
+def join_resources(result: CaptureResult) -> None:
+    """Fill resource columns from ``NAME.resources.jsonl`` beside the capture (``ollama-capture run`` saves it)."""
+    join_timeline(result.path, result.records, warn=lambda message: click.echo(f"warning: {message}", err=True))
 
 
 @click.command(name="analyze-pcap")
@@ -200,6 +214,9 @@ def analyze_pcap(
     --jsonl stream each request as its exchange completes, file after file (memory stays flat however
     large the captures); with --jobs, --log-dir or --sqlite, each file's requests by start time.
 
+    A resource timeline saved beside a capture (NAME.resources.jsonl, written by ollama-capture run or
+    ollama-wire resources --record) is joined by time: GPU, power, energy and server CPU/memory columns.
+
     Exit status: 0 when every file was read, 1 when some could not be (each gets a one-line error
     naming it; the others are still reported), 2 for bad arguments.
     """
@@ -234,7 +251,9 @@ def analyze_pcap(
             if count:
                 click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
 
-        results = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=note_skipped)
+        results = analyze_into_log_results(
+            files, log_dir, options, jobs=jobs, on_skip=note_skipped, enrich=join_resources
+        )
         records = tally.records(_with_progress(results, len(files)))
     elif fmt in STREAMING_FORMATS and sqlite_path is None and jobs == 1 and not _wants_progress(len(files)):
         records = tally.streamed(files, options)

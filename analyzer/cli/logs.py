@@ -11,7 +11,15 @@ from pathlib import Path
 import click
 
 from analyzer.cli.output import emit_records, emit_rows, output_options, save_sqlite
-from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.record import COLUMNS, InteractionRecord, scalar_row
+from analyzer.resources.cost import (
+    COST_COLUMNS,
+    PricesError,
+    cost_columns,
+    load_prices,
+    prices_from_config,
+    total_costs,
+)
 from analyzer.store.digest import summarize_log
 from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
 from analyzer.store.select import parse_since, select
@@ -74,6 +82,14 @@ def missing_log_message(log_dir: Path) -> str:
     "With --csv/--jsonl/--json the summary rows in that format; --sqlite receives the matching records. "
     "The fields it needs are kept per daily file in <log-dir>/.summary-cache (no prompt text).",
 )
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML prices file (kwh: USD per kWh; models: {NAME: {input, output}} in USD per million tokens): "
+    "adds cost_energy_usd and cost_api_usd, derived now, never stored. Default: 'prices' in the config file "
+    "($OLLAMA_WIRE_CONFIG or ~/.config/ollama-wire/config.yaml), if set.",
+)
 @output_options
 def logs(
     log_dir: Path,
@@ -82,6 +98,7 @@ def logs(
     since: datetime | None,
     errors_only: bool,
     summary: bool,
+    prices_path: Path | None,
     fmt: str,
     output: Path | None,
     sqlite_path: Path | None,
@@ -97,18 +114,23 @@ def logs(
     ollama-wire logs --since 2h --errors  what failed in the last two hours
     ollama-wire logs -n 0 --csv -o all.csv
     ollama-wire logs -n 0 --sqlite interactions.db
+    ollama-wire logs --prices prices.yaml  what the night cost: electricity, and on a hosted API
     """
+    try:
+        prices = load_prices(prices_path) if prices_path is not None else prices_from_config()
+    except PricesError as exc:
+        raise click.ClickException(str(exc)) from exc
     missing = not log_dir.exists()
     warnings: list[str] = []
     progress = Progress("reading the log")
     chosen: list[InteractionRecord] = []
     stats: list[dict[str, object]] = []
     try:
-        if summary and sqlite_path is None:  # fast path: only the fields a summary needs, cached per day
+        if summary and sqlite_path is None and prices is None:  # fast path: only the fields a summary needs
             stats = summarize_log(
                 log_dir, since=since, model=model, errors_only=errors_only, warn=warnings.append, progress=progress
             )
-        elif summary:  # --sqlite receives whole records
+        elif summary:  # --sqlite receives whole records; costs need each record
             chosen = select(read_log(log_dir, warn=warnings.append), model=model, since=since, errors_only=errors_only)
             stats = summary_stats(chosen)
         elif not count and since is None:  # everything: one forward pass
@@ -138,21 +160,49 @@ def logs(
     if summary:
         if sqlite_path is not None:
             save_sqlite(chosen, sqlite_path)
+        shown = format_summary(stats)
+        columns: tuple[str, ...] = SUMMARY_COLUMNS
+        if prices is not None:
+            columns = (*SUMMARY_COLUMNS, *COST_COLUMNS)
+            for stat, row in zip(stats, shown, strict=True):
+                group = [r for r in chosen if (r.model or "(none)") == stat["model"]]
+                totals = total_costs(group, prices)
+                stat.update(totals)
+                row.update({name: _usd(value) for name, value in totals.items()})
         emit_rows(
             stats,
-            SUMMARY_COLUMNS,
+            columns,
             fmt,
             output,
-            table=lambda: text_table(format_summary(stats)) if stats else empty_message(),
+            table=lambda: text_table(shown, columns) if stats else empty_message(),
         )
         return
 
     def render(rows: Sequence[InteractionRecord]) -> str:
         if not rows:
             return empty_message()
-        return text_table(listing_rows(rows), LISTING_COLUMNS)
+        if prices is None:
+            return text_table(listing_rows(rows), LISTING_COLUMNS)
+        listed = listing_rows(rows)
+        for row, record in zip(listed, rows, strict=True):
+            row.update({name: _usd(value) for name, value in cost_columns(record, prices).items()})
+        return text_table(listed, (*LISTING_COLUMNS, *COST_COLUMNS))
 
-    emit_records(chosen, fmt, output, sqlite_path, table=render)
+    newest = chosen  # already the newest ``count`` (or every match)
+    if prices is not None and fmt in ("csv", "jsonl", "json"):
+        if sqlite_path is not None:
+            save_sqlite(newest, sqlite_path)
+        priced = [
+            (scalar_row(r) if fmt == "csv" else r.to_dict()) | cost_columns(r, prices)
+            for r in sorted(newest, key=lambda r: r.started_at)
+        ]
+        emit_rows(priced, (*COLUMNS, *COST_COLUMNS), fmt, output, table=lambda: "")
+        return
+    emit_records(newest, fmt, output, sqlite_path, table=render)
+
+
+def _usd(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
 
 
 class Progress:

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "findings": ("analyzer.cli.report", "findings"),
     "top": ("analyzer.cli.top", "top"),
     "export": ("analyzer.cli.export", "export"),
+    "resources": ("analyzer.cli.resources", "resources"),
 }
 
 

@@ -48,6 +48,7 @@ def analyze_into_log_results(
     jobs: int = 1,
     on_skip: Callable[[int], None] | None = None,
     budget: Callable[[Path], float] | None = None,
+    enrich: Callable[[CaptureResult], object] | None = None,
 ) -> Iterator[CaptureResult]:
     """Analyze the files not yet in ``log_dir``'s ledger, append their records, yield each result.
 
@@ -55,6 +56,8 @@ def analyze_into_log_results(
     parse is not entered in the ledger, so a later run tries it again. Raises :class:`LogError` when
     the log or the ledger cannot be written. With ``budget`` (path → seconds), each file is analyzed in a
     child process killed at its budget; such a file fails (``error`` names it) and the next one follows.
+    ``enrich`` may fill columns of a result's records before they are appended (the resource timeline saved
+    beside a capture).
     """
     ledger = Ledger(log_dir)
     log = InteractionLog(log_dir)
@@ -70,6 +73,8 @@ def analyze_into_log_results(
     for result in results:
         if result.error is None:
             result.records = by_start(result.records)
+            if enrich is not None and result.records:
+                enrich(result)
             if result.records:
                 log.append_many(result.records)
             if hashes[result.path]:
@@ -80,10 +85,12 @@ def analyze_into_log_results(
         yield result
 
 
-def analyze_into_log(paths: list[Path], log_dir: Path, ports: list[int]) -> int:
+def analyze_into_log(
+    paths: list[Path], log_dir: Path, ports: list[int], enrich: Callable[[CaptureResult], object] | None = None
+) -> int:
     """Append the records of every not-yet-analyzed capture in ``paths`` to the log; returns how many."""
     options = AnalyzeOptions(ports=tuple(ports))
-    return sum(len(r.records) for r in analyze_into_log_results(paths, log_dir, options))
+    return sum(len(r.records) for r in analyze_into_log_results(paths, log_dir, options, enrich=enrich))
 
 
 # The capture runner's budget per file: generous (the analyzer reads tens of MB/s; the machine may be

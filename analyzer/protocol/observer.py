@@ -31,6 +31,11 @@ class InteractionObserver(Protocol):
         """The final record, after redaction, just before it is written to the log."""
 
 
+# Optional, besides the three above: ``enrich_record(record)`` is called with the final record before
+# ``interaction_finished`` and before the record is written, so an observer may fill columns it owns (the
+# resource samplers fill the resource columns). Same rules: O(1)-ish, in memory, never blocking.
+
+
 class ObserverHub:
     """Fans interaction events out to observers, isolating each one's failures."""
 
@@ -57,6 +62,17 @@ class ObserverHub:
         for observer in self.observers:
             try:
                 observer.interaction_progressed(builder)
+            except Exception:
+                self._failed(observer)
+
+    def enrich(self, record: InteractionRecord) -> None:
+        """Let observers that have ``enrich_record`` fill their columns of ``record`` before it is written."""
+        for observer in self.observers:
+            enrich = getattr(observer, "enrich_record", None)
+            if enrich is None:
+                continue
+            try:
+                enrich(record)
             except Exception:
                 self._failed(observer)
 

@@ -83,6 +83,14 @@ class InteractionRecord:
     prompt_tokens_per_s: float | None = None
     request_bytes: int = 0
     response_bytes: int = 0
+    # Resources over the request's time, from the machine samplers (analyzer.resources); None when unsampled.
+    gpu_util_mean_pct: float | None = None
+    gpu_mem_max_mb: float | None = None
+    power_mean_w: float | None = None
+    energy_j: float | None = None
+    joules_per_token: float | None = None
+    server_cpu_ms: float | None = None
+    server_rss_max_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, keys in column order."""
@@ -104,6 +112,8 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(InteractionRecord))
 LIST_COLUMNS: tuple[str, ...] = ("messages", "tool_calls", "flags")
 _BOOL_FIELDS = frozenset({"stream", "complete"})
 _INT_FIELDS = frozenset({"status", "chunks", "prompt_eval_count", "eval_count", "request_bytes", "response_bytes"})
+# Suffixes of the numeric (float) columns: times, rates and the resource columns (percent, MB, W, J).
+NUMERIC_SUFFIXES = ("_ms", "_per_s", "_pct", "_mb", "_w", "_j", "_per_token")
 
 
 def _json_types(name: str) -> tuple[type, ...]:
@@ -114,7 +124,7 @@ def _json_types(name: str) -> tuple[type, ...]:
         return (bool,)
     if name in _INT_FIELDS:
         return (int,)
-    if name.endswith(("_ms", "_per_s")):
+    if name.endswith(NUMERIC_SUFFIXES):
         return (int, float)
     return (str,)
 
@@ -165,7 +175,7 @@ def record_from_row(row: dict[str, str]) -> InteractionRecord:
                 data[name] = None if text == "" else text.lower() in ("true", "1")
             elif name in _INT_FIELDS:
                 data[name] = None if text == "" else int(float(text))
-            elif name.endswith(("_ms", "_per_s")):
+            elif name.endswith(NUMERIC_SUFFIXES):
                 data[name] = None if text == "" else float(text)
             elif name in _OPTIONAL_TEXT:
                 data[name] = text or None

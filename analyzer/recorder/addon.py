@@ -336,6 +336,7 @@ class OllamaLog:
         if builder is None:
             return
         record = builder.finish(at, error=error)
+        self.hub.enrich(record)
         self.hub.finished(record)
         self._write(record)
 

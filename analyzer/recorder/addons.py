@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from analyzer.protocol.observer import ObserverHub
-from analyzer.recorder import export_addon, live_addon
+from analyzer.recorder import export_addon, live_addon, resources_addon
 from analyzer.recorder.addon import OllamaLog
 from analyzer.recorder.live_addon import LiveFeed
+from analyzer.recorder.resources_addon import ResourcesAddon
 
 
 def build_addons() -> list[object]:
@@ -17,5 +18,6 @@ def build_addons() -> list[object]:
     each feed's ``option_problem`` so a bad value is one error line at start-up, not a silently unloaded script.
     """
     hub = ObserverHub()
-    recorder = OllamaLog(hub, option_checks=[live_addon.option_problem, export_addon.option_problem])
-    return [LiveFeed(hub, recorder), export_addon.OllamaExport(hub), recorder]
+    checks = [live_addon.option_problem, export_addon.option_problem, resources_addon.option_problem]
+    recorder = OllamaLog(hub, option_checks=checks)
+    return [LiveFeed(hub, recorder), export_addon.OllamaExport(hub), ResourcesAddon(hub), recorder]

@@ -85,10 +85,16 @@ def write_sqlite(records: Iterable[InteractionRecord], path: Path) -> int:
     try:
         with connection:
             connection.execute(f"CREATE TABLE IF NOT EXISTS interactions ({columns})")
+            # A database written by an older version lacks the newer columns: add them (empty for old rows).
+            present = {row[1] for row in connection.execute("PRAGMA table_info(interactions)")}
+            for name in COLUMNS:
+                if name not in present:
+                    connection.execute(f'ALTER TABLE interactions ADD COLUMN "{name}"')
+            names = ", ".join(f'"{name}"' for name in COLUMNS)
             for record in records:
                 row = scalar_row(record)
                 values = [row[name] for name in COLUMNS]
-                connection.execute(f"INSERT OR REPLACE INTO interactions VALUES ({placeholders})", values)
+                connection.execute(f"INSERT OR REPLACE INTO interactions ({names}) VALUES ({placeholders})", values)
                 count += 1
     finally:
         connection.close()

@@ -236,7 +236,7 @@ def test_readme_documents_every_addon_option() -> None:
     from analyzer.recorder.addons import build_addons
 
     with taddons.context(*build_addons()) as tctx:  # every addon the script loads declares its options
-        declared = {name for name in tctx.options.keys() if name.startswith("ollama_")}
+        declared = {name for name in tctx.options if name.startswith("ollama_")}
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(ollama_\w+)` \|", readme, re.MULTILINE))
     assert declared and declared == documented

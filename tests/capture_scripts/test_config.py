@@ -80,3 +80,13 @@ def test_every_command_has_help() -> None:
                  ["agent", "status"], ["config", "init"], ["config", "check"]):  # fmt: skip
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0 and len(result.output.splitlines()) > 3, args
+
+
+def test_resources_setting() -> None:
+    assert parse_config("").resources == "auto" and parse_config("").resources_interval == 200
+    assert parse_config("resources: process,nvidia\nresources_interval: 500\n").resources == "process,nvidia"
+    assert parse_config("resources: off\n").resources == "off"  # YAML's boolean false
+    with pytest.raises(ConfigError, match=r"<config>:2: resources: unknown resource source 'gpu'"):
+        parse_config("duration: 5\nresources: gpu\n")
+    with pytest.raises(ConfigError, match=r"resources_interval"):
+        parse_config("resources_interval: 5\n")

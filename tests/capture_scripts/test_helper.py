@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -415,3 +416,92 @@ def test_capture_reaching_its_size_limit_still_delivers_a_valid_file(
     if shutil.which("tshark"):
         read = subprocess.run(["tshark", "-r", str(path)], capture_output=True, text=True)
         assert read.returncode == 0 and "cut short" not in read.stderr, read.stderr
+
+
+# -- powermetrics (macOS resource sampling) -------------------------------------------------------------------
+
+
+def test_powermetrics_arguments_build_a_fixed_command() -> None:
+    assert helper.parse_powermetrics_args(["--interval", "200", "--duration", "3"]) == {"interval": 200, "duration": 3}
+    assert helper.parse_powermetrics_args(["--duration", "3", "--interval", "250"]) == {"interval": 250, "duration": 3}
+    argv = helper.powermetrics_argv("/usr/bin/powermetrics", 200, 3, ane_sampler=True)
+    assert argv == [
+        "/usr/bin/powermetrics", "--samplers", "cpu_power,gpu_power,ane_power", "-i", "200", "-n", "15", "-f", "plist",
+    ]  # fmt: skip
+    assert helper.powermetrics_argv("/usr/bin/powermetrics", 300, 1, ane_sampler=False)[2:7] == [
+        "cpu_power,gpu_power", "-i", "300", "-n", "4",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--interval", "200"],
+        ["--interval", "99", "--duration", "1"],
+        ["--interval", "10001", "--duration", "1"],
+        ["--interval", "200", "--duration", "0"],
+        ["--interval", "200", "--duration", "601"],
+        ["--interval", "200", "--interval", "300"],
+        ["--interval", "200", "--duration", "1", "--samplers", "tasks"],
+        ["--samplers", "tasks", "--duration", "1"],
+        ["--interval", "2e2", "--duration", "1"],
+        ["--interval", "200", "--duration", "1;id"],
+        ["-o", "/etc/passwd", "--duration", "1"],
+    ],
+)
+def test_powermetrics_arguments_are_refused(args: list[str]) -> None:
+    with pytest.raises(helper.Refused):
+        helper.parse_powermetrics_args(args)
+
+
+@pytest.mark.skipif(os.path.exists("/usr/bin/powermetrics"), reason="this machine has powermetrics")
+def test_powermetrics_without_the_program_is_an_environment_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    assert helper.main(["powermetrics", "--interval", "200", "--duration", "1"]) == helper.EXIT_ENV
+    assert "no root-owned powermetrics in /usr/bin/powermetrics" in capsys.readouterr().err
+    assert helper.main(["powermetrics", "--interval", "5", "--duration", "1"]) == helper.EXIT_REFUSED
+
+
+def test_run_bounded_stops_a_program_that_outlives_its_duration(tmp_path: Path) -> None:
+    """In a child interpreter (run_bounded installs signal handlers): a never-ending writer is stopped."""
+    code = (
+        "import sys\n"
+        "from capture_scripts import helper\n"
+        "forever = [sys.executable, '-c', 'import time\\nwhile True:\\n    print(1, flush=True); time.sleep(0.05)']\n"
+        "helper.SAFE_ENV = {'PATH': '/usr/bin:/bin'}\n"
+        "sys.exit(0 if helper.run_bounded(forever, 1) == -2 else 1)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("1\n") > 5  # its output went to our standard output while it ran
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the helper only runs a root-owned powermetrics")
+def test_powermetrics_subcommand_streams_what_the_program_prints(tmp_path: Path) -> None:
+    """A stand-in /usr/bin/powermetrics (root-owned, in a temp dir): the helper's argv, -h probe and pass-through."""
+    fake = tmp_path / "powermetrics"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-h" ]; then echo "samplers: cpu_power gpu_power ane_power thermal tasks"; exit 0; fi\n'
+        'printf "%s\\n" "$*" >&2\n'
+        "printf '<plist><dict><key>elapsed_ns</key><integer>1</integer></dict></plist>\\000'\n"
+    )
+    fake.chmod(0o755)
+    code = (
+        "import sys\n"
+        "from capture_scripts import helper\n"
+        f"helper.POWERMETRICS_CANDIDATES = ({str(fake)!r},)\n"
+        "sys.exit(helper.main(['powermetrics', '--interval', '250', '--duration', '2']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2]
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().strip() == "--samplers cpu_power,gpu_power,ane_power -i 250 -n 8 -f plist"
+    assert done.stdout == b"<plist><dict><key>elapsed_ns</key><integer>1</integer></dict></plist>\x00"

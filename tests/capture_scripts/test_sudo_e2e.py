@@ -215,6 +215,23 @@ def test_helper_refuses_injected_arguments(installation: Installation, extra: li
     assert spool_listing(installation) == before
 
 
+def test_rule_allows_the_powermetrics_subcommand_and_the_helper_checks_it(installation: Installation) -> None:
+    """sudo lets the user run ``helper powermetrics``; the helper, not sudo, refuses anything but its two flags."""
+    helper_path = str(installation.helper)
+    allowed = as_user_shell(
+        installation, "sudo", "-n", helper_path, "powermetrics", "--interval", "200", "--duration", "1"
+    )
+    if os.path.exists("/usr/bin/powermetrics"):
+        assert allowed.returncode == 0, allowed.stderr
+    else:  # not a Mac: the helper ran as root and says why it cannot sample
+        assert allowed.returncode == 3 and "no root-owned powermetrics" in allowed.stderr, allowed.stderr
+    injected = as_user_shell(
+        installation, "sudo", "-n", helper_path, "powermetrics", "--interval", "200", "--duration", "1",
+        "--samplers", "tasks",
+    )  # fmt: skip
+    assert injected.returncode == 2 and "refused" in injected.stderr, injected.stderr
+
+
 def test_planted_symlink_in_outbox_is_not_followed(installation: Installation) -> None:
     target = Path(f"/etc/ollama-capture-symlink-{os.getpid()}")
     link = installation.outbox / "planted.pcap"
