@@ -14,6 +14,7 @@ from analyzer.protocol.observer import ObserverHub
 from analyzer.protocol.record import InteractionRecord
 from analyzer.recorder.addon import OllamaLog
 from analyzer.recorder.resources_addon import ResourcesAddon, upstream_target
+from analyzer.recorder.writer import wait_until_written
 from analyzer.resources.attribution import RESOURCE_COLUMNS
 from analyzer.resources.timeline import SamplingThread
 from analyzer.store.log import read_log
@@ -51,6 +52,7 @@ def test_enrich_fills_the_written_record_and_a_failing_observer_is_isolated(tmp_
         stream_through(f, [ndjson_body()])
         with caplog.at_level(logging.WARNING):
             recorder.response(f)
+    assert wait_until_written(recorder.writer, 15.0)
     (record,) = read_log(tmp_path / "log")
     assert record.energy_j == 1.5 and record.complete
     assert hub.failures == 1
@@ -80,6 +82,7 @@ def test_a_lone_request_gets_the_whole_cpu_of_its_span(tmp_path: Path) -> None:
         stream_through(f, [ndjson_body()])
         f.response.timestamp_end = time.time()
         recorder.response(f)
+    assert wait_until_written(recorder.writer, 15.0)
     (record,) = read_log(tmp_path / "log")
     assert record.total_ms is not None and record.server_cpu_ms == pytest.approx(record.total_ms, rel=1e-3)
     assert record.server_rss_max_mb == 700.0
@@ -97,6 +100,7 @@ def test_off_leaves_every_resource_column_empty(tmp_path: Path) -> None:
         recorder.responseheaders(f)
         stream_through(f, [ndjson_body()])
         recorder.response(f)
+    assert wait_until_written(recorder.writer, 15.0)
     (record,) = read_log(tmp_path / "log")
     assert all(getattr(record, name) is None for name in RESOURCE_COLUMNS)
 
