@@ -118,7 +118,7 @@ SCRIPT = """
       }
     });
     var el = document.getElementById(f.id);
-    if (!f.data.length) {
+    if (!f.points) {
       el.innerHTML = '<p class="explain">Nothing to draw: no records carry this.</p>';
       el.setAttribute('data-rendered', '0');
       return;
@@ -235,7 +235,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         findings_html = "".join(_finding_html(f, evidence_ids) for f in analysis.findings)
     else:
         findings_html = '<p class="ok">No findings: nothing in these records looks wrong.</p>'
-    span = f"{_when(head['first'])} – {_when(head['last'])} UTC" if head["requests"] else "no requests"
+    span = f"{_when(head['first'])} – {_when(head['last'])} UTC" if head["requests"] else "nothing recorded"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = sum(1 for r in analysis.requests if r.category)
     evidence_note = (
@@ -249,7 +249,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         if analysis.skipped
         else ""
     )
-    data = {"figures": [f.to_dict() for f in figures], "hover": builder.hover}
+    data = {"figures": [f.to_dict() for f in figures] if analysis.requests else [], "hover": builder.hover}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -266,7 +266,9 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
         "what to change (click one to open it); each links to the requests that show it (listed at the bottom).</p>"
         f"{findings_html}</section>",
-        *(_figure_section(f) for f in figures),
+        *(_figure_section(f) for f in figures if analysis.requests),
+        "" if analysis.requests else "<section><h2>No requests</h2><p>No record matches the sources and filters: "
+        "nothing to chart.</p></section>",
         f"<section id=evidence><h2>Evidence requests</h2>{evidence_note}"
         + (_evidence_table(evidence, codes) if evidence else "<p>No finding, no evidence.</p>")
         + "</section>",
