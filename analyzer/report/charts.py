@@ -549,7 +549,7 @@ class ChartBuilder:
             "(red ×: the context_truncated finding). Low counts for big prompts can also be Ollama's prompt cache.",
             data,
             _layout(
-                xaxis={"title": {"text": "prompt characters"}, "type": "log"},
+                xaxis={"title": {"text": "prompt characters"}, "type": "log", "dtick": 1},
                 yaxis={"title": {"text": "prompt_eval_count"}},
             ),
             notes=self._notes(),
