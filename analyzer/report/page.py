@@ -267,7 +267,9 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         "what to change (click one to open it); each links to the requests that show it (listed at the bottom).</p>"
         f"{findings_html}</section>",
         *(_figure_section(f) for f in figures if analysis.requests),
-        "" if analysis.requests else "<section><h2>No requests</h2><p>No record matches the sources and filters: "
+        ""
+        if analysis.requests
+        else "<section><h2>No requests</h2><p>No record matches the sources and filters: "
         "nothing to chart.</p></section>",
         f"<section id=evidence><h2>Evidence requests</h2>{evidence_note}"
         + (_evidence_table(evidence, codes) if evidence else "<p>No finding, no evidence.</p>")
