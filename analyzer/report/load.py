@@ -36,6 +36,7 @@ class ReportColumns(msgspec.Struct):
     prompt: str | None = None
     system: str | None = None
     messages: list[Any] | None = None
+    tool_calls: list[Any] | None = None
     done_reason: str | None = None
     error: str | None = None
     flags: list[Any] | None = None
