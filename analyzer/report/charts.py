@@ -659,8 +659,3 @@ class ChartBuilder:
             ),
             points=len(flags),
         )
-
-
-def first_last(requests: Sequence[Request]) -> tuple[str, str]:
-    """ISO times of the first start and the last end."""
-    return iso(min(r.start for r in requests)), iso(max(r.end for r in requests))

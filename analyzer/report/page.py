@@ -13,7 +13,7 @@ from typing import Any
 from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
-from analyzer.report.finding import Finding, iso
+from analyzer.report.finding import Finding
 
 MAX_LINKS_PER_FINDING = 20
 
@@ -280,6 +280,3 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         "</body></html>",
     ]
     return "\n".join(parts)
-
-
-__all__ = ["iso", "plotly_js", "render_page"]
