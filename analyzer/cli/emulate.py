@@ -27,9 +27,12 @@ def parse_size(text: str) -> int:
     """Bytes in ``4.5GiB``, ``800MiB``, ``2GB`` or a plain number."""
     number = text.strip().rstrip("bBiIkKmMgG")
     unit = text.strip()[len(number) :].lower()
-    if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit in {text!r} (use B, KiB, MiB, GiB, KB, MB, GB)")
-    return int(float(number) * _SIZE_UNITS[unit])
+    try:
+        if unit not in _SIZE_UNITS:
+            raise ValueError(unit)
+        return int(float(number) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (a number with B, KiB, MiB, GiB, KB, MB or GB)") from None
 
 
 def parse_keep_alive(text: str) -> float:

@@ -111,6 +111,8 @@ def logs(
         elif summary:  # --sqlite receives whole records
             chosen = select(read_log(log_dir, warn=warnings.append), model=model, since=since, errors_only=errors_only)
             stats = summary_stats(chosen)
+        elif not count and since is None:  # everything: one forward pass
+            chosen = select(read_log(log_dir, warn=warnings.append), model=model, errors_only=errors_only)
         else:  # from the end of the log: only the files and lines needed
             chosen = newest_records(
                 log_dir,

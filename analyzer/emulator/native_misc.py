@@ -9,6 +9,7 @@ from typing import Any
 from analyzer.emulator import text
 from analyzer.emulator.http11 import Request, ResponseWriter
 from analyzer.emulator.native_generate import check_model
+from analyzer.emulator.plan import PlanError, keep_alive_s
 from analyzer.emulator.replies import NDJSON_TYPE, RequestFailed, parse_body, send_json
 from analyzer.emulator.state import ServerState
 from analyzer.emulator.wire import go_json, rfc3339_nano
@@ -112,20 +113,29 @@ def _inputs(body: dict[str, Any], key: str) -> list[str]:
 
 
 async def embed(state: ServerState, request: Request, response: ResponseWriter) -> None:
-    """``POST /api/embed``: ``embeddings`` (one vector per input)."""
+    """``POST /api/embed``: ``embeddings`` (one vector per input); schedules (loads) the model first."""
+    started = time.monotonic_ns()
     body = parse_body(request.body)
     model = check_model(state, body)
     inputs = _inputs(body, "input")
-    started = time.monotonic_ns()
-    vectors = [text.embedding(model, item) for item in inputs]
-    took = max(1, time.monotonic_ns() - started)
+    try:
+        keep_alive = keep_alive_s(body)
+    except PlanError as exc:
+        raise RequestFailed(400, str(exc)) from None
+    options = body.get("options")
+    num_ctx = options.get("num_ctx") if isinstance(options, dict) else None
+    if not isinstance(num_ctx, int) or isinstance(num_ctx, bool):
+        num_ctx = state.config.num_ctx
+    async with state.schedule(model, keep_alive, num_ctx):  # loads the model like a generation does
+        loaded = time.monotonic_ns()
+        vectors = [text.embedding(model, item) for item in inputs]
     await send_json(
         response,
         {
             "model": model,
             "embeddings": vectors,
-            "total_duration": took,
-            "load_duration": 1,
+            "total_duration": max(1, time.monotonic_ns() - started),
+            "load_duration": max(1, loaded - started),
             "prompt_eval_count": sum(text.prompt_token_count(i) for i in inputs),
         },
     )

@@ -45,14 +45,21 @@ class ServerState:
 
     @asynccontextmanager
     async def runner(self, plan: ReplyPlan, timing: Timing) -> AsyncIterator[Runner]:
-        """Schedule ``plan``'s model (load, evict, wait) and mark ``timing.loaded_ns`` when it is ready.
+        """Schedule ``plan``'s model (load, evict, wait) and mark ``timing.loaded_ns`` when it is ready."""
+        async with self.schedule(plan.model, plan.keep_alive_s, plan.num_ctx, plan.load_ms) as runner:
+            timing.loaded_ns = time.monotonic_ns()
+            yield runner
 
-        An out-of-memory load is a 500 with Ollama's message; the runner is released when the block ends.
+    @asynccontextmanager
+    async def schedule(
+        self, model: str, keep_alive_s: float | None, num_ctx: int, load_ms: float | None = None
+    ) -> AsyncIterator[Runner]:
+        """Hold a loaded runner for ``model`` for the block (Ollama's ``scheduleRunner`` … request done).
+
+        An out-of-memory load is a 500 with Ollama's message.
         """
-        model = self.resolve(plan.model) or plan.model
         try:
-            async with self.scheduler.use(model, plan.keep_alive_s, plan.num_ctx, plan.load_ms) as runner:
-                timing.loaded_ns = time.monotonic_ns()
+            async with self.scheduler.use(self.resolve(model) or model, keep_alive_s, num_ctx, load_ms) as runner:
                 yield runner
         except OutOfMemory as exc:
             raise RequestFailed(500, str(exc)) from None

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
+import multiprocessing
 import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,18 +44,22 @@ Warn = Callable[[str], object] | None
 # and goes through ``json.loads``.
 _STR = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
 _VALUE = rb"[^,\n]*"
+_NUMBER = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|null"  # JSON syntax: float() takes exactly these
+_INTEGER = rb"-?(?:0|[1-9]\d*)|null"
 _LINE = re.compile(
     (
         rb'^\{"id":STR,"source":STR,"started_at":"([^"\\\n]*)","client":STR,"server":STR,"method":STR,"path":STR,'
-        rb'"status":(-?\d+|null),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
+        rb'"status":(INT),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
         rb'"done_reason":(?:null|STR),"error":(null|STR),"complete":(?:true|false),"flags":\[[^\]\n]*\],'
-        rb'"ttfb_ms":VAL,"ttft_ms":(VAL),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(VAL),'
-        rb'"gap_p50_ms":VAL,"gap_p95_ms":VAL,"gap_max_ms":VAL,"prompt_eval_count":VAL,"eval_count":(VAL),'
+        rb'"ttfb_ms":VAL,"ttft_ms":(NUM),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(NUM),'
+        rb'"gap_p50_ms":VAL,"gap_p95_ms":VAL,"gap_max_ms":VAL,"prompt_eval_count":VAL,"eval_count":(INT),'
         rb'"total_duration_ms":VAL,"load_duration_ms":VAL,"prompt_eval_duration_ms":VAL,"eval_duration_ms":VAL,'
-        rb'"eval_tokens_per_s":([^,}\n]*)[,}][^\n]*$'
+        rb'"eval_tokens_per_s":(NUM)[,}][^\n]*$'
     )
     .replace(b"STR", _STR)
-    .replace(b"VAL", _VALUE),
+    .replace(b"VAL", _VALUE)
+    .replace(b"NUM", _NUMBER)
+    .replace(b"INT", _INTEGER),
     re.MULTILINE,
 )
 _RECORD_START = b'{"id":"'
@@ -94,43 +99,27 @@ def fields_of(record: InteractionRecord) -> SummaryFields:
     )
 
 
-def _float(token: bytes) -> float | None:
-    if token == b"null":
-        return None
-    value = float(token)
-    if not math.isfinite(value) or b"_" in token:
-        raise ValueError(token)  # NaN/Infinity/1_0 are not what to_json writes: let json decide
-    return value
-
-
-def _int(token: bytes) -> int | None:
-    if token == b"null":
-        return None
-    if not token.lstrip(b"-").isdigit():
-        raise ValueError(token)
-    return int(token)
-
-
 class NotARecord(ValueError):
     """A line that ``read_log`` would skip; the message is its warning text (without the location)."""
 
 
 def _from_match(match: re.Match[bytes]) -> SummaryFields:
-    """The fields of a line ``_LINE`` matched; ValueError when a value is not what ``to_json`` writes."""
+    """The fields of a line ``_LINE`` matched (its numbers are JSON numbers); ValueError for a glued line."""
     started, status, model, error_token, ttft, wire_rate, eval_count, rate_token = match.groups()
     if match.string.find(_RECORD_START, match.start() + 1, match.end()) >= 0:
         raise ValueError("a second record glued onto this line")
     error = error_token != b"null" and error_token != b'""'
-    rate = _float(rate_token)
-    status_code = _int(status)
+    rate = None if rate_token == b"null" else float(rate_token)
+    if rate is None and wire_rate != b"null":
+        rate = float(wire_rate)
     return SummaryFields(
         started=_epoch(started.decode("utf-8")),
         model=None if model == b"null" else model[1:-1].decode("utf-8"),
         error=error,
-        failed=error or (status_code is not None and status_code >= 400),
-        ttft_ms=_float(ttft),
-        rate=rate if rate is not None else _float(wire_rate),
-        eval_count=_int(eval_count),
+        failed=error or (status != b"null" and int(status) >= 400),
+        ttft_ms=None if ttft == b"null" else float(ttft),
+        rate=rate,
+        eval_count=None if eval_count == b"null" else int(eval_count),
     )
 
 
@@ -439,6 +428,51 @@ def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
     return accumulator.result()
 
 
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024  # below this much undecoded log, worker processes cost more than they save
+MAX_WORKERS = 4
+
+Decoded = tuple[list[list[Any]], list[SummaryFields], list[str]]
+
+
+def _decode_file(job: tuple[str, str]) -> Decoded:
+    """One file's columns, unterminated-line fields and warnings (runs in a worker process too)."""
+    log_dir, path = job
+    messages: list[str] = []
+    columns, extra = DigestCache(log_dir).columns(Path(path), messages.append)
+    return columns, extra, messages
+
+
+def _uncached_bytes(cache: DigestCache, paths: list[Path]) -> int:
+    total = 0
+    for path in paths:
+        if not (cache.directory / (path.name + ".json")).exists():
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+    return total
+
+
+def _decoded(
+    log_dir: Path | str, paths: list[Path], progress: Callable[[int, int], object] | None, parallel_min_bytes: int
+) -> Iterator[Decoded]:
+    """Every file decoded, in order. A first run over a large log (nothing cached yet) decodes files in worker
+    processes (one per CPU, at most ``MAX_WORKERS``); the results — and so the summary — are the same."""
+    cache = DigestCache(log_dir)
+    jobs = [(str(log_dir), str(path)) for path in paths]
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if workers > 1 and len(paths) > 1 and _uncached_bytes(cache, paths) >= parallel_min_bytes:
+        # spawn, not fork: the caller may have threads (a dashboard, a proxy), and forking those can deadlock
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done, result in enumerate(pool.map(_decode_file, jobs, chunksize=2)):
+                if progress:
+                    progress(done, len(paths))
+                yield result
+        return
+    for done, job in enumerate(jobs):
+        if progress:
+            progress(done, len(paths))
+        yield _decode_file(job)
+
+
 def summarize_log(
     log_dir: Path | str,
     *,
@@ -447,15 +481,19 @@ def summarize_log(
     errors_only: bool = False,
     warn: Warn = None,
     progress: Callable[[int, int], object] | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> list[dict[str, Any]]:
     """``summarize`` of the records ``select`` would choose — from the per-day cache, without per-record objects.
 
-    ``progress(files_done, files_total)`` is called before each file.
+    ``progress(files_done, files_total)`` is called as files are done. With at least ``parallel_min_bytes`` not
+    yet cached, files are decoded in worker processes.
     """
-    cache = DigestCache(log_dir)
     accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only)
-    for path in _files(log_dir, since, progress):
-        columns, extra = cache.columns(path, warn)
+    paths = list(_files(log_dir, since, None))
+    for columns, extra, messages in _decoded(log_dir, paths, progress, parallel_min_bytes):
+        if warn:
+            for message in messages:
+                warn(message)
         accumulator.add_columns(columns)
         for fields in extra:
             accumulator.add(fields)

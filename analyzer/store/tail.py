@@ -12,7 +12,8 @@ is appended when its interaction is over. So:
   that bound falls below the oldest start still wanted, the rest of the file cannot contain a wanted record.
   Lines from batch imports (``source: pcap``) are written long after they happened, so they never end a read.
 
-The result is the same list ``select(read_log(dir), ...)[-count:]`` gives.
+The result is the same list ``select(read_log(dir), ...)[-count:]`` gives (one exception: a record whose
+``started_at`` is not a date sorts by its text in ``select``; it is listed only if its line was read).
 """
 
 from __future__ import annotations

@@ -52,11 +52,11 @@ def hidden_wait_ns(reply: dict[str, Any]) -> int:
 
 
 def test_first_use_loads_then_model_is_warm(emulator_factory) -> None:
-    emu = emulator_factory(load_ms=300)
+    emu = emulator_factory(load_ms=400)
     assert ps(emu) == {}
     cold = generate(emu)
     warm = generate(emu)
-    assert cold["load_duration"] >= 300 * MS
+    assert cold["load_duration"] >= 400 * MS
     assert cold["total_duration"] >= cold["load_duration"] + cold["prompt_eval_duration"] + cold["eval_duration"]
     assert warm["load_duration"] < cold["load_duration"] - 200 * MS
     entry = ps(emu)[A]
@@ -70,7 +70,8 @@ def test_queued_request_wait_is_in_total_duration_only(emulator_factory) -> None
     replies: dict[str, Any] = {}
 
     def streamed() -> None:
-        for part in ollama.Client(host=emu.url).generate(model=A, prompt="first", stream=True):
+        options = {"emulator_tokens": 30}
+        for part in ollama.Client(host=emu.url).generate(model=A, prompt="first", stream=True, options=options):
             first_token.set()
             if part.done:
                 replies["first"] = part.model_dump()
@@ -78,11 +79,11 @@ def test_queued_request_wait_is_in_total_duration_only(emulator_factory) -> None
     worker = threading.Thread(target=streamed)
     worker.start()
     assert first_token.wait(10)
-    second = generate(emu, prompt="second")  # arrives while the only slot generates 11 more tokens
+    second = generate(emu, prompt="second")  # arrives while the only slot generates 29 more tokens
     worker.join(10)
     first = replies["first"]
     wait = hidden_wait_ns(second)
-    assert wait >= 150 * MS  # ≥ 11 × 25 ms of the first request remained, minus the client's own latency
+    assert wait >= 300 * MS  # ≥ 29 × 25 ms of the first request remained, minus the client's own latency
     assert second["load_duration"] < wait and second["prompt_eval_duration"] < wait
     assert second["eval_duration"] >= 12 * 25 * MS
     assert hidden_wait_ns(first) < wait
@@ -113,10 +114,10 @@ def test_keep_alive_zero_unloads_and_minus_one_is_forever(emulator_factory) -> N
 
 
 def test_keep_alive_expiry_unloads(emulator_factory) -> None:
-    emu = emulator_factory(keep_alive_s=0.2)
+    emu = emulator_factory(keep_alive_s=1.0)
     generate(emu)
     assert A in ps(emu)
-    time.sleep(0.4)
+    time.sleep(1.3)
     assert ps(emu) == {}
 
 
@@ -145,9 +146,9 @@ def test_max_loaded_models_evicts_and_reloads(emulator_factory) -> None:
     loads = [generate(emu, model=m)["load_duration"] for m in (A, B, A)]
     assert all(load >= 150 * MS for load in loads)  # every switch is a cold load
     assert list(ps(emu)) == [A]
-    roomy = emulator_factory(load_ms=150, max_loaded_models=2)
+    roomy = emulator_factory(load_ms=250, max_loaded_models=2)
     loads = [generate(roomy, model=m)["load_duration"] for m in (A, B, A)]
-    assert loads[2] < 100 * MS and set(ps(roomy)) == {A, B}
+    assert loads[2] < 150 * MS and set(ps(roomy)) == {A, B}
 
 
 def test_memory_evicts_when_models_do_not_fit_together(emulator_factory) -> None:
@@ -164,17 +165,18 @@ def test_eviction_waits_for_busy_model_inside_load_duration(emulator_factory) ->
     done = threading.Event()
 
     def streamed() -> None:
-        for _ in ollama.Client(host=emu.url).generate(model=B, prompt="busy", stream=True):
+        options = {"emulator_tokens": 40}
+        for _ in ollama.Client(host=emu.url).generate(model=B, prompt="busy", stream=True, options=options):
             first_token.set()
         done.set()
 
     worker = threading.Thread(target=streamed)
     worker.start()
     assert first_token.wait(10)
-    other = generate(emu, model=A)  # needs B's place, B is busy for ≥ 11 × 25 ms
+    other = generate(emu, model=A)  # needs B's place, B is busy for ≥ 39 × 25 ms more
     worker.join(10)
     assert done.is_set()
-    assert other["load_duration"] >= 150 * MS + 50 * MS
+    assert other["load_duration"] >= 50 * MS + 250 * MS  # its own load + most of that wait
     assert hidden_wait_ns(other) < other["load_duration"]
 
 
@@ -205,10 +207,10 @@ def test_num_ctx_pins_prompt_eval_count(emulator_factory) -> None:
 
 
 def test_other_num_ctx_reloads_the_model(emulator_factory) -> None:
-    emu = emulator_factory(load_ms=150)
+    emu = emulator_factory(load_ms=250)
     loads = [generate(emu, options=options)["load_duration"] for options in ({}, {}, {"num_ctx": 8192}, {})]
-    assert loads[0] >= 150 * MS and loads[1] < 100 * MS
-    assert loads[2] >= 150 * MS and loads[3] >= 150 * MS  # each change of num_ctx is a reload
+    assert loads[0] >= 250 * MS and loads[1] < 150 * MS
+    assert loads[2] >= 250 * MS and loads[3] >= 250 * MS  # each change of num_ctx is a reload
 
 
 def test_num_predict_and_max_tokens_cut_with_length(emulator_factory) -> None:
@@ -222,7 +224,7 @@ def test_num_predict_and_max_tokens_cut_with_length(emulator_factory) -> None:
 
 
 def test_injected_stall_is_a_gap_after_token_k(emulator_factory) -> None:
-    emu = emulator_factory(tokens=6, token_ms=1, prefill_ms=1, stall_after=3, stall_ms=300)
+    emu = emulator_factory(tokens=6, token_ms=1, prefill_ms=1, stall_after=3, stall_ms=500)
     arrivals: list[float] = []
     final: dict[str, Any] = {}
     for part in ollama.Client(host=emu.url).generate(model=A, prompt="stall", stream=True):
@@ -230,10 +232,17 @@ def test_injected_stall_is_a_gap_after_token_k(emulator_factory) -> None:
         if part.done:
             final = part.model_dump()
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert gaps.index(max(gaps)) == 2 and gaps[2] >= 0.3  # between token 3 and token 4
-    assert final["eval_duration"] >= 300 * MS
+    assert gaps.index(max(gaps)) == 2 and gaps[2] >= 0.5  # between token 3 and token 4
+    assert final["eval_duration"] >= 500 * MS
     override = generate(emu, options={"emulator_stall_after": 1, "emulator_stall_ms": 0})
-    assert override["eval_duration"] < 300 * MS
+    assert override["eval_duration"] < 500 * MS
+
+
+def test_embed_loads_the_model_too(emulator_factory) -> None:
+    emu = emulator_factory(load_ms=200)
+    reply = ollama.Client(host=emu.url).embed(model=B, input=["a", "b"]).model_dump()
+    assert reply["load_duration"] >= 200 * MS and reply["total_duration"] >= reply["load_duration"]
+    assert B in ps(emu)
 
 
 def test_per_request_load_ms_override(emulator_factory) -> None:

@@ -98,6 +98,18 @@ def test_summary_fast_path_equals_a_full_read(tmp_path: Path, seed: int) -> None
                 assert summarize_log(tmp_path, since=since, model=model, errors_only=errors_only) == expected
 
 
+def test_first_summary_in_worker_processes_is_the_same(tmp_path: Path) -> None:
+    write_log(tmp_path, 11, count=300, days=6)
+    with (tmp_path / sorted(p.name for p in tmp_path.glob("*.jsonl"))[2]).open("a") as fh:
+        fh.write("{corrupt\n")
+    expected_warnings: list[str] = []
+    expected = summary_stats(read_log(tmp_path, warn=expected_warnings.append))
+    warnings: list[str] = []
+    assert summarize_log(tmp_path, warn=warnings.append, parallel_min_bytes=0) == expected
+    assert [w.rsplit(":", 2)[-2] for w in warnings] == [w.rsplit(":", 2)[-2] for w in expected_warnings]
+    assert len(list((tmp_path / CACHE_DIR_NAME).iterdir())) == len(list(tmp_path.glob("*.jsonl")))
+
+
 def test_fast_line_decoding_agrees_with_json(tmp_path: Path) -> None:
     rng = random.Random(5)
     odd = [
