@@ -40,7 +40,8 @@ def _e(value: object) -> str:
 
 
 def _anchor(request_id: str) -> str:
-    return "r-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in request_id)
+    """The evidence row's element id (the page script builds the same from a clicked mark)."""
+    return "r-" + "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in request_id)
 
 
 def _n(value: float | int | None, digits: int = 0, unit: str = "") -> str:
@@ -114,6 +115,7 @@ SCRIPT = """
       if (t.hoverRefs) {
         t.hovertext = t.hoverRefs.map(function(i){ return D.hover[i]; });
         t.hoverinfo = 'text';
+        t.customdata = t.hoverRefs;
         delete t.hoverRefs;
       }
     });
@@ -125,6 +127,13 @@ SCRIPT = """
     }
     Plotly.newPlot(el, f.data, f.layout, config).then(function(){
       el.setAttribute('data-rendered', String(f.points));
+      // clicking a request that is evidence of a finding jumps to its row in the evidence table
+      el.on('plotly_click', function(ev){
+        var p = ev && ev.points && ev.points[0];
+        if (!p || typeof p.customdata !== 'number') return;
+        var row = document.getElementById('r-' + D.ids[p.customdata].replace(/[^A-Za-z0-9_-]/g, '_'));
+        if (row) location.hash = row.id;
+      });
     });
   });
 })();
@@ -249,7 +258,11 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         if analysis.skipped
         else ""
     )
-    data = {"figures": [f.to_dict() for f in figures] if analysis.requests else [], "hover": builder.hover}
+    data = {
+        "figures": [f.to_dict() for f in figures] if analysis.requests else [],
+        "hover": builder.hover,
+        "ids": [r.id for r in builder.drawn],
+    }
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -264,7 +277,8 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f"<section id=headline><h2>Headline</h2>{skipped}{_cards(head)}{_model_table(head.get('per_model', []))}"
         "</section>",
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
-        "what to change (click one to open it); each links to the requests that show it (listed at the bottom).</p>"
+        "what to change (click one to open it); each links to the requests that show it (listed at the bottom; "
+        "clicking such a request in a chart jumps there too).</p>"
         f"{findings_html}</section>",
         *(_figure_section(f) for f in figures if analysis.requests),
         ""
