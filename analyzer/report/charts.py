@@ -549,7 +549,7 @@ class ChartBuilder:
             "(red ×: the context_truncated finding). Low counts for big prompts can also be Ollama's prompt cache.",
             data,
             _layout(
-                xaxis={"title": {"text": "prompt characters"}, "type": "log"},
+                xaxis={"title": {"text": "prompt characters"}, "type": "log", "dtick": 1},
                 yaxis={"title": {"text": "prompt_eval_count"}},
             ),
             notes=self._notes(),
@@ -659,8 +659,3 @@ class ChartBuilder:
             ),
             points=len(flags),
         )
-
-
-def first_last(requests: Sequence[Request]) -> tuple[str, str]:
-    """ISO times of the first start and the last end."""
-    return iso(min(r.start for r in requests)), iso(max(r.end for r in requests))

@@ -98,6 +98,7 @@ class Request:
     prompt_eval_count: int | None
     request_bytes: int
     prompt_chars: int
+    tool_calls: bool  # the response called tools (Ollama holds back tool-call tokens until a call is parsed)
     category: str | None  # errors.error_category
     inference: bool  # a generate/chat/embed request of a model: one the scheduler runs
     load_ms: float | None
@@ -145,6 +146,7 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         prompt_eval_count=record.prompt_eval_count,
         request_bytes=record.request_bytes or 0,
         prompt_chars=prompt_chars(record),
+        tool_calls=bool(record.tool_calls),
         category=error_category(record.status, record.error, flags),
         inference=(record.kind or "") in INFERENCE_KINDS and bool(record.model),
         load_ms=record.load_duration_ms,

@@ -42,7 +42,8 @@ CONTEXT_TEXT_RATIO = 1.5
 CONTEXT_MIN_GROWTH = 1.1
 CONTEXT_MIN_FIT = 5
 TYPICAL_CHARS_PER_TOKEN = 4.0
-# stall: a gap between tokens at least this long (ms) and this many times the stream's median gap.
+# stall: a gap between tokens at least this long (ms) and this many times the stream's median gap. Responses with
+# tool calls are left out: Ollama sends nothing while the model writes a call, until the call is parsed.
 STALL_MIN_GAP_MS = 1000.0
 STALL_GAP_RATIO = 20.0
 # slow_generation: a run of at least this many consecutive requests of a model (each with at least
@@ -253,6 +254,7 @@ def stall(requests: Sequence[Request]) -> list[Finding]:
         for r in requests
         if r.gap_max_ms is not None
         and r.gap_p50_ms is not None
+        and not r.tool_calls
         and r.gap_max_ms >= STALL_MIN_GAP_MS
         and r.gap_max_ms >= STALL_GAP_RATIO * r.gap_p50_ms
     ]

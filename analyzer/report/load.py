@@ -10,7 +10,9 @@ files and packet captures go through :func:`analyzer.sources.read_sources` as th
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ class ReportColumns(msgspec.Struct):
     prompt: str | None = None
     system: str | None = None
     messages: list[Any] | None = None
+    tool_calls: list[Any] | None = None
     done_reason: str | None = None
     error: str | None = None
     flags: list[Any] | None = None
@@ -89,6 +92,19 @@ def _fast_files(source: Path) -> list[Path] | None:
     return None
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building 200,000 small acyclic objects otherwise triggers it hundreds
+    of times (about a fifth of the loading time) for nothing to collect."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_requests(
     sources: Sequence[str | Path],
     *,
@@ -130,7 +146,8 @@ def load_requests(
         files = _fast_files(path)
         if files is None:
             keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports))
-        else:
+            continue
+        with _no_cyclic_gc():  # only around our own decoding: captures go through the packet engines
             for file in files:
                 keep(_jsonl_columns(file, report))
     requests.sort(key=lambda r: r.start)

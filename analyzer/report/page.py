@@ -13,7 +13,7 @@ from typing import Any
 from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
-from analyzer.report.finding import Finding, iso
+from analyzer.report.finding import Finding
 
 MAX_LINKS_PER_FINDING = 20
 
@@ -40,7 +40,8 @@ def _e(value: object) -> str:
 
 
 def _anchor(request_id: str) -> str:
-    return "r-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in request_id)
+    """The evidence row's element id (the page script builds the same from a clicked mark)."""
+    return "r-" + "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in request_id)
 
 
 def _n(value: float | int | None, digits: int = 0, unit: str = "") -> str:
@@ -114,17 +115,25 @@ SCRIPT = """
       if (t.hoverRefs) {
         t.hovertext = t.hoverRefs.map(function(i){ return D.hover[i]; });
         t.hoverinfo = 'text';
+        t.customdata = t.hoverRefs;
         delete t.hoverRefs;
       }
     });
     var el = document.getElementById(f.id);
-    if (!f.data.length) {
+    if (!f.points) {
       el.innerHTML = '<p class="explain">Nothing to draw: no records carry this.</p>';
       el.setAttribute('data-rendered', '0');
       return;
     }
     Plotly.newPlot(el, f.data, f.layout, config).then(function(){
       el.setAttribute('data-rendered', String(f.points));
+      // clicking a request that is evidence of a finding jumps to its row in the evidence table
+      el.on('plotly_click', function(ev){
+        var p = ev && ev.points && ev.points[0];
+        if (!p || typeof p.customdata !== 'number') return;
+        var row = document.getElementById('r-' + D.ids[p.customdata].replace(/[^A-Za-z0-9_-]/g, '_'));
+        if (row) location.hash = row.id;
+      });
     });
   });
 })();
@@ -235,7 +244,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         findings_html = "".join(_finding_html(f, evidence_ids) for f in analysis.findings)
     else:
         findings_html = '<p class="ok">No findings: nothing in these records looks wrong.</p>'
-    span = f"{_when(head['first'])} – {_when(head['last'])} UTC" if head["requests"] else "no requests"
+    span = f"{_when(head['first'])} – {_when(head['last'])} UTC" if head["requests"] else "nothing recorded"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = sum(1 for r in analysis.requests if r.category)
     evidence_note = (
@@ -249,7 +258,11 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         if analysis.skipped
         else ""
     )
-    data = {"figures": [f.to_dict() for f in figures], "hover": builder.hover}
+    data = {
+        "figures": [f.to_dict() for f in figures] if analysis.requests else [],
+        "hover": builder.hover,
+        "ids": [r.id for r in builder.drawn],
+    }
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -264,9 +277,14 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f"<section id=headline><h2>Headline</h2>{skipped}{_cards(head)}{_model_table(head.get('per_model', []))}"
         "</section>",
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
-        "what to change (click one to open it); each links to the requests that show it (listed at the bottom).</p>"
+        "what to change (click one to open it); each links to the requests that show it (listed at the bottom; "
+        "clicking such a request in a chart jumps there too).</p>"
         f"{findings_html}</section>",
-        *(_figure_section(f) for f in figures),
+        *(_figure_section(f) for f in figures if analysis.requests),
+        ""
+        if analysis.requests
+        else "<section><h2>No requests</h2><p>No record matches the sources and filters: "
+        "nothing to chart.</p></section>",
         f"<section id=evidence><h2>Evidence requests</h2>{evidence_note}"
         + (_evidence_table(evidence, codes) if evidence else "<p>No finding, no evidence.</p>")
         + "</section>",
@@ -276,6 +294,3 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         "</body></html>",
     ]
     return "\n".join(parts)
-
-
-__all__ = ["iso", "plotly_js", "render_page"]

@@ -30,6 +30,7 @@ def render_findings(analysis: Analysis, width: int = 100) -> str:
         lines.append(f"{finding.severity.upper():8} {finding.code}: {finding.title}")
         for label, text in (("seen", finding.detail), ("change", finding.suggestion)):
             lines.extend(textwrap.wrap(text, width, initial_indent=f"  {label:8}", subsequent_indent=" " * 10))
-        lines.append(f"  {'when':8}{finding.first} – {finding.last}")
+        when = finding.first if finding.first == finding.last else f"{finding.first} – {finding.last}"
+        lines.append(f"  {'when':8}{when}")
         lines.append(f"  {'records':8}{shown}{more}")
     return "\n".join(lines) + "\n"

@@ -181,9 +181,11 @@ def test_stall(setup: Setup) -> None:
 
 def test_slow_generation(setup: Setup) -> None:
     m = mark()
-    plan = [2.0] * 4 + [12.0] * 3 + [2.0] * 2  # ms per token: a slow period in the middle
+    # ms per token: a slow period in the middle, ten times slower, so that scheduling jitter on a loaded machine
+    # (the emulator measures its durations like Ollama does) cannot make a fast request look slow
+    plan = [3.0] * 4 + [30.0] * 3 + [3.0] * 2
     for i, token_ms in enumerate(plan):
-        setup.generate("slow", f"{m} request {i}", emulator_token_ms=token_ms, emulator_tokens=24)
+        setup.generate("slow", f"{m} request {i}", emulator_token_ms=token_ms, emulator_tokens=30)
     records = setup.records(len(plan), m)
     assert setup.report("slow") == {"slow_generation": [r.id for r in records[4:7]]}
 

@@ -103,7 +103,9 @@ def test_stall_is_long_and_far_above_the_median_gap() -> None:
     stalled = rec("stall", 400, gap_p50_ms=10.0, gap_max_ms=STALL_MIN_GAP_MS + 500)
     long_but_steady = rec("slow", 410, gap_p50_ms=(STALL_MIN_GAP_MS + 500) / STALL_GAP_RATIO * 2, gap_max_ms=1500.0)
     short = rec("short", 420, gap_p50_ms=1.0, gap_max_ms=STALL_MIN_GAP_MS / 2)
-    assert codes_and_ids([*clean_night(), stalled, long_but_steady, short]) == {"stall": ["stall"]}
+    # a tool call arrives whole after the model wrote it: a long silence that is not a stall
+    tool = rec("tool", 430, gap_p50_ms=10.0, gap_max_ms=2500.0, tool_calls=[{"function": {"name": "f"}}])
+    assert codes_and_ids([*clean_night(), stalled, long_but_steady, short, tool]) == {"stall": ["stall"]}
 
 
 def test_slow_generation_needs_a_run() -> None:

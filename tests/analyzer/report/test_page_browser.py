@@ -52,10 +52,13 @@ class ChartCounter(HTMLParser):
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         self.attrs: dict[str, dict[str, str | None]] = {}
         self.texts: dict[str, list[str]] = defaultdict(list)
+        self.body: dict[str, str | None] = {}
         self.in_hover = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if tag == "body":
+            self.body = values
         classes = (values.get("class") or "").split()
         chart = values.get("id") if tag == "div" and "chart" in classes else None
         if chart:
@@ -85,12 +88,16 @@ class ChartCounter(HTMLParser):
 
 
 # Appended to a copy of the page: once the timeline has drawn, hover its first bar the way a mouse would
-# (plotly's own Fx.hover) so the hover label lands in the DOM.
+# (plotly's own Fx.hover) so the hover label lands in the DOM, and click the request "queue1" (plotly's click
+# event with that mark's data) so the page jumps to its evidence row; the hash is left on <body>.
 HOVER_PROBE = """<script>
 (function probe(tries) {
   var el = document.getElementById('timeline');
   if (!el.getAttribute('data-rendered')) { if (tries > 0) setTimeout(function(){ probe(tries - 1); }, 50); return; }
   Plotly.Fx.hover(el, [{curveNumber: 0, pointNumber: 0}]);
+  var ids = JSON.parse(document.getElementById('report-data').textContent).ids;
+  el.emit('plotly_click', {points: [{customdata: ids.indexOf('queue1')}]});
+  document.body.setAttribute('data-hash', location.hash);
 })(200);
 </script>"""
 
@@ -144,6 +151,7 @@ def test_the_report_renders_offline_with_every_chart(tmp_path: Path) -> None:
     first = next(r for r in analysis.requests if r.model == analysis.requests[0].model)
     hover = " ".join(counter.texts["timeline-hover"])
     assert first.model in hover and first.prompt[:30] in hover and "TTFT" in hover and "load" in hover, hover
+    assert counter.body.get("data-hash") == "#r-queue1"
     # one bar and one first-token tick per request that had a first token
     timeline = next(f for f in ChartBuilder(analysis).figures() if f.id == "timeline")
     with_ttft = sum(1 for r in analysis.requests if r.first_token is not None)
