@@ -234,12 +234,12 @@ class Telemetry:
         self.spans_started = 0
         self._histograms: dict[str, Any] = {}
         readers: list[MetricReader] = []
+        if metrics and prometheus_address:  # first: a busy port fails before any thread is started
+            reader, self.prometheus = start_prometheus(prometheus_address)
+            readers.append(reader)
         if metrics and otlp_endpoint:
             exporter = CountingMetricExporter(self.drops, endpoint=signal_endpoint(otlp_endpoint, "metrics"))
             readers.append(PeriodicExportingMetricReader(exporter))
-        if metrics and prometheus_address:
-            reader, self.prometheus = start_prometheus(prometheus_address)
-            readers.append(reader)
         if readers:
             self._start_metrics(readers)
         if otlp_endpoint:
