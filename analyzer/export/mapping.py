@@ -119,8 +119,7 @@ def metric_attributes(record: InteractionRecord) -> Attributes:
     """The low-cardinality attributes every measurement carries (never a prompt or an id)."""
     attributes: Attributes = {sc.OPERATION_NAME: operation_name(record), sc.PROVIDER_NAME: sc.PROVIDER}
     if record.model:
-        attributes[sc.REQUEST_MODEL] = record.model
-        attributes[sc.RESPONSE_MODEL] = record.model
+        attributes[sc.REQUEST_MODEL] = record.model  # the response model is the same name: on spans only
     address, port = server_endpoint(record)
     if address:
         attributes[sc.SERVER_ADDRESS] = address
@@ -180,6 +179,8 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
     start = epoch_ns(record.started_at)
     end = start + max(0, _offset_ns(record.total_ms))
     attributes = metric_attributes(record)
+    if record.model:
+        attributes[sc.RESPONSE_MODEL] = record.model
     if record.stream is not None:
         attributes[sc.REQUEST_STREAM] = record.stream
     if record.prompt_eval_count is not None:
