@@ -18,6 +18,7 @@ from mitmproxy import ctx, exceptions
 
 from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 from analyzer.protocol.observer import ObserverHub
+from analyzer.protocol.record import format_address
 
 if TYPE_CHECKING:
     from analyzer.export.live import LiveExport
@@ -99,9 +100,8 @@ class OllamaExport:
         self.hub.add(live)
         if live.telemetry.prometheus is not None:
             host, _ = parse_listen(prometheus)
-            logger.info(
-                "ollama_export: Prometheus metrics at http://%s:%d/metrics", host, live.telemetry.prometheus.port
-            )
+            address = format_address(host, live.telemetry.prometheus.port)
+            logger.info("ollama_export: Prometheus metrics at http://%s/metrics", address)
         if endpoint:
             logger.info("ollama_export: OTLP to %s", endpoint)
 
