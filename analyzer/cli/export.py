@@ -8,7 +8,7 @@ import click
 
 from analyzer.cli.logs import _since_option
 from analyzer.export.replay import replay
-from analyzer.export.telemetry import ExportConfigError, signal_endpoint
+from analyzer.export.settings import ExportConfigError, signal_endpoint
 from analyzer.sources import SourceError, read_sources
 from analyzer.store.log import DEFAULT_LOG_DIR
 

@@ -5,6 +5,7 @@ Owns the mapping from an :class:`~analyzer.protocol.record.InteractionRecord` to
 attributes, events and measurements), the OpenTelemetry SDK set-up (``telemetry``: providers, views with the
 convention's bucket boundaries, exporters that count what they could not deliver), the live feed the recorder
 addon observes interactions through (``live``: a bounded queue and one worker thread, off the traffic path), and
-the replay of stored records with their original timestamps (``replay``). May import ``analyzer.protocol``,
+the replay of stored records with their original timestamps (``replay``). ``settings`` checks URLs and listen
+addresses without loading the SDK (mitmdump starts as fast with export off). May import ``analyzer.protocol``,
 ``analyzer.store``, ``analyzer.sources`` and ``analyzer.resources``; never mitmproxy or click.
 """

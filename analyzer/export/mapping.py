@@ -84,6 +84,11 @@ def epoch_ns(iso: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
+def seconds(ms: float) -> float:
+    """Milliseconds (rounded to the µs, as records keep them) as seconds without float noise."""
+    return round(ms / 1000, 6)
+
+
 def _offset_ns(ms: float | None) -> int:
     return round(ms * 1_000_000) if ms is not None else 0
 
@@ -112,15 +117,14 @@ def hidden_wait_s(record: InteractionRecord) -> float | None:
     parts = (record.load_duration_ms, record.prompt_eval_duration_ms, record.eval_duration_ms)
     if record.total_duration_ms is None or any(p is None for p in parts):
         return None
-    return max(0.0, record.total_duration_ms - sum(p for p in parts if p is not None)) / 1000
+    return seconds(max(0.0, record.total_duration_ms - sum(p for p in parts if p is not None)))
 
 
 def metric_attributes(record: InteractionRecord) -> Attributes:
     """The low-cardinality attributes every measurement carries (never a prompt or an id)."""
     attributes: Attributes = {sc.OPERATION_NAME: operation_name(record), sc.PROVIDER_NAME: sc.PROVIDER}
     if record.model:
-        attributes[sc.REQUEST_MODEL] = record.model
-        attributes[sc.RESPONSE_MODEL] = record.model
+        attributes[sc.REQUEST_MODEL] = record.model  # the response model is the same name: on spans only
     address, port = server_endpoint(record)
     if address:
         attributes[sc.SERVER_ADDRESS] = address
@@ -180,6 +184,8 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
     start = epoch_ns(record.started_at)
     end = start + max(0, _offset_ns(record.total_ms))
     attributes = metric_attributes(record)
+    if record.model:
+        attributes[sc.RESPONSE_MODEL] = record.model
     if record.stream is not None:
         attributes[sc.REQUEST_STREAM] = record.stream
     if record.prompt_eval_count is not None:
@@ -189,7 +195,7 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
     if record.done_reason:
         attributes[sc.FINISH_REASONS] = [record.done_reason]
     if record.stream and record.ttft_ms is not None:
-        attributes[sc.TIME_TO_FIRST_CHUNK] = record.ttft_ms / 1000
+        attributes[sc.TIME_TO_FIRST_CHUNK] = seconds(record.ttft_ms)
     ollama: dict[str, float | None] = {
         sc.OLLAMA_TOTAL_DURATION: record.total_duration_ms,
         sc.OLLAMA_LOAD_DURATION: record.load_duration_ms,
@@ -197,7 +203,7 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
         sc.OLLAMA_EVAL_DURATION: record.eval_duration_ms,
         sc.OLLAMA_GAP_P95: record.gap_p95_ms,
     }
-    attributes.update({name: ms / 1000 for name, ms in ollama.items() if ms is not None})
+    attributes.update({name: seconds(ms) for name, ms in ollama.items() if ms is not None})
     hidden = hidden_wait_s(record)
     if hidden is not None:
         attributes[sc.OLLAMA_HIDDEN_WAIT] = hidden
@@ -222,7 +228,7 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
             SpanEvent(
                 sc.EVENT_FIRST_TOKEN,
                 start + _offset_ns(record.ttft_ms),
-                {sc.TIME_TO_FIRST_CHUNK: record.ttft_ms / 1000},
+                {sc.TIME_TO_FIRST_CHUNK: seconds(record.ttft_ms)},
             )
         )
     error = error_type(record)

@@ -40,11 +40,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from analyzer.export import semconv as sc
 from analyzer.export.mapping import Measurement, SpanData
+from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 
 logger = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "ollama-wire"
 DEFAULT_SPAN_QUEUE = 2048  # OTEL_BSP_MAX_QUEUE_SIZE overrides it
-SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics"}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -52,34 +52,6 @@ def _env_int(name: str, default: int) -> int:
         return max(1, int(os.environ.get(name, "") or default))
     except ValueError:
         return default
-
-
-class ExportConfigError(ValueError):
-    """A bad export setting (endpoint, listen address); the message names it."""
-
-
-def signal_endpoint(base: str, signal: str) -> str:
-    """Where ``signal`` (traces/metrics) goes for the base URL ``base``.
-
-    The SDK exporters append ``/v1/<signal>`` only when they read ``OTEL_EXPORTER_OTLP_ENDPOINT`` themselves; an
-    endpoint given in code is used as is. So the path is added here, unless ``OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT``
-    names the full URL (the specification's precedence).
-    """
-    specific = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    if specific:
-        return specific
-    if not base.startswith(("http://", "https://")):
-        raise ExportConfigError(f"{base!r} is not an http:// or https:// URL")
-    return f"{base.rstrip('/')}/{SIGNAL_PATHS[signal]}"
-
-
-def parse_listen(address: str) -> tuple[str, int]:
-    """``host:port`` / ``[v6]:port`` / ``:port`` (loopback) → (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ExportConfigError(f"{address!r} is not host:port")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
 
 
 def resource() -> Resource:
@@ -262,12 +234,12 @@ class Telemetry:
         self.spans_started = 0
         self._histograms: dict[str, Any] = {}
         readers: list[MetricReader] = []
+        if metrics and prometheus_address:  # first: a busy port fails before any thread is started
+            reader, self.prometheus = start_prometheus(prometheus_address)
+            readers.append(reader)
         if metrics and otlp_endpoint:
             exporter = CountingMetricExporter(self.drops, endpoint=signal_endpoint(otlp_endpoint, "metrics"))
             readers.append(PeriodicExportingMetricReader(exporter))
-        if metrics and prometheus_address:
-            reader, self.prometheus = start_prometheus(prometheus_address)
-            readers.append(reader)
         if readers:
             self._start_metrics(readers)
         if otlp_endpoint:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions
 
-from analyzer.export.live import LiveExport
-from analyzer.export.telemetry import ExportConfigError, parse_listen, signal_endpoint
+from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 from analyzer.protocol.observer import ObserverHub
+from analyzer.protocol.record import format_address
+
+if TYPE_CHECKING:
+    from analyzer.export.live import LiveExport
 
 logger = logging.getLogger(__name__)
 OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_content")
@@ -81,6 +85,8 @@ class OllamaExport:
         self.stop()
         if not endpoint and not prometheus:
             return
+        from analyzer.export.live import LiveExport  # the SDK loads only when export is on
+
         try:
             live = LiveExport(
                 otlp_endpoint=endpoint, prometheus_address=prometheus, content=ctx.options.ollama_export_content
@@ -94,9 +100,8 @@ class OllamaExport:
         self.hub.add(live)
         if live.telemetry.prometheus is not None:
             host, _ = parse_listen(prometheus)
-            logger.info(
-                "ollama_export: Prometheus metrics at http://%s:%d/metrics", host, live.telemetry.prometheus.port
-            )
+            address = format_address(host, live.telemetry.prometheus.port)
+            logger.info("ollama_export: Prometheus metrics at http://%s/metrics", address)
         if endpoint:
             logger.info("ollama_export: OTLP to %s", endpoint)
 

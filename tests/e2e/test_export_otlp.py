@@ -134,6 +134,8 @@ def _dropped(metrics_url: str) -> dict[str, float]:
 @pytest.mark.parametrize("mode", ["down", "slow", "fail"])
 def test_proxy_stays_healthy_when_the_collector_is(mode, emulator_factory, mitmdump_factory, fast_export, monkeypatch):
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")  # a small span queue, so a stuck collector overflows it
+    if mode == "slow":  # wait for the collector longer than the test runs: exports are still hanging at shutdown
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
     emulator: EmulatorThread = emulator_factory()
     receiver = None
     if mode == "down":

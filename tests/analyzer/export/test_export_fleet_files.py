@@ -77,3 +77,26 @@ def test_dashboard_is_json_on_exported_names() -> None:
 
 def test_the_check_catches_a_misspelled_name() -> None:
     assert metric_names("rate(gen_ai_client_operation_duratoin_seconds_count[5m])") - exported_series()
+
+
+def yaml_blocks() -> list[str]:
+    text = (FLEET.parent / "fleet.md").read_text()
+    return re.findall(r"```yaml\n(.*?)```", text, re.S)
+
+
+def test_fleet_md_yaml_parses() -> None:
+    blocks = yaml_blocks()
+    assert len(blocks) == 2
+    collector, scrape = (yaml.safe_load(block) for block in blocks)
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    assert set(collector["service"]["pipelines"]) == {"traces", "metrics"}
+    assert scrape["rule_files"] == [RULES.name]
+
+
+@needs_promtool
+def test_fleet_md_scrape_config_passes_promtool(tmp_path: Path) -> None:
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml_blocks()[1])
+    shutil.copy(RULES, tmp_path / RULES.name)
+    result = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
