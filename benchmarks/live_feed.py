@@ -5,6 +5,7 @@
 Starts the emulator (its own process) and two mitmdump reverse proxies with the ollama_log addon in front of it:
 
 - ``addon alone``     ``ollama_live=off``: the recorder as before
+- ``addon alone (A/A)`` a second identical one: the difference between the two is the machine's noise floor
 - ``addon + 2 readers`` the live feed on, two plain subscriber processes attached (read + apply every event, no
                       drawing): what the feed itself costs the addon
 - ``addon + 2 top``   the live feed on, and two real ``ollama-wire top`` processes attached to it, each in its
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         readers_sock = workdir / "readers.sock"
         proxies["addon alone"] = start_proxy("alone", upstream, workdir, "off")
+        proxies["addon alone (A/A)"] = start_proxy("alone2", upstream, workdir, "off")
         proxies["addon + 2 readers"] = start_proxy("readers", upstream, workdir, str(readers_sock))
         proxies["addon + 2 top"] = start_proxy("top", upstream, workdir, str(sock))
         deadline = time.monotonic() + 15
@@ -214,7 +216,7 @@ def report(args: argparse.Namespace, results: dict[str, Results], cpu: dict[str,
         )
     alone = results["addon alone"]
     print()
-    for name in ("addon + 2 readers", "addon + 2 top"):
+    for name in ("addon alone (A/A)", "addon + 2 readers", "addon + 2 top"):
         fed = results[name]
         ttft50 = percentile(fed.ttft_ms, 50) / percentile(alone.ttft_ms, 50)
         ttft95 = percentile(fed.ttft_ms, 95) / percentile(alone.ttft_ms, 95)
