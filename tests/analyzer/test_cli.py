@@ -201,8 +201,8 @@ def test_logs_skips_a_half_written_line(log_dir: Path) -> None:
 
 
 def test_readme_documents_every_addon_option() -> None:
-    addon = (ROOT / "analyzer" / "recorder" / "addon.py").read_text()
-    declared = set(re.findall(r'add_option\(\s*"(ollama_\w+)"', addon))
+    addons = "".join(path.read_text() for path in sorted((ROOT / "analyzer" / "recorder").glob("*.py")))
+    declared = set(re.findall(r'add_option\(\s*"(ollama_\w+)"', addons))
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(ollama_\w+)` \|", readme, re.MULTILINE))
     assert declared and declared == documented
