@@ -135,7 +135,14 @@ class LivePublisher:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
     def close(self) -> None:
-        """Stop serving (synchronous: usable from mitmproxy's ``done`` hook); subscribers see EOF."""
+        """Stop serving (synchronous: usable from mitmproxy's ``done`` hook); subscribers see EOF.
+
+        A last tick first hands out what the recorder just finished (at shutdown: the flows it flagged)."""
+        if self._server is not None:
+            try:
+                self.tick()
+            except Exception:
+                logger.warning("ollama_live: last tick failed", exc_info=True)
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
