@@ -229,6 +229,8 @@ class LivePublisher:
         if subscriber.closing:
             return
         if subscriber.backlog() > subscriber.limit:
+            if not subscriber.lagging:  # once per episode: mitmdump's console says so as well as top
+                logger.info("ollama_live: a subscriber reads too slowly; its events are dropped until it catches up")
             subscriber.dropped += 1
             subscriber.lost_since_notice += 1
             subscriber.lagging = True
