@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.live import events
@@ -57,7 +57,6 @@ class _Subscriber:
     lagging: bool = False
     sent: int = 0
     lost_since_notice: int = 0
-    peer: str = field(default="")
 
     @property
     def closing(self) -> bool:
