@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
         results = {name: Results() for name in proxies}
         for name, proxy in proxies.items():  # warm-up
             stream_once(clients[name], proxy.url, "warm-up", 10)
-        for i in range(args.requests):
+        for i in range(0 if args.cpu_only else args.requests):
             order = list(proxies)
             shift = i % len(order)  # rotate who goes first
             for name in order[shift:] + order[:shift]:
@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> None:
         header = tops[0].screen().splitlines()[0] if tops else ""
         if "dropped" in header:
             dropped = header
+        if args.cpu_only:
+            print(f"top CPU with {CONCURRENT} concurrent streams: {cpu['cpu_percent']:.1f}% of one core")
+            return
         report(args, results, cpu, dropped)
     finally:
         for top in tops:
@@ -243,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long-tokens", type=int, default=600, help="tokens per stream in the CPU part")
     parser.add_argument("--long-token-ms", type=float, default=25.0, help="pacing in the CPU part (40 tok/s)")
     parser.add_argument("--window-s", type=float, default=10.0, help="CPU reading window")
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU reading of top (part 2)")
     parser.add_argument("--quick", action="store_true", help="8 requests, 100 tokens, 4 s CPU window")
     args = parser.parse_args(argv)
     if args.quick:
