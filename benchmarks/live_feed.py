@@ -5,6 +5,7 @@
 Starts the emulator (its own process) and two mitmdump reverse proxies with the ollama_log addon in front of it:
 
 - ``addon alone``     ``ollama_live=off``: the recorder as before
+- ``addon alone (A/A)`` a second identical one: the difference between the two is the machine's noise floor
 - ``addon + 2 readers`` the live feed on, two plain subscriber processes attached (read + apply every event, no
                       drawing): what the feed itself costs the addon
 - ``addon + 2 top``   the live feed on, and two real ``ollama-wire top`` processes attached to it, each in its
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         readers_sock = workdir / "readers.sock"
         proxies["addon alone"] = start_proxy("alone", upstream, workdir, "off")
+        proxies["addon alone (A/A)"] = start_proxy("alone2", upstream, workdir, "off")
         proxies["addon + 2 readers"] = start_proxy("readers", upstream, workdir, str(readers_sock))
         proxies["addon + 2 top"] = start_proxy("top", upstream, workdir, str(sock))
         deadline = time.monotonic() + 15
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
         results = {name: Results() for name in proxies}
         for name, proxy in proxies.items():  # warm-up
             stream_once(clients[name], proxy.url, "warm-up", 10)
-        for i in range(args.requests):
+        for i in range(0 if args.cpu_only else args.requests):
             order = list(proxies)
             shift = i % len(order)  # rotate who goes first
             for name in order[shift:] + order[:shift]:
@@ -157,6 +159,9 @@ def run(args: argparse.Namespace) -> None:
         header = tops[0].screen().splitlines()[0] if tops else ""
         if "dropped" in header:
             dropped = header
+        if args.cpu_only:
+            print(f"top CPU with {CONCURRENT} concurrent streams: {cpu['cpu_percent']:.1f}% of one core")
+            return
         report(args, results, cpu, dropped)
     finally:
         for top in tops:
@@ -214,7 +219,7 @@ def report(args: argparse.Namespace, results: dict[str, Results], cpu: dict[str,
         )
     alone = results["addon alone"]
     print()
-    for name in ("addon + 2 readers", "addon + 2 top"):
+    for name in ("addon alone (A/A)", "addon + 2 readers", "addon + 2 top"):
         fed = results[name]
         ttft50 = percentile(fed.ttft_ms, 50) / percentile(alone.ttft_ms, 50)
         ttft95 = percentile(fed.ttft_ms, 95) / percentile(alone.ttft_ms, 95)
@@ -241,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long-tokens", type=int, default=600, help="tokens per stream in the CPU part")
     parser.add_argument("--long-token-ms", type=float, default=25.0, help="pacing in the CPU part (40 tok/s)")
     parser.add_argument("--window-s", type=float, default=10.0, help="CPU reading window")
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU reading of top (part 2)")
     parser.add_argument("--quick", action="store_true", help="8 requests, 100 tokens, 4 s CPU window")
     args = parser.parse_args(argv)
     if args.quick:

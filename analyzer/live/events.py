@@ -8,18 +8,24 @@ Times are POSIX seconds; durations milliseconds. Prompt and response text honour
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 from analyzer.protocol.interaction import InteractionBuilder
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_DROP, REDACT_HASH, digest
+from analyzer.protocol.request_content import RequestContent
 from analyzer.protocol.timing import ms_between
 
 FEED_VERSION = 1
 PREVIEW_CHARS = 120
 PROMPT_CHARS = 4000
 TAIL_CHARS = 2000
+MAX_PARSED_REQUEST = 1024 * 1024  # bigger request bodies are not parsed on the proxy's loop (see start_event)
+EDGE_BYTES = 64 * 1024
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
 
 HELLO = "hello"
 START = "start"
@@ -64,10 +70,29 @@ def hello_event(in_flight: int, pid: int, now: float | None = None) -> dict[str,
     return {"event": HELLO, "version": FEED_VERSION, "time": now or time.time(), "pid": pid, "in_flight": in_flight}
 
 
+def _large_request(builder: InteractionBuilder) -> RequestContent:
+    """Model (and stream) of a request too big to parse on the proxy's loop: a look at its first and last bytes."""
+    head, tail = builder.request_edges(EDGE_BYTES)
+    model = _MODEL.search(head) or _MODEL.search(tail)
+    stream = _STREAM.search(head) or _STREAM.search(tail)
+    return RequestContent(
+        model=model.group(1).decode("utf-8", "replace") if model else None,
+        stream=stream.group(1) == b"true" if stream else None,
+    )
+
+
 def start_event(builder: InteractionBuilder, now: float | None = None) -> dict[str, Any]:
-    """``start``: who asked what, as soon as the request is known."""
-    request = builder.request_so_far()
-    prompt = _shown_text(request.prompt, builder.redaction, PROMPT_CHARS)
+    """``start``: who asked what, as soon as the request is known.
+
+    A request body over ``MAX_PARSED_REQUEST`` bytes (long contexts, images) is not parsed here — the publisher
+    runs on the proxy's event loop — so its prompt shows as its size only."""
+    size = builder.in_flight().request_bytes
+    if size > MAX_PARSED_REQUEST:
+        request = _large_request(builder)
+        prompt = None if builder.redaction == REDACT_DROP else f"({size / 1_048_576:.1f} MB request)"
+    else:
+        request = builder.request_so_far()
+        prompt = _shown_text(request.prompt, builder.redaction, PROMPT_CHARS)
     endpoint = builder.endpoint
     return {
         "event": START,

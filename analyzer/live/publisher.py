@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.live import events
@@ -57,7 +57,6 @@ class _Subscriber:
     lagging: bool = False
     sent: int = 0
     lost_since_notice: int = 0
-    peer: str = field(default="")
 
     @property
     def closing(self) -> bool:
@@ -135,7 +134,14 @@ class LivePublisher:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
     def close(self) -> None:
-        """Stop serving (synchronous: usable from mitmproxy's ``done`` hook); subscribers see EOF."""
+        """Stop serving (synchronous: usable from mitmproxy's ``done`` hook); subscribers see EOF.
+
+        A last tick first hands out what the recorder just finished (at shutdown: the flows it flagged)."""
+        if self._server is not None:
+            try:
+                self.tick()
+            except Exception:
+                logger.warning("ollama_live: last tick failed", exc_info=True)
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
@@ -222,6 +228,8 @@ class LivePublisher:
         if subscriber.closing:
             return
         if subscriber.backlog() > subscriber.limit:
+            if not subscriber.lagging:  # once per episode: mitmdump's console says so as well as top
+                logger.info("ollama_live: a subscriber reads too slowly; its events are dropped until it catches up")
             subscriber.dropped += 1
             subscriber.lost_since_notice += 1
             subscriber.lagging = True

@@ -75,10 +75,17 @@ class Running:
             event = {**event, "response_tail": self.progress["response_tail"]}
         self.progress = event
 
-    def tokens_at(self, when: float) -> int:
-        """Tokens received by ``when`` (the last progress at or before it)."""
+    def tokens_at(self, when: float) -> float:
+        """Tokens received by ``when``, interpolated between progress readings (they come on the publisher's
+        ticks, so a step function would turn tick jitter into a jumpy sparkline)."""
         index = bisect_right(self.times, when) - 1
-        return self.counts[index] if index >= 0 else 0
+        if index < 0:
+            return 0.0
+        if index + 1 >= len(self.times):
+            return float(self.counts[index])
+        t0, t1 = self.times[index], self.times[index + 1]
+        c0, c1 = self.counts[index], self.counts[index + 1]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
     def live_rate(self, window_s: float = 1.0) -> float | None:
         """Tokens per second over the last ``window_s`` seconds of progress (None before two readings)."""

@@ -414,6 +414,11 @@ class InteractionBuilder:
             error=content.error,
         )
 
+    def request_edges(self, size: int) -> tuple[bytes, bytes]:
+        """The first and the last ``size`` bytes of the request body (for a cheap look at a huge one)."""
+        body = self._request_body
+        return bytes(body[:size]), bytes(body[-size:])
+
     def request_so_far(self) -> RequestContent:
         """The request body read so far (model, prompt, messages); unredacted — apply ``redaction`` yourself."""
         return parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()

@@ -60,7 +60,7 @@ class LiveFeed:
 
     def load(self, loader) -> None:
         loader.add_option(
-            OPTION,
+            "ollama_live",  # = OPTION
             str,
             "",
             "Live feed for `ollama-wire top`: a Unix socket (mode 0600) publishing NDJSON events of every "

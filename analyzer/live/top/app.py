@@ -34,6 +34,7 @@ from analyzer.live.top.widgets import (
 from analyzer.protocol.record import FLAG_CLIENT_ABORTED, InteractionRecord
 
 REDRAW_S = 0.5
+MODELS_REDRAW_S = 5.0
 RECONNECT_S = 1.0
 LOG_POLL_S = 1.0
 OLLAMA_POLL_S = 2.0
@@ -109,6 +110,8 @@ class TopApp(App[None]):
         self._stall_alerted: set[str] = set()
         self._stopping = threading.Event()  # thread workers sleep on it, so quitting does not wait for them
         self.window = 0  # index into rows.WINDOWS for the Per model panel
+        self._recent_key: tuple[object, ...] = ()
+        self._models_at = 0.0
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -244,10 +247,17 @@ class TopApp(App[None]):
         state = self.state
         self.query_one("#title", LinesPanel).show([Text(rows.header_text(state))])
         self.query_one(InFlightTable).show(state.running(), now)
-        recent = self.query_one(RecentTable)
-        recent.show(state.finished(RECENT_SHOWN))
-        recent.border_title = "Recent — errors only" if state.errors_only else "Recent"
-        self.query_one(ModelTable).show(state, now, self.window)
+        # Recent changes only with new records or filters; Per model also with time (its window): redraw those
+        # on change, and Per model at least every few seconds, instead of on every tick.
+        key = (state.finished_count, state.errors_only, state.model_filter, self.window)
+        if key != self._recent_key:
+            recent = self.query_one(RecentTable)
+            recent.show(state.finished(RECENT_SHOWN))
+            recent.border_title = "Recent — errors only" if state.errors_only else "Recent"
+        if key != self._recent_key or now - self._models_at >= MODELS_REDRAW_S:
+            self.query_one(ModelTable).show(state, now, self.window)
+            self._models_at = now
+        self._recent_key = key
         self.query_one("#ollama", LinesPanel).show(rows.ollama_lines(state.ollama, now))
         self.query_one("#machine", LinesPanel).show(rows.machine_lines(state.machine))
 

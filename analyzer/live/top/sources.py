@@ -25,6 +25,7 @@ HTTP_TIMEOUT_S = 1.5
 OLLAMA_PROCESS_NAMES = ("ollama", "ollama.exe")
 HISTORY_S = 3600.0
 MAX_READ_BYTES = 64 * 1024 * 1024  # per poll: a huge backlog is read over several polls
+INITIAL_TAIL_BYTES = 32 * 1024 * 1024  # a day's log can be huge: top starts from its last 32 MB
 
 
 def default_ollama_url() -> str:
@@ -45,6 +46,7 @@ class LogTail:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.offsets: dict[Path, int] = {}
+        self._aligned: dict[Path, bool] = {}
         self.problem = ""
 
     def _files(self, now: float) -> list[Path]:
@@ -63,7 +65,10 @@ class LogTail:
         for path in self._files(now):
             try:
                 with path.open("rb") as fh:
-                    fh.seek(self.offsets.get(path, 0))
+                    if path not in self.offsets:  # first look: only the end of a big file (the last hour's lines)
+                        size = fh.seek(0, 2)
+                        self.offsets[path] = max(size - INITIAL_TAIL_BYTES, 0)
+                    fh.seek(self.offsets[path])
                     data = fh.read(MAX_READ_BYTES)
             except FileNotFoundError:
                 continue
@@ -71,8 +76,12 @@ class LogTail:
                 self.problem = f"{path}: {exc.strerror or exc}"
                 continue
             end = data.rfind(b"\n") + 1  # a line still being written is read next time
-            self.offsets[path] = self.offsets.get(path, 0) + end
-            for line in data[:end].splitlines():
+            start = 0
+            if self.offsets[path] and not self._aligned.get(path):
+                start = data.find(b"\n") + 1  # started inside a line: skip to the next one
+            self._aligned[path] = True
+            self.offsets[path] += end
+            for line in data[start:end].splitlines():
                 try:
                     item = json.loads(line)
                 except ValueError:

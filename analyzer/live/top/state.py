@@ -87,6 +87,7 @@ class TopState:
         self.model_filter = ""
         self.paused = False
         self._last_token_change: dict[str, tuple[int, float]] = {}
+        self.finished_count = 0  # grows with every new finished record: what Recent/Per model redraw on
 
     # -- feeding ------------------------------------------------------------------------------
     @property
@@ -117,6 +118,7 @@ class TopState:
         if len(self._seen_order) > RECENT_KEPT * 4:
             self._seen.discard(self._seen_order.popleft())
         self.recent.append(record)
+        self.finished_count += 1
         return True
 
     def feed_lost(self, problem: str) -> None:

@@ -107,6 +107,22 @@ def test_event_format_start_progress_end(sock_path: Path) -> None:
     run(scenario())
 
 
+def test_a_huge_request_is_not_parsed_on_the_loop(sock_path: Path) -> None:
+    async def scenario() -> dict[str, Any]:
+        publisher = await serving(sock_path)
+        try:
+            async with Collector(sock_path) as feed:
+                builder = started_builder("h1", model="llama3.2:1b", prompt="x" * (2 * 1024 * 1024))
+                publisher.interaction_started(builder)
+                (start,) = await feed.wait_for(lambda e: e["event"] == "start")
+        finally:
+            publisher.close()
+        return start
+
+    start = run(scenario())
+    assert start["model"] == "llama3.2:1b" and start["prompt"] == start["prompt_preview"] == "(2.0 MB request)"
+
+
 def test_pull_progress_reports_layers(sock_path: Path) -> None:
     async def scenario() -> None:
         publisher = await serving(sock_path)

@@ -185,3 +185,31 @@ def test_log_only_then_reconnects_when_the_addon_comes(sock_path: Path, log_dir:
             publisher.close()
 
     asyncio.run(scenario())
+
+
+def test_an_error_rings_the_alerts(sock_path: Path, log_dir: Path) -> None:
+    """With --bell, a failed request that ends is an alert (rate-limited: a second one waits)."""
+    from analyzer.live.top.alerts import Alerts
+
+    async def scenario() -> Alerts:
+        publisher = LivePublisher(sock_path, interval_s=0.05)
+        await publisher.start()
+        alerts = Alerts(notify=False, bell=True)
+        app = TopApp(live_path=sock_path, log_dir=log_dir, ollama_url="http://127.0.0.1:9", alerts=alerts)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.state.live)
+                for key in ("bad1", "bad2"):
+                    builder = started_builder(key)
+                    publisher.interaction_started(builder)
+                    publisher.interaction_finished(builder.finish(time.time(), error="upstream went away"))
+                    await until(pilot, lambda k=key: alerts.sent == 1 and app.state.record_by_id(k) is not None)
+                await pilot.pause(0.6)  # a redraw tick later: still one sent, the second waits its 30 s
+                assert alerts.sent == 1
+                await pilot.press("q")
+        finally:
+            publisher.close()
+        return alerts
+
+    alerts = asyncio.run(scenario())
+    assert alerts.pending == ["error: llama3.2:1b /api/generate: upstream went away"]
