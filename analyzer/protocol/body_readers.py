@@ -34,6 +34,7 @@ MODE_JSON = "json"
 MODE_TEXT = "text"
 
 Apply = Callable[[dict[str, Any]], bool]
+_raw_decode = json.JSONDecoder().raw_decode  # json.loads' own decoder, without its per-call checks
 
 
 def body_mode(content_type: str | None) -> str:
@@ -65,8 +66,11 @@ class ObjectSink:
         """One stream object (NDJSON line or SSE data), applied; a token-bearing one is timed at ``at``."""
         first_may_be_partial, self.first_unit_may_be_partial = self.first_unit_may_be_partial, False
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            text = raw.decode("utf-8")  # str in: json.loads(bytes) sniffs the encoding on every call
+            obj, end = _raw_decode(text)  # callers strip the unit, so no leading whitespace
+            if end != len(text):
+                obj = None  # something after the object: not one JSON value
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             obj = None
         if not isinstance(obj, dict):
             if not first_may_be_partial:
@@ -208,7 +212,7 @@ class JsonBodyReader(_CappedBody):
         body = bytes(self._body)
         try:
             obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             obj = None
         sink, content = self._sink, self._sink.content
         if isinstance(obj, dict):
