@@ -113,6 +113,13 @@ class _Buffer:
         return len(self.data) - self.pos
 
 
+def _seconds(ticks: int, divisor: float) -> float:
+    """``ticks / divisor`` as whole seconds plus the fraction: the same float the classic-pcap path and the tshark
+    engine compute (ns ticks since 1970 exceed a float's 53 bits; dividing them whole rounds twice)."""
+    whole, frac = divmod(ticks, int(divisor))
+    return whole + frac / divisor
+
+
 @dataclass(slots=True)
 class _Interface:
     """One pcapng interface description block, as packets need it."""
@@ -274,7 +281,7 @@ class CaptureReader:
                     ) from None
                 if not info.checked:
                     self._check_interface(info)
-                last_ts = ((ts_high << 32) | ts_low) / info.divisor + info.offset
+                last_ts = _seconds((ts_high << 32) | ts_low, info.divisor) + info.offset
                 yield last_ts, info.linktype, buf.view[pos + 28 : pos + 28 + caplen]
             elif btype == _BLOCK_IDB:
                 interfaces.append(self._parse_idb(data, pos, blen, endian))
@@ -293,7 +300,7 @@ class CaptureReader:
                     info = interfaces[iface]
                     if not info.checked:
                         self._check_interface(info)
-                    last_ts = ((ts_high << 32) | ts_low) / info.divisor + info.offset
+                    last_ts = _seconds((ts_high << 32) | ts_low, info.divisor) + info.offset
                     yield last_ts, info.linktype, buf.view[pos + 28 : pos + 28 + caplen]
             # every other block type (NRB, ISB, DSB, custom, SHB itself) is skipped
 
