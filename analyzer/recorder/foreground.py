@@ -144,8 +144,20 @@ def run_in_foreground(argv: Sequence[str], *, stop_timeout_s: float = STOP_TIMEO
             child.wait()
 
 
+def check_not_itself(plan: ProxyPlan) -> None:
+    """Raise :class:`ProxyError` when the upstream is the proxy's own listen address (every request would loop)."""
+    upstream = urlsplit(plan.upstream)
+    port = upstream.port or (443 if upstream.scheme == "https" else 80)
+    host = upstream.hostname or ""
+    wildcard = plan.host in ("0.0.0.0", "::", "")
+    same_host = host == plan.host or (is_loopback(host) and (is_loopback(plan.host) or wildcard))
+    if port == plan.port and same_host:
+        raise ProxyError(f"--upstream {plan.upstream} is the proxy's own --listen {plan.listen}: requests would loop")
+
+
 def run_proxy(plan: ProxyPlan, on_ready: Callable[[], None] | None = None) -> int:
     """Check mitmdump and the listen port, call ``on_ready``, run the proxy until it stops; its exit status."""
+    check_not_itself(plan)
     mitmdump = find_mitmdump()
     check_port_free(plan.host, plan.port)
     if on_ready is not None:

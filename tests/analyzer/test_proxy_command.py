@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from analyzer.cli.main import cli
-from analyzer.recorder.foreground import ProxyPlan, is_loopback, parse_listen, parse_upstream
-from analyzer.recorder.process import ADDON_PATH
+from analyzer.recorder.foreground import ProxyPlan, check_not_itself, is_loopback, parse_listen, parse_upstream
+from analyzer.recorder.process import ADDON_PATH, ProxyError
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,34 @@ def test_addon_path_prints_the_packaged_script() -> None:
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("listen", "upstream", "loops"),
+    [
+        ("127.0.0.1:11435", "http://127.0.0.1:11435", True),
+        ("127.0.0.1:11435", "http://localhost:11435", True),
+        ("0.0.0.0:8080", "http://127.0.0.1:8080", True),
+        ("[::1]:80", "http://[::1]", True),
+        ("127.0.0.1:11435", "http://127.0.0.1:11434", False),
+        ("127.0.0.1:11435", "http://gpu-box:11435", False),
+        ("127.0.0.1:443", "http://127.0.0.1", False),
+    ],
+)
+def test_an_upstream_that_is_the_proxy_itself_is_refused(listen: str, upstream: str, loops: bool) -> None:
+    host, port = parse_listen(listen)
+    plan = ProxyPlan(host, port, upstream)
+    if not loops:
+        check_not_itself(plan)
+        return
+    with pytest.raises(ProxyError) as caught:
+        check_not_itself(plan)
+    assert str(caught.value) == f"--upstream {upstream} is the proxy's own --listen {plan.listen}: requests would loop"
+
+
+def test_a_looping_proxy_is_one_line_before_anything_starts() -> None:
+    result = CliRunner().invoke(cli, ["proxy", "--listen", "127.0.0.1:11435", "--upstream", "localhost:11435"])
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: --upstream http://localhost:11435 is the proxy's own --listen 127.0.0.1:11435: requests would loop\n",
+    )
