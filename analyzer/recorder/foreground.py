@@ -155,11 +155,12 @@ def check_not_itself(plan: ProxyPlan) -> None:
         raise ProxyError(f"--upstream {plan.upstream} is the proxy's own --listen {plan.listen}: requests would loop")
 
 
-def run_proxy(plan: ProxyPlan, on_ready: Callable[[], None] | None = None) -> int:
-    """Check mitmdump and the listen port, call ``on_ready``, run the proxy until it stops; its exit status."""
+def run_proxy(plan: ProxyPlan, on_ready: Callable[[str], None] | None = None) -> int:
+    """Check the plan, mitmdump and the listen port, call ``on_ready(mitmdump path)``, run the proxy until it
+    stops; mitmdump's exit status."""
     check_not_itself(plan)
     mitmdump = find_mitmdump()
     check_port_free(plan.host, plan.port)
     if on_ready is not None:
-        on_ready()
+        on_ready(mitmdump)
     return run_in_foreground(plan.argv(mitmdump))
