@@ -5,8 +5,12 @@ The end-to-end runs (a wheel in a fresh venv, a real client, Ctrl-C) are in test
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +18,8 @@ from click.testing import CliRunner
 from analyzer.cli.main import cli
 from analyzer.recorder.foreground import ProxyPlan, check_not_itself, is_loopback, parse_listen, parse_upstream
 from analyzer.recorder.process import ADDON_PATH, ProxyError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -162,3 +168,22 @@ def test_a_looping_proxy_is_one_line_before_anything_starts() -> None:
         1,
         "Error: --upstream http://localhost:11435 is the proxy's own --listen 127.0.0.1:11435: requests would loop\n",
     )
+
+
+def test_the_child_does_not_inherit_an_ignored_sigint() -> None:
+    """Started with SIGINT ignored (``nohup``, ``cmd &`` in a script), the proxy still gets mitmdump a SIGINT it
+    can act on: the handlers are in place before the child starts, and exec resets handled signals."""
+    child = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    parent = (
+        "import sys; from analyzer.recorder.foreground import run_in_foreground; "
+        f"sys.exit(run_in_foreground([sys.executable, '-c', {child!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")
