@@ -63,8 +63,8 @@ def proxy(listen: tuple[str, int], upstream: str, mitmdump_args: tuple[str, ...]
         mitmdump_args = mitmdump_args[1:]
     plan = ProxyPlan(host, port, upstream, mitmdump_args)
 
-    def ready() -> None:
-        click.echo(f"ollama-wire proxy: {plan.listen} -> {upstream} (addon {ADDON_PATH})", err=True)
+    def ready(mitmdump: str) -> None:
+        click.echo(f"ollama-wire proxy: {plan.listen} -> {upstream} ({mitmdump} -s {ADDON_PATH})", err=True)
         if port == 0:
             click.echo("port 0: mitmdump picks one and prints it below ('listening at'); Ctrl-C stops", err=True)
         else:

@@ -35,6 +35,7 @@ MODE_JSON = "json"
 MODE_TEXT = "text"
 
 Apply = Callable[[dict[str, Any]], bool]
+_raw_decode = json.JSONDecoder().raw_decode  # json.loads' own decoder, without its per-call checks
 
 
 def body_mode(content_type: str | None) -> str:
@@ -70,7 +71,7 @@ class ObjectSink:
             obj, end = _raw_decode(text)  # callers strip the unit, so no leading whitespace
             if end != len(text):
                 obj = None  # something after the object: not one JSON value
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             obj = None
         if not isinstance(obj, dict):
             if not first_may_be_partial:
@@ -212,7 +213,7 @@ class JsonBodyReader(_CappedBody):
         body = bytes(self._body)
         try:
             obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             obj = None
         sink, content = self._sink, self._sink.content
         if isinstance(obj, dict):

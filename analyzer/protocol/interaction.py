@@ -41,6 +41,9 @@ from analyzer.protocol.timing import GapStats, ms_between
 
 DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+# Messages and tool calls nested deeper than this (no real client does) are left out and flagged
+# truncated_body, so every later step — redaction, the record's JSON, the log readers — can walk them.
+MAX_NESTING = 100
 # A compressed response fragment is inflated and read this much at a time, so memory stays bounded.
 INFLATE_STEP_BYTES = 1024 * 1024
 
@@ -61,6 +64,23 @@ def iso_utc(ts: float) -> str:
     if not _FIRST_TS <= ts <= _LAST_TS:
         ts = _FIRST_TS if ts < 0 else _LAST_TS  # NaN lands on the last second too
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` nest more than ``limit`` levels (iterative: safe at any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def valid_unicode(value: Any) -> Any:
@@ -319,6 +339,12 @@ class InteractionBuilder:
         stream = request.stream
         if stream is None:  # no request body said (GET, or a capture that missed it): tell by the response
             stream = streaming
+        if nested_deeper_than(request.messages, MAX_NESTING):  # only hostile bodies nest this deep
+            request.messages = None
+            self.add_flags([FLAG_TRUNCATED_BODY])
+        if nested_deeper_than(content.tool_calls, MAX_NESTING):
+            content.tool_calls.clear()
+            self.add_flags([FLAG_TRUNCATED_BODY])
         response_text = "".join(content.text)
         if not response_text and content.progress_status is not None:
             response_text = content.progress_status

@@ -27,7 +27,10 @@ def text_of(content: Any) -> str | None:
     if isinstance(content, list):
         parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         return "".join(parts)
-    return json.dumps(content, ensure_ascii=False)
+    try:
+        return json.dumps(content, ensure_ascii=False)
+    except RecursionError:  # nested deeper than Python can walk: there is no text to show
+        return None
 
 
 def _last_user_message(messages: list[Any]) -> str | None:
@@ -52,7 +55,7 @@ def parse_request(endpoint: Endpoint | None, body: bytes) -> RequestContent | No
         return None
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
     if not isinstance(data, dict):
         return None

@@ -115,21 +115,26 @@ def run_in_foreground(argv: Sequence[str], *, stop_timeout_s: float = STOP_TIMEO
 
     Each of SIGINT, SIGTERM and SIGHUP is passed on as SIGINT, mitmdump's clean shutdown (the addon writes the
     open interactions); a SIGTERM was seen to kill a mitmdump 11 outright (status 143) here. The child gets its
-    own session, so a Ctrl-C at the terminal reaches only this process and mitmdump sees the signal once. A
-    child still running ``stop_timeout_s`` after the first signal is killed.
+    own session, so a Ctrl-C at the terminal reaches only this process and mitmdump sees the signal once. The
+    handlers are in place before the child starts: a signal during its start is passed on as soon as it exists
+    (never lost, never leaving an orphan), and the child does not inherit an ignored SIGINT (``nohup``, ``&``).
+    A child still running ``stop_timeout_s`` after the first signal is killed.
     """
-    child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
     stop_requested_at: list[float] = []
+    child: subprocess.Popen[bytes] | None = None
 
     def forward(_signum: int, _frame: FrameType | None) -> None:
         if not stop_requested_at:
             stop_requested_at.append(time.monotonic())
-        if child.poll() is None:
+        if child is not None and child.poll() is None:
             child.send_signal(signal.SIGINT)
 
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, forward) for signum in stop_signals}
     try:
+        child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
+        if stop_requested_at:  # the signal came while the child was being started
+            child.send_signal(signal.SIGINT)
         while True:
             try:
                 return child.wait(timeout=0.2)
@@ -139,15 +144,28 @@ def run_in_foreground(argv: Sequence[str], *, stop_timeout_s: float = STOP_TIMEO
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if child.poll() is None:  # only on an unexpected error above: never leave mitmdump behind
+        if child is not None and child.poll() is None:  # only on an unexpected error above: no orphan mitmdump
             child.kill()
             child.wait()
 
 
-def run_proxy(plan: ProxyPlan, on_ready: Callable[[], None] | None = None) -> int:
-    """Check mitmdump and the listen port, call ``on_ready``, run the proxy until it stops; its exit status."""
+def check_not_itself(plan: ProxyPlan) -> None:
+    """Raise :class:`ProxyError` when the upstream is the proxy's own listen address (every request would loop)."""
+    upstream = urlsplit(plan.upstream)
+    port = upstream.port or (443 if upstream.scheme == "https" else 80)
+    host = upstream.hostname or ""
+    wildcard = plan.host in ("0.0.0.0", "::", "")
+    same_host = host == plan.host or (is_loopback(host) and (is_loopback(plan.host) or wildcard))
+    if port == plan.port and same_host:
+        raise ProxyError(f"--upstream {plan.upstream} is the proxy's own --listen {plan.listen}: requests would loop")
+
+
+def run_proxy(plan: ProxyPlan, on_ready: Callable[[str], None] | None = None) -> int:
+    """Check the plan, mitmdump and the listen port, call ``on_ready(mitmdump path)``, run the proxy until it
+    stops; mitmdump's exit status."""
+    check_not_itself(plan)
     mitmdump = find_mitmdump()
     check_port_free(plan.host, plan.port)
     if on_ready is not None:
-        on_ready()
+        on_ready(mitmdump)
     return run_in_foreground(plan.argv(mitmdump))

@@ -516,3 +516,26 @@ def test_a_compressed_stream_is_read_whole_in_bounded_steps() -> None:
     rec = b.finish(0.2)
     assert len(wire) < 1024 * 1024 < len(lines)
     assert (rec.response_text, rec.chunks, rec.complete, rec.flags) == ("x" * 3_000_000, 3001, True, [])
+
+
+@pytest.mark.parametrize(
+    ("depth", "kept", "flags"),
+    [
+        (100, True, []),
+        (101, False, ["truncated_body"]),  # deeper than MAX_NESTING: left out, said so
+        (100_000, False, ["unparsable_line"]),  # deeper than the JSON parser goes: not a crash
+    ],
+)
+def test_deeply_nested_messages_never_break_the_record(depth: int, kept: bool, flags: list[str]) -> None:
+    """Only a hostile body nests this deep; the record must still be made, on any interpreter, and be writable."""
+    nested = b"[" * depth + b"]" * depth
+    b = InteractionBuilder(source="proxy")
+    b.request_started(0.0, "POST", "/api/chat", {})
+    b.request_body(b'{"model":"m","messages":' + nested + b"}", 0.01)
+    b.response_started(0.1, 200, NDJSON)
+    b.response_body(b'{"message":{"content":"a","tool_calls":' + nested + b'},"done":false}\n{"done":true}\n', 0.2)
+    rec = b.finish(0.3)
+    assert json.loads(rec.to_json())["id"] == rec.id
+    expected = json.loads(nested) if kept else None
+    assert (rec.messages, rec.tool_calls or None, rec.flags) == (expected, expected, flags)
+    assert rec.response_text == ("" if depth > 1000 else "a")

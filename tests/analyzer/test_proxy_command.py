@@ -5,15 +5,21 @@ The end-to-end runs (a wheel in a fresh venv, a real client, Ctrl-C) are in test
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from analyzer.cli.main import cli
-from analyzer.recorder.foreground import ProxyPlan, is_loopback, parse_listen, parse_upstream
-from analyzer.recorder.process import ADDON_PATH
+from analyzer.recorder.foreground import ProxyPlan, check_not_itself, is_loopback, parse_listen, parse_upstream
+from analyzer.recorder.process import ADDON_PATH, ProxyError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -131,3 +137,53 @@ def test_addon_path_prints_the_packaged_script() -> None:
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("listen", "upstream", "loops"),
+    [
+        ("127.0.0.1:11435", "http://127.0.0.1:11435", True),
+        ("127.0.0.1:11435", "http://localhost:11435", True),
+        ("0.0.0.0:8080", "http://127.0.0.1:8080", True),
+        ("[::1]:80", "http://[::1]", True),
+        ("127.0.0.1:11435", "http://127.0.0.1:11434", False),
+        ("127.0.0.1:11435", "http://gpu-box:11435", False),
+        ("127.0.0.1:443", "http://127.0.0.1", False),
+    ],
+)
+def test_an_upstream_that_is_the_proxy_itself_is_refused(listen: str, upstream: str, loops: bool) -> None:
+    host, port = parse_listen(listen)
+    plan = ProxyPlan(host, port, upstream)
+    if not loops:
+        check_not_itself(plan)
+        return
+    with pytest.raises(ProxyError) as caught:
+        check_not_itself(plan)
+    assert str(caught.value) == f"--upstream {upstream} is the proxy's own --listen {plan.listen}: requests would loop"
+
+
+def test_a_looping_proxy_is_one_line_before_anything_starts() -> None:
+    result = CliRunner().invoke(cli, ["proxy", "--listen", "127.0.0.1:11435", "--upstream", "localhost:11435"])
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: --upstream http://localhost:11435 is the proxy's own --listen 127.0.0.1:11435: requests would loop\n",
+    )
+
+
+def test_the_child_does_not_inherit_an_ignored_sigint() -> None:
+    """Started with SIGINT ignored (``nohup``, ``cmd &`` in a script), the proxy still gets mitmdump a SIGINT it
+    can act on: the handlers are in place before the child starts, and exec resets handled signals."""
+    child = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    parent = (
+        "import sys; from analyzer.recorder.foreground import run_in_foreground; "
+        f"sys.exit(run_in_foreground([sys.executable, '-c', {child!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")

@@ -107,7 +107,8 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> FreshInstall:
             text=True,
         ).stdout.strip()
     )
-    (purelib / "_dependencies_from_the_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])  # lib64 on some
+    (purelib / "_dependencies_from_the_test_env.pth").write_text("".join(f"{path}\n" for path in ours))
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
         check=True,

@@ -84,3 +84,17 @@ def test_a_signal_stops_the_proxy_and_writes_the_open_interaction(
     (record,) = [r for r in read_log(log_dir) if r.prompt == prompt]
     assert FLAG_SHUTDOWN in record.flags and not record.complete
     assert received and record.response_text.startswith(received)
+
+
+def test_a_bad_addon_option_stops_the_proxy_with_its_reason(tmp_path: Path) -> None:
+    """``--set ollama_*`` reaches the addon: a bad value is refused at start-up, named, and the command fails."""
+    done = subprocess.run(
+        [str(OLLAMA_WIRE), "proxy", "--listen", "127.0.0.1:0", "--set", "ollama_redact=bogus"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "ollama_redact=bogus: not one of none, images, hash, drop" in done.stdout
+    assert done.stderr.splitlines()[-1] == "Error: mitmdump exited with status 1 (its messages are above)"
