@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,7 +246,6 @@ class Workload:
 
 
 CAPTURE_ATTEMPTS = 3
-Traffic = Callable[[str, EmulatorConfig], list[Sent]]
 
 
 def capture_workload(
