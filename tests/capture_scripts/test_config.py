@@ -60,18 +60,29 @@ def test_sizes_and_ages() -> None:
 def test_config_init_and_check(tmp_path: Path) -> None:
     path = tmp_path / "capture.yaml"
     runner = CliRunner()
-    assert runner.invoke(cli, ["config", "init", "--path", str(path)]).exit_code == 0
+    first = runner.invoke(cli, ["config", "init", "--path", str(path)])
+    assert (first.exit_code, first.output) == (0, f"wrote {path}\n")
     assert path.read_text().count("#") > 10
     again = runner.invoke(cli, ["config", "init", "--path", str(path)])
-    assert again.exit_code == 1 and "exists" in again.output
+    assert (again.exit_code, again.output) == (1, f"Error: {path} exists (use --force to overwrite)\n")
     checked = runner.invoke(cli, ["config", "check", "--config", str(path)])
-    assert checked.exit_code == 0 and "ports: [11434]" in checked.output
+    assert checked.exit_code == 0
+    shown = dict(line.split(": ", 1) for line in checked.output.splitlines() if line)
+    assert {k: shown[k] for k in ("interface", "ports", "duration", "interval", "method", "analyze", "source")} == {
+        "interface": "lo",
+        "ports": "[11434]",
+        "duration": "30",
+        "interval": "120",
+        "method": "auto",
+        "analyze": "False",
+        "source": str(path),
+    }
     path.write_text("ports: [11434]\nbogus: 1\n")
     bad = runner.invoke(cli, ["once", "--config", str(path)])
     assert bad.exit_code == 1
-    assert (
-        bad.output.strip() == f"Error: {path}:2: unknown key 'bogus' (known: " + bad.output.split("(known: ")[1].strip()
-    )
+    known = "analyze, duration, helper, interface, interval, log_dir, method, output_dir, ports, retention, spool_dir, "
+    known += "state_dir"
+    assert bad.output == f"Error: {path}:2: unknown key 'bogus' (known: {known})\n"
 
 
 def test_every_command_has_help() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from capture_scripts import helper, install
+from tests.support.pcapfile import pcap_bytes
 
 IFACES = {"lo", "eth0", "any"}
 
@@ -264,10 +265,7 @@ def test_full_outbox_refuses_the_capture_before_anything_is_written(
 
 
 def _pcap(records: list[bytes], order: str = "<") -> bytes:
-    import struct
-
-    head = struct.pack(order + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
-    return head + b"".join(struct.pack(order + "IIII", 1, 2, len(r), len(r)) + r for r in records)
+    return pcap_bytes([(1.000002, r) for r in records], big_endian=order == ">")
 
 
 @pytest.mark.parametrize("order", ["<", ">"])

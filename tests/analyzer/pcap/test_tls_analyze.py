@@ -47,5 +47,12 @@ def test_https_reverse_proxy_capture_is_decrypted_with_the_key_log(emulator, tmp
 
 
 def test_missing_key_log_is_a_one_line_usage_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(analyze_pcap, ["x.pcap", "--tls-keylog", str(tmp_path / "none.log")])
-    assert result.exit_code == 2 and "none.log" in result.output and "Traceback" not in result.output
+    missing = tmp_path / "none.log"
+    result = CliRunner().invoke(analyze_pcap, ["x.pcap", "--tls-keylog", str(missing)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "Usage: analyze-pcap [OPTIONS] PATHS...",
+        "Try 'analyze-pcap --help' for help.",
+        "",
+        f"Error: Invalid value for '--tls-keylog': File '{missing}' does not exist.",
+    ]

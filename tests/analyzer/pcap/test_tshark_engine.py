@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 import ssl
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.support import processes
 from tests.support.corpus import entries
 from tests.support.damage import add_vlan, snap
 from tests.support.defaults import MODEL
+from tests.support.frames import ipv4
 from tests.support.pcapfile import Capture, capture_to_pcapng, read_pcap, write_pcap
 from tests.support.rawhttp import request_bytes
 from tests.support.tcpdump import require_live_capture, tcpdump
@@ -302,10 +302,7 @@ def test_command_disables_reassembly_and_http() -> None:
 
 
 def outer_ipv4(inner: bytes, proto: int) -> bytes:
-    return struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(inner), 0, 0, 64, proto, 0,
-        socket.inet_aton("10.9.8.7"), socket.inet_aton("10.9.8.6"),
-    ) + inner  # fmt: skip
+    return ipv4("10.9.8.7", "10.9.8.6", inner, proto=proto)
 
 
 def tunnelled(frame: bytes, tunnel: str) -> bytes:
