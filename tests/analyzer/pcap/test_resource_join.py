@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from capture_tools import RealCapture
 from click.testing import CliRunner
 
 from analyzer.cli.analyze import analyze_pcap
 from analyzer.resources.attribution import parse_started_at
 from analyzer.resources.timeline import timeline_path
 from analyzer.store.log import read_log
+from tests.support.workload import RealCapture
 
 
 @pytest.fixture(scope="module")
