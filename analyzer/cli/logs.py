@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.output import emit_records, emit_rows, output_options, save_sqlite
+from analyzer.cli.output import condense_warnings, emit_records, emit_rows, output_options, save_sqlite
 from analyzer.protocol.record import InteractionRecord
 from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
 from analyzer.store.select import parse_since, select
@@ -97,8 +97,10 @@ def logs(
         records = read_log(log_dir, warn=warnings.append)
     except LogError as exc:
         raise click.ClickException(str(exc)) from exc
-    for message in warnings:
+    for message in condense_warnings(warnings):
         click.echo(f"warning: {message}", err=True)
+    if warnings and not records:
+        raise click.ClickException(f"{log_dir}: no interaction records, only {len(warnings)} line(s) that are not")
     if missing and fmt != "table":
         click.echo(missing_log_message(log_dir), err=True)
     chosen = select(records, model=model, since=since, errors_only=errors_only)
