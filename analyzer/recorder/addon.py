@@ -315,7 +315,8 @@ class OllamaLog:
             if data and not broken:
                 try:
                     builder.response_body(data, time.time())
-                    self.hub.progressed(builder)
+                    if self.hub.observers:  # skip the call per fragment when nobody watches
+                        self.hub.progressed(builder)
                 except Exception:  # stop observing this flow; the bytes still pass
                     broken = True
                     builder.add_flags([FLAG_RECORDER_ERROR])  # the record says its text may be partial
