@@ -28,7 +28,7 @@ from analyzer.store.log import InteractionLog, LogError, log_file_for
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 10_000
-BATCH = 256
+BATCH = 64  # records per append: the JSON of one batch holds the GIL only briefly
 COALESCE_S = 0.02
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
