@@ -40,6 +40,8 @@ class ArrivalClock:
             return
         if not nextlayer.data_client():
             return
+        if len(self._stamped) > 4 * MAX_TRACKED:  # open connections only; bounded even if a disconnect is missed
+            self._stamped.clear()
         self._stamped.add(key)
         self._first_bytes[key] = time.time()
         if len(self._first_bytes) > MAX_TRACKED:
