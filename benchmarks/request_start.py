@@ -12,6 +12,7 @@ matched to its capture record by prompt. Prints median and max |proxy ttft − c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -30,6 +31,27 @@ from analyzer.store.log import read_log
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests.support
 from tests.support.tcpdump import tcpdump
+
+SPY = """
+import json
+
+def response(flow):
+    with open({out!r}, "a") as fh:
+        fh.write(json.dumps({{"id": flow.id, "parsed": flow.request.timestamp_start,
+                             "accepted": flow.client_conn.timestamp_start,
+                             "read": flow.metadata.get("ollama_wire_first_bytes_at")}}) + "\\n")
+"""
+
+
+class SpiedMitmdump(MitmdumpProcess):
+    """The addon plus a script reporting mitmproxy's own timestamps per flow, for the side-by-side."""
+
+    def __init__(self, upstream: str, log_dir: Path, spy: Path) -> None:
+        super().__init__(upstream, addon=ADDON_PATH, options={"ollama_log_dir": str(log_dir)})
+        self.spy = spy
+
+    def command(self) -> list[str]:
+        return [*super().command(), "-s", str(self.spy)]
 
 
 def stream_on_new_connection(url: str, prompt: str, tokens: int, barrier: threading.Barrier) -> None:
@@ -56,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="request-start-"))
     emulator, upstream = start_emulator(workdir, 20.0, 5.0)
     try:
-        proxy = MitmdumpProcess(upstream, addon=ADDON_PATH, options={"ollama_log_dir": str(workdir / "log")})
+        spy, seen_path = workdir / "spy.py", workdir / "seen.jsonl"
+        spy.write_text(SPY.format(out=str(seen_path)))
+        proxy = SpiedMitmdump(upstream, workdir / "log", spy)
         proxy.start()
         capture = workdir / "client-leg.pcap"
         try:
@@ -76,13 +100,20 @@ def main(argv: list[str] | None = None) -> None:
         emulator.stop()
     wire = {r.prompt: r for r in analyze_capture(capture, AnalyzeOptions(ports=(proxy.port,))).records}
     logged = {r.prompt: r for r in read_log(workdir / "log")}
+    spied = {row["id"]: row for row in map(json.loads, seen_path.read_text().splitlines())}
     ttft_diff, start_diff = [], []
+    estimators: dict[str, list[float]] = {"parse (mitmproxy)": [], "accept": [], "first bytes read": []}
     for prompt, record in logged.items():
         seen = wire.get(prompt)
         if seen is None or record.ttft_ms is None or seen.ttft_ms is None:
             continue
         ttft_diff.append(record.ttft_ms - seen.ttft_ms)
-        start_diff.append((seconds(record.started_at) - seconds(seen.started_at)) * 1000)
+        wire_start = seconds(seen.started_at)
+        start_diff.append((seconds(record.started_at) - wire_start) * 1000)
+        row = spied.get(record.id)
+        if row and row["read"] is not None:
+            for name, key in zip(estimators, ("parsed", "accepted", "read"), strict=True):
+                estimators[name].append((row[key] - wire_start) * 1000)
     if not ttft_diff:
         raise SystemExit("no record could be matched to the capture")
     absolute = [abs(d) for d in ttft_diff]
@@ -103,6 +134,12 @@ def main(argv: list[str] | None = None) -> None:
         f"| proxy started_at − capture first request byte, ms | {statistics.median(start_diff):+.3f} | "
         f"{q(start_diff, n=20)[-1]:+.3f} | {max(start_diff):+.3f} | {min(start_diff):+.3f} |"
     )
+    for name, diffs in estimators.items():
+        if len(diffs) >= 2:
+            print(
+                f"| {name} − capture first request byte, ms | {statistics.median(diffs):+.3f} | "
+                f"{q(diffs, n=20)[-1]:+.3f} | {max(diffs):+.3f} | {min(diffs):+.3f} |"
+            )
     median_abs, max_abs = statistics.median(absolute), max(absolute)
     print()
     verdict = "OK" if median_abs <= 1 and max_abs <= 5 else "MISSED"

@@ -261,7 +261,13 @@ def load_config(path: Path | None = None) -> CaptureConfig:
         if explicit:
             raise ConfigError(f"{path}: no such config file (create one with: ollama-capture config init)")
         return CaptureConfig()
-    config = parse_config(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    config = parse_config(text, str(path))
     config.source = path.resolve()
     return config
 

@@ -96,6 +96,12 @@ def _report(result: CaptureResult, ports: Sequence[int]) -> bool:
         # most often the wrong --port (Ollama behind a proxy, a non-default OLLAMA_HOST)
         listed = ", ".join(str(p) for p in ports)
         click.echo(f"note: {result.path}: no TCP traffic on port(s) {listed}", err=True)
+    if result.stats.stalled_connections:  # the HTTP parser's work bound tripped: a parser bug, never silent
+        click.echo(
+            f"warning: {result.path}: gave up on {result.stats.stalled_connections} connection(s) whose HTTP "
+            "parsing stopped making progress (please report this file)",
+            err=True,
+        )
     skipped = []
     if result.stats.non_http_connections:
         skipped.append(f"{result.stats.non_http_connections} connection(s) on the port that were not Ollama HTTP")

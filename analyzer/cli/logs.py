@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.output import emit_records, emit_rows, output_options, save_sqlite
+from analyzer.cli.output import condense_warnings, emit_records, emit_rows, output_options, save_sqlite
 from analyzer.protocol.record import COLUMNS, InteractionRecord, scalar_row
 from analyzer.resources.cost import (
     COST_COLUMNS,
@@ -149,8 +149,11 @@ def logs(
         raise click.ClickException(str(exc)) from exc
     finally:
         progress.close()
-    for message in warnings:
+    for message in condense_warnings(warnings):
         click.echo(f"warning: {message}", err=True)
+    unfiltered = model is None and since is None and not errors_only
+    if warnings and unfiltered and not chosen and not stats:
+        raise click.ClickException(f"{log_dir}: no interaction records, only {len(warnings)} line(s) that are not")
     if missing and fmt != "table":
         click.echo(missing_log_message(log_dir), err=True)
 

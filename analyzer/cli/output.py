@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,31 @@ from analyzer.store.tables import write_csv, write_json, write_jsonl, write_rows
 FORMATS = ("table", "csv", "jsonl", "json")
 STREAMING_FORMATS = ("csv", "jsonl")
 STDOUT_NAME = "standard output"
+
+
+_LINE_WARNING = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<text>.*)$")
+
+
+def condense_warnings(messages: Iterable[str], *, per_file: int = 3) -> list[str]:
+    """Warnings about lines of a file (``FILE:LINE: text``): the first few as they are, the rest of that
+    file folded into one line with a count, so a file full of junk gives a few lines, not thousands."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    folded: dict[str, list[int]] = {}
+    for message in messages:
+        match = _LINE_WARNING.match(message)
+        if match is None:
+            out.append(message)
+            continue
+        name = match.group("file")
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] <= per_file:
+            out.append(message)
+        else:
+            folded.setdefault(name, []).append(int(match.group("line")))
+    for name, lines in folded.items():
+        out.append(f"{name}: skipped {len(lines)} more line(s) that are not records (lines {lines[0]}-{lines[-1]})")
+    return out
 
 
 def output_options(command: Callable[..., Any]) -> Callable[..., Any]:

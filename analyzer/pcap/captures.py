@@ -8,6 +8,8 @@ killed tcpdump is not an error: reading stops and a warning is reported.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from analyzer.pcap.errors import (
     CorruptCaptureError,
     EmptyCaptureError,
     NotACaptureError,
+    NotARegularFileError,
     UnsupportedLinkTypeError,
 )
 
@@ -166,7 +169,17 @@ class CaptureReader:
             raise UnsupportedLinkTypeError(self.path, linktype, linktype_name(linktype))
 
     def __iter__(self) -> Iterator[Packet]:
-        with open(self.path, "rb") as file:
+        # O_NONBLOCK: opening a FIFO without a writer must not wait for one; only regular files are read.
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise NotARegularFileError(self.path)
+        with open(fd, "rb") as file:
             head = file.read(_CHUNK)
             if not head:
                 raise EmptyCaptureError(self.path)

@@ -39,3 +39,10 @@ class UnsupportedLinkTypeError(CaptureError):
             f"unsupported link type {linktype} ({name}); try --engine tshark",
         )
         self.linktype = linktype
+
+
+class NotARegularFileError(CaptureError):
+    """A FIFO, device or socket given as a capture: reading it could block or never end."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "not a regular file (a FIFO, device or socket); captures are read from files")

@@ -147,12 +147,13 @@ class HttpConnection:
         self.steps = 0
         self.bytes_in = 0
         self.calls = 0
+        self.stalled = False  # given up: the rest of the connection is ignored
 
     # -- StreamSink -------------------------------------------------------------------------------
 
     def on_data(self, from_client: bool, ts: float, data: bytes) -> None:
         """Bytes of one direction, in order, as carried by the packet captured at ``ts``."""
-        if self.non_http:
+        if self.non_http or self.stalled:
             return
         self.bytes_in += len(data)
         self.calls += 1
@@ -285,6 +286,9 @@ class HttpConnection:
         self.steps += 1
         if self.steps <= STEPS_PER_BYTE * self.bytes_in + STEPS_PER_CALL * self.calls + STEPS_BASE:
             return True
+        if self.stalled:
+            return False
+        self.stalled = True
         self.stats.stalled_connections += 1
         self._flag_gap(self.req_exchange)
         self._flag_gap(self.resp_exchange)

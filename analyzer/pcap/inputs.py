@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -14,6 +15,21 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
 
 class InputError(Exception):
     """A PATH argument that names nothing usable."""
+
+
+def not_regular_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a capture file without blocking (a FIFO, a device, a socket), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # reported by whoever opens it
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+        else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file"
+    )  # fmt: skip
+    return f"{path}: not a regular file ({kind}); captures are read from files"
 
 
 def expand_paths(arguments: Iterable[str], *, on_error: Callable[[str], None] | None = None) -> list[Path]:
@@ -42,6 +58,10 @@ def expand_paths(arguments: Iterable[str], *, on_error: Callable[[str], None] | 
                 problem(f"{argument}: no capture files ({', '.join(CAPTURE_SUFFIXES)})")
             found.update(dict.fromkeys(children))
         elif path.exists():
+            problem_text = not_regular_problem(path)
+            if problem_text is not None:
+                problem(problem_text)
+                continue
             found[path] = None
         elif glob.has_magic(argument):
             matches = sorted(Path(m) for m in glob.glob(argument) if Path(m).is_file())

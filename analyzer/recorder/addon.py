@@ -124,6 +124,14 @@ def apply_deferred(options: optmanager.OptManager, checks: Sequence[OptionCheck]
     return problems
 
 
+_BODY_HEADERS = ("content-type", "content-encoding")
+
+
+def _body_headers(headers: Any) -> dict[str, str]:
+    """The response headers the builder reads (how to parse the body), without copying the whole multidict."""
+    return {name: value for name in _BODY_HEADERS if (value := headers.get(name)) is not None}
+
+
 def _address(address: tuple | None) -> str:
     if not address:
         return ""
@@ -246,7 +254,7 @@ class OllamaLog:
                 return
             builder = self._start(flow)
             response = flow.response
-            builder.response_started(response.timestamp_start, response.status_code, dict(response.headers))
+            builder.response_started(response.timestamp_start, response.status_code, _body_headers(response.headers))
             flow.response.stream = self._stream_callable(flow.id, builder, flow.response.stream)
         except Exception:  # never raise into mitmproxy: the flow passes unrecorded
             logger.warning("ollama_log: could not start recording %s", flow.request.path, exc_info=True)
@@ -301,7 +309,8 @@ class OllamaLog:
             max_text_chars=ctx.options.ollama_max_text,
             redaction=ctx.options.ollama_redact,
         )
-        builder.request_started(self.arrival.started_at(flow), request.method, request.path, dict(request.headers))
+        # The builder reads no request header: mitmproxy's Headers object is passed as it is, not copied.
+        builder.request_started(self.arrival.started_at(flow), request.method, request.path, request.headers)
         body = request.raw_content
         if body:
             builder.request_body(body, request.timestamp_end or request.timestamp_start)
@@ -321,7 +330,8 @@ class OllamaLog:
             if data and not broken:
                 try:
                     builder.response_body(data, time.time())
-                    self.hub.progressed(builder)
+                    if self.hub.observers:  # skip the call per fragment when nobody watches
+                        self.hub.progressed(builder)
                 except Exception:  # stop observing this flow; the bytes still pass
                     broken = True
                     builder.add_flags([FLAG_RECORDER_ERROR])  # the record says its text may be partial

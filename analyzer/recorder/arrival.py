@@ -5,8 +5,8 @@ is well after the bytes arrived: the kernel completes the handshake and queues t
 mitmproxy accepts the connection, reads the data, chooses a layer and only then parses the head —
 0.4–5.4 ms later at 16 concurrent new connections. mitmproxy has no "bytes received" hook, but it calls
 ``next_layer`` as soon as a connection's first data has been read; that moment, checked against the
-connection's accept time (``client_conn.timestamp_start``), tells whether the client sent at once, and
-then the accept time stands for the first request's arrival (see :meth:`ArrivalClock.started_at`).
+connection's accept time (``client_conn.timestamp_start``), bounds the first request's arrival (see
+:meth:`ArrivalClock.started_at`).
 Later requests on a kept-alive connection keep ``timestamp_start``: their head is parsed in the same
 event-loop step that read it. Remaining bias: see docs/record.md (``started_at``).
 """
@@ -18,9 +18,10 @@ from collections import OrderedDict
 from typing import Any
 
 METADATA_KEY = "ollama_wire_first_bytes_at"
-# A connection's first bytes read this soon after it was accepted count as arriving with the accept:
-# the client sent them right after connecting (a client that waits longer is not credited the wait).
-ACCEPT_WINDOW_S = 1.0
+# How much earlier than mitmproxy read them a connection's first bytes may be taken to have arrived. Measured
+# here: they are already waiting in the kernel when mitmproxy gets round to reading them (0.3-10 ms after its
+# accept callback); a client may also connect first and send later, so the credit is small and bounded.
+CREDIT_S = 0.001
 MAX_TRACKED = 65536  # connections whose first bytes were seen but no request yet (bounded)
 
 
@@ -39,6 +40,8 @@ class ArrivalClock:
             return
         if not nextlayer.data_client():
             return
+        if len(self._stamped) > 4 * MAX_TRACKED:  # open connections only; bounded even if a disconnect is missed
+            self._stamped.clear()
         self._stamped.add(key)
         self._first_bytes[key] = time.time()
         if len(self._first_bytes) > MAX_TRACKED:
@@ -60,10 +63,9 @@ class ArrivalClock:
         """When the request began to arrive (never later than mitmproxy's head-parse time).
 
         A connection's first request: over TLS, when the handshake completed (the request follows it);
-        otherwise when mitmproxy accepted the connection, if the first bytes were read within
-        ``ACCEPT_WINDOW_S`` of that (measured here: the bytes are already waiting in the kernel when
-        mitmproxy gets round to reading them, 0.3-10 ms after accepting), else when they were read.
-        Later requests on the connection: the head-parse time.
+        otherwise when its first bytes were read, less at most ``CREDIT_S`` (they were usually waiting in
+        the kernel already) but never before the connection was accepted. So ``started_at`` is never more
+        than ``CREDIT_S`` before the client really sent. Later requests on the connection: the parse time.
         """
         parsed = float(flow.request.timestamp_start)
         first = flow.metadata.get(METADATA_KEY)
@@ -73,7 +75,8 @@ class ArrivalClock:
         tls_done = getattr(conn, "timestamp_tls_setup", None)
         if tls_done is not None:
             return min(float(tls_done), parsed)
+        start = float(first) - CREDIT_S
         opened = getattr(conn, "timestamp_start", None)
-        if opened is not None and 0 <= first - opened <= ACCEPT_WINDOW_S:
-            first = opened
-        return min(float(first), parsed)
+        if opened is not None and opened > start:
+            start = float(opened)
+        return min(start, parsed)

@@ -28,7 +28,8 @@ from analyzer.store.log import InteractionLog, LogError, log_file_for
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 10_000
-BATCH = 256
+BATCH = 64  # records per append: the JSON of one batch holds the GIL only briefly
+COALESCE_S = 0.02
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -79,7 +80,8 @@ class RecordWriter:
                     )
                 return
             self._queue.append(record)
-            self._cond.notify()
+            if len(self._queue) == 1:  # the writer is idle: wake it (later records join its batch)
+                self._cond.notify()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ollama-log-writer", daemon=True)
                 self._thread.start()
@@ -123,6 +125,9 @@ class RecordWriter:
                     self._cond.wait()
                 if not self._queue:
                     return
+                if len(self._queue) < BATCH and not self._closing and not self._outage_held:
+                    # Let a burst of finishing flows share one append (one open, lock and write, not one each).
+                    self._cond.wait(COALESCE_S)
                 log = self.log
                 batch = self._same_file_batch(log)
                 closing = self._closing

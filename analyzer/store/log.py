@@ -95,7 +95,8 @@ def log_files(log_dir: Path | str) -> list[Path]:
     if not directory.is_dir():
         raise LogError(f"{directory}: not a directory")
     # Dotfiles (the capture ledger, .captures-ledger.jsonl) live beside the log but are not part of it.
-    return sorted(p for p in directory.glob(f"*{LOG_SUFFIX}") if not p.name.startswith("."))
+    # Only regular files: opening a FIFO named like a log file would wait for a writer for ever.
+    return sorted(p for p in directory.glob(f"*{LOG_SUFFIX}") if not p.name.startswith(".") and p.is_file())
 
 
 def iter_log_dicts(log_dir: Path | str, *, warn: Any = None) -> Iterator[dict[str, Any]]:

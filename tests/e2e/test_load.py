@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import ollama
-from conftest import MitmdumpFactory
 
 from analyzer.emulator import EmulatorThread
 from analyzer.store.log import read_log
@@ -54,7 +54,7 @@ def wait_for_records(log_dir: Path, tag: str, count: int, bound_s: float = 60.0)
 
 
 def test_200_concurrent_streams_recorded_once_each_and_memory_settles(
-    emulator: EmulatorThread, mitmdump_factory: MitmdumpFactory
+    emulator: EmulatorThread, mitmdump_factory: Any
 ) -> None:
     proxy = mitmdump_factory(emulator)
     assert proxy.process is not None

@@ -15,10 +15,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import ollama
 import pytest
-from conftest import Mitmdump, MitmdumpFactory
 
 from analyzer.emulator import EmulatorThread
 from analyzer.protocol.record import InteractionRecord
@@ -38,7 +38,7 @@ def _wait(predicate: Callable[[], object], what: str, bound: float = 20.0) -> No
         time.sleep(0.05)
 
 
-def _stream(proxy: Mitmdump, prompt: str) -> str:
+def _stream(proxy: Any, prompt: str) -> str:
     client = ollama.Client(host=proxy.url, timeout=30)
     return "".join(part.response for part in client.generate(model=MODEL, prompt=prompt, stream=True))
 
@@ -78,7 +78,7 @@ def fill(directory: Path) -> Path:
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a tmpfs needs root")
 def test_full_disk_outage_loses_no_record(
-    tmp_path: Path, emulator: EmulatorThread, mitmdump_factory: MitmdumpFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, emulator: EmulatorThread, mitmdump_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # where mitmdump's fallback file goes
     with tmpfs(tmp_path / "small", "256k") as mount:
@@ -128,7 +128,7 @@ def read_log_file(path: Path) -> list[InteractionRecord]:
 
 
 def test_log_directory_removed_and_recreated_under_running_mitmdump(
-    tmp_path: Path, emulator: EmulatorThread, mitmdump_factory: MitmdumpFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, emulator: EmulatorThread, mitmdump_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     log_dir = tmp_path / "log"

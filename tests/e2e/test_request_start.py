@@ -1,5 +1,5 @@
-"""The proxy's started_at: a connection's first request is stamped with the connection's accept time (the
-request bytes were already waiting when mitmproxy read them); later requests on it with the head-parse time.
+"""The proxy's started_at: a connection's first request is stamped when its bytes were read, less at most
+1 ms (never before the accept); later requests on it with the head-parse time.
 A second script in the same real mitmdump reports mitmproxy's own timestamps for comparison."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from analyzer.emulator import EmulatorThread
+from analyzer.recorder.arrival import CREDIT_S
 from analyzer.recorder.process import MitmdumpProcess
 from analyzer.store.log import read_log
 
@@ -20,7 +21,8 @@ import json
 def response(flow):
     with open({out!r}, "a") as fh:
         fh.write(json.dumps({{"id": flow.id, "parsed": flow.request.timestamp_start,
-                             "accepted": flow.client_conn.timestamp_start}}) + "\\n")
+                             "accepted": flow.client_conn.timestamp_start,
+                             "read": flow.metadata.get("ollama_wire_first_bytes_at")}}) + "\\n")
 """
 
 
@@ -52,7 +54,8 @@ def test_first_request_on_a_connection_starts_at_accept(tmp_path: Path, emulator
     for index, record in enumerate(records):
         mitm = times[record.id]
         started = seconds(record.started_at)
-        if index % 2 == 0:  # first on its connection: the accept time, earlier than the parse
-            assert abs(started - mitm["accepted"]) < 1e-6 and started < mitm["parsed"]
+        if index % 2 == 0:  # first on its connection: when its bytes were read, less 1 ms at most, not before accept
+            expected = min(max(mitm["accepted"], mitm["read"] - CREDIT_S), mitm["parsed"])
+            assert abs(started - expected) < 1e-6 and started < mitm["parsed"]
         else:  # kept alive: mitmproxy's parse time
-            assert abs(started - mitm["parsed"]) < 1e-6
+            assert mitm["read"] is None and abs(started - mitm["parsed"]) < 1e-6

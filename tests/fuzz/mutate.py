@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -226,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         reports = [fuzz(cases=per_job, seconds=args.seconds, seed=base_seed, save_dir=args.save_dir,
                         on_failure=report_failure)]  # fmt: skip
     else:
-        with mp.get_context("fork").Pool(jobs) as pool:
-            reports = pool.starmap(
-                _fuzz_job, [(per_job, args.seconds, base_seed + i, args.save_dir) for i in range(jobs)]
-            )
+        # Not multiprocessing.Pool: its workers are daemonic and may not start the watched children.
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_fuzz_job, per_job, args.seconds, base_seed + i, args.save_dir) for i in range(jobs)]
+            reports = [future.result() for future in futures]
         for report in reports:
             for kind, detail, saved in report.failures:
                 report_failure(kind, "", detail, saved)
