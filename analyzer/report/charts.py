@@ -39,16 +39,18 @@ ERROR_COLOURS = {
     "bad_request": "#fee0b6",
     "client_aborted": "#92c5de",
 }
-# Resource tracks under the timeline (shared time axis): axis title, then per trace the record column, its name
-# and colour. A track is drawn when a drawn request carries one of its columns.
-TRACKS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
-    ("GPU %", (("gpu_util_mean_pct", "GPU utilisation %", "#d62728"),)),
-    ("W", (("power_mean_w", "power W", "#ff7f0e"),)),
-    ("MB", (("gpu_mem_max_mb", "GPU memory MB", "#9467bd"), ("server_rss_max_mb", "Ollama RSS MB", "#8c564b"))),
-    ("J/token", (("joules_per_token", "energy J/token", "#2ca02c"),)),
+# Resource tracks under the timeline (shared time axis): the axis title and the value of a request, from its
+# resource columns. A track is drawn when a drawn request has a value for it; bars are coloured by model.
+TRACKS: tuple[tuple[str, Callable[[Request], float | None]], ...] = (
+    ("GPU %", lambda r: r.gpu_util_mean_pct),
+    ("power W", lambda r: r.power_mean_w),
+    ("GPU mem MB", lambda r: r.gpu_mem_max_mb),
+    ("RSS MB", lambda r: r.server_rss_max_mb),
+    ("CPU cores", lambda r: None if r.server_cpu_ms is None or not r.total_ms else r.server_cpu_ms / r.total_ms),
+    ("J/token", lambda r: r.joules_per_token),
 )
-TRACK_PX = 110
-TRACK_GAP_PX = 22
+TRACK_PX = 90
+TRACK_GAP_PX = 18
 NO_RESOURCES_NOTE = (
     "no resource samples: enable ollama_resources (the addon's option, on by default as auto) to see GPU, power "
     "and memory under the timeline"
@@ -269,6 +271,7 @@ class ChartBuilder:
                     "type": "bar",
                     "orientation": "h",
                     "name": model,
+                    "legendgroup": model,
                     "base": [_ms(r.start) for r in rows],
                     "x": [max(_ms(r.end - r.start), 1.0) for r in rows],
                     "y": [lane_of[r.id] for r in rows],
@@ -340,13 +343,14 @@ class ChartBuilder:
         if tracks:
             explain += (
                 " Below, on the same time axis, what the machine did during each request (one column per request, "
-                "as wide as the request): GPU utilisation and power are the whole device's means over the request, "
-                "memory its peak, J/token the request's share of the energy per output token. Idle time between "
-                "requests is in no record, so nothing is drawn there."
+                "as wide as the request, in its model's colour): GPU utilisation and power are the whole device's "
+                "means over the request, memory the peak, CPU cores the request's share of the Ollama server's CPU "
+                "time per second, J/token its share of the energy per output token. Idle time between requests is "
+                "in no record, so nothing is drawn there."
             )
         return Figure(
             "timeline",
-            "Timeline of requests" + (" with GPU, power and memory" if tracks else ""),
+            "Timeline of requests" + (" and what the machine did" if tracks else ""),
             explain,
             data,
             _layout(**layout),
@@ -356,34 +360,38 @@ class ChartBuilder:
         )
 
     def _tracks(self) -> tuple[list[str], list[dict[str, Any]], dict[str, int]]:
-        """The resource tracks drawn requests have data for: axis titles, traces (one column per request on
-        y2, y3, …) and points per subplot."""
+        """The resource tracks the drawn requests have values for: axis titles, traces (one column per request,
+        as wide as the request, on y2, y3, …; one trace per model, in the model's colour) and points per
+        subplot."""
         titles: list[str] = []
         traces: list[dict[str, Any]] = []
         parts: dict[str, int] = {}
-        for title, columns in TRACKS:
+        for title, value in TRACKS:
             axis = len(titles) + 2
-            drawn = 0
-            for column, name, colour in columns:
-                rows = [r for r in self.drawn if getattr(r, column) is not None]
-                if not rows:
-                    continue
+            by_model: dict[str, list[tuple[Request, float]]] = defaultdict(list)
+            for r in self.drawn:
+                v = value(r)
+                if v is not None:
+                    by_model[r.model or "-"].append((r, v))
+            if not by_model:
+                continue
+            for model, rows in by_model.items():
                 traces.append(
                     {
                         "type": "bar",
-                        "name": name,
-                        "x": [_ms((r.start + r.end) / 2) for r in rows],
-                        "width": [max(_ms(r.end - r.start), 1.0) for r in rows],
-                        "y": [round(getattr(r, column), 3) for r in rows],
+                        "name": model,
+                        "legendgroup": model,
+                        "showlegend": False,
+                        "x": [_ms((r.start + r.end) / 2) for r, _ in rows],
+                        "width": [max(_ms(r.end - r.start), 1.0) for r, _ in rows],
+                        "y": [round(v, 3) for _, v in rows],
                         "yaxis": f"y{axis}",
-                        "marker": {"color": colour, "opacity": 0.55, "line": {"width": 0}},
-                        "hoverRefs": [self.index[r.id] for r in rows],
+                        "marker": {"color": self.colours.get(model, "#999"), "opacity": 0.7, "line": {"width": 0}},
+                        "hoverRefs": [self.index[r.id] for r, _ in rows],
                     }
                 )
-                drawn += len(rows)
-            if drawn:
-                titles.append(title)
-                parts[f"xy{axis}"] = drawn
+            titles.append(title)
+            parts[f"xy{axis}"] = sum(len(rows) for rows in by_model.values())
         return titles, traces, parts
 
     @staticmethod

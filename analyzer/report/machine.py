@@ -100,15 +100,21 @@ def usd(value: float | None) -> str:
     return "<$0.0001"
 
 
-def energy(joules: float | None) -> str:
-    """Joules as J, Wh or kWh, whichever reads best."""
+ENERGY_UNITS = (("kWh", 3_600_000.0), ("Wh", 3600.0), ("J", 1.0))
+
+
+def energy_unit(largest: float | None) -> str:
+    """The unit that reads best for amounts up to ``largest`` joules (J, Wh or kWh)."""
+    return next((name for name, size in ENERGY_UNITS if (largest or 0.0) >= size), "J")
+
+
+def energy(joules: float | None, unit: str | None = None) -> str:
+    """Joules as J, Wh or kWh (``unit``, else whichever reads best); ``–`` when unknown."""
     if joules is None:
         return "–"
-    if joules >= 3_600_000:
-        return f"{joules / 3_600_000:,.2f} kWh"
-    if joules >= 3600:
-        return f"{joules / 3600:,.1f} Wh"
-    return f"{joules:,.1f} J"
+    chosen = unit or energy_unit(joules)
+    size = dict(ENERGY_UNITS)[chosen]
+    return f"{joules / size:,.{1 if chosen == 'J' else 2}f} {chosen}"
 
 
 def cost_line(head: dict[str, Any]) -> str | None:

@@ -14,7 +14,7 @@ from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
 from analyzer.report.finding import Finding
-from analyzer.report.machine import energy, usd
+from analyzer.report.machine import energy, energy_unit, usd
 
 MAX_LINKS_PER_FINDING = 20
 
@@ -213,10 +213,11 @@ def _resource_table(head: dict[str, Any]) -> str:
     if not sampled and not priced:
         return f'<p class="explain">{_e(PRICES_HINT)}</p>' if head.get("requests") else ""
     columns: list[tuple[str, Any]] = []
+    unit = energy_unit(max((r.get("energy_j") or 0.0 for r in head.get("per_model", [])), default=0.0))
     if sampled:
         columns += [
             ("sampled", lambda r: _n(r["sampled_requests"])),
-            ("energy", lambda r: energy(r["energy_j"])),
+            ("energy", lambda r: energy(r["energy_j"], unit)),
             ("J/token", lambda r: "–" if r["joules_per_token"] is None else f"{r['joules_per_token']:.3g}"),
             ("GPU util (mean)", lambda r: _n(r["gpu_util_mean_pct"], 0, "%")),
             ("power (mean)", lambda r: _n(r["power_mean_w"], 0, "W")),
