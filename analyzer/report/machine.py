@@ -8,6 +8,7 @@ whose energy is known; ``cost_api_usd`` only the models the prices file names.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -90,14 +91,17 @@ def prices_dict(prices: Prices) -> dict[str, Any]:
 
 
 def usd(value: float | None) -> str:
-    """``$12.34``, ``$0.0123``; ``<$0.0001`` for a tiny non-zero amount; ``–`` when unknown."""
+    """``$12.34`` from a dollar up; below, three significant digits (``$0.0123``, ``$0.00075``); ``<$0.000001``
+    for a tiny non-zero amount; ``–`` when unknown."""
     if value is None:
         return "–"
-    if value >= 1:
+    if value >= 1 or value == 0:
         return f"${value:,.2f}"
-    if value == 0 or value >= 0.0001:
-        return f"${value:.4f}"
-    return "<$0.0001"
+    if value < 0.000001:
+        return "<$0.000001"
+    digits = 2 - math.floor(math.log10(value))
+    text = f"{value:.{digits}f}".rstrip("0")
+    return "$" + (text + "0" if len(text.split(".")[1]) < 2 else text)
 
 
 ENERGY_UNITS = (("kWh", 3_600_000.0), ("Wh", 3600.0), ("J", 1.0))
