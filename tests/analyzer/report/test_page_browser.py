@@ -14,10 +14,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_records import rec, troubled_night
+from report_records import rec, troubled_night, with_resources
 
 from analyzer.report import analyze
-from analyzer.report.charts import MAX_DRAWN_REQUESTS, ChartBuilder
+from analyzer.report.charts import MAX_DRAWN_REQUESTS, NO_RESOURCES_NOTE, ChartBuilder
 from analyzer.report.page import render_page
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,8 +48,9 @@ class ChartCounter(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stack: list[tuple[str, str | None]] = []
+        self.stack: list[tuple[str, str | None, str | None]] = []  # (tag, chart, plotly subplot)
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.subplots: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)  # (chart, "xy2") → classes
         self.attrs: dict[str, dict[str, str | None]] = {}
         self.texts: dict[str, list[str]] = defaultdict(list)
         self.body: dict[str, str | None] = {}
@@ -64,9 +65,14 @@ class ChartCounter(HTMLParser):
         if chart:
             self.attrs[chart] = values
         current = chart or (self.stack[-1][1] if self.stack else None)
-        self.stack.append((tag, current))
+        subplot = self.stack[-1][2] if self.stack else None
+        if tag == "g" and "subplot" in classes:  # plotly's cartesian subplot group: class "subplot xy2"
+            subplot = next((c for c in classes if c != "subplot"), None)
+        self.stack.append((tag, current, subplot))
         if current:
             self.counts[current].update(classes)
+            if subplot:
+                self.subplots[(current, subplot)].update(classes)
             if "hovertext" in classes:
                 self.in_hover = len(self.stack)
 
@@ -81,6 +87,8 @@ class ChartCounter(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.in_hover and self.stack and self.stack[-1][1]:
             self.texts[f"{self.stack[-1][1]}-hover"].append(data)
+        elif self.stack and self.stack[-1][1] and self.stack[-1][0] == "text":
+            self.texts[f"{self.stack[-1][1]}-titles"].append(data + "|")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -161,6 +169,41 @@ def test_the_report_renders_offline_with_every_chart(tmp_path: Path) -> None:
     for finding in analysis.findings:
         assert f'id="finding-{finding.code}"' in html
     assert re.search(r'href="#r-queue1"', html) and 'id="r-queue1"' in html
+    # no record has resource columns: no tracks, one line saying how to get them
+    assert NO_RESOURCES_NOTE in html and set(timeline.parts) == set()
+    assert {s for c, s in counter.subplots if c == "timeline"} == {"xy"}
+
+
+# Shown in the resource test's copy of the page: the timeline and its tracks at the top of the screenshot.
+TRACKS_FIRST = "<style>#headline,#findings{display:none}</style></head>"
+
+
+def test_resource_tracks_render_under_the_timeline(tmp_path: Path) -> None:
+    records = with_resources(troubled_night(), every=2)
+    analysis = analyze(records)
+    builder = ChartBuilder(analysis)
+    timeline = next(f for f in builder.figures() if f.id == "timeline")
+    # one column per sampled request in each track, independent of how the chart code counts them
+    sampled = [r for r in records if r.gpu_util_mean_pct is not None]
+    assert len(sampled) > 100
+    expected = {"xy": len(analysis.requests) + sum(1 for r in analysis.requests if r.first_token is not None)}
+    expected.update({f"xy{i}": len(sampled) for i in range(2, 8)})  # GPU %, W, GPU MB, RSS MB, CPU cores, J/token
+    assert timeline.parts == expected
+    text = render_page(analysis, sources=["constructed night with resources"])
+    assert NO_RESOURCES_NOTE not in text
+    page = tmp_path / "resources.html"
+    page.write_text(text.replace("</head>", TRACKS_FIRST, 1), encoding="utf-8")
+    shot = artefact_dir() / "report-page-resources.png"
+    shot.unlink(missing_ok=True)
+    counter = check_every_chart(page, builder, 20000, f"--screenshot={shot}")
+    assert shot.stat().st_size > 50_000
+    for subplot, points in expected.items():  # the bars plotly drew in each track (and the timeline above)
+        assert counter.subplots[("timeline", subplot)]["point"] == points, subplot
+    titles = "".join(counter.texts.get("timeline-titles", []))
+    for title in ("GPU %", "power W", "GPU mem MB", "RSS MB", "CPU cores", "J/token"):
+        assert title in titles, (title, titles)
+    # the per-model energy summary
+    assert "Resources per model" in text and "J/token" in text
 
 
 def test_a_big_night_is_sampled_and_says_so(tmp_path: Path) -> None:
