@@ -120,10 +120,12 @@ def artefact_dir() -> Path:
     return path
 
 
-def render_in_browser(page: Path, budget_ms: int, *extra: str) -> tuple[ChartCounter, list[str]]:
+def render_in_browser(
+    page: Path, budget_ms: int, *extra: str, window: str = "1300,5400"
+) -> tuple[ChartCounter, list[str]]:
     """Open ``page``, let its scripts run, and parse the DOM Chromium ends with (``extra``: e.g. a screenshot)."""
     result = chromium(
-        f"--virtual-time-budget={budget_ms}", "--window-size=1300,5400", "--hide-scrollbars", *extra, "--dump-dom",
+        f"--virtual-time-budget={budget_ms}", f"--window-size={window}", "--hide-scrollbars", *extra, "--dump-dom",
         page.as_uri(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -132,8 +134,10 @@ def render_in_browser(page: Path, budget_ms: int, *extra: str) -> tuple[ChartCou
     return counter, console_lines(result.stderr)
 
 
-def check_every_chart(page: Path, builder: ChartBuilder, budget_ms: int, *extra: str) -> ChartCounter:
-    counter, console = render_in_browser(page, budget_ms, *extra)
+def check_every_chart(
+    page: Path, builder: ChartBuilder, budget_ms: int, *extra: str, window: str = "1300,5400"
+) -> ChartCounter:
+    counter, console = render_in_browser(page, budget_ms, *extra, window=window)
     assert console == [], "the page logged to the console:\n" + "\n".join(console)
     for figure in builder.figures():
         attrs, counts = counter.attrs.get(figure.id), counter.counts[figure.id]
@@ -174,7 +178,8 @@ def test_the_report_renders_offline_with_every_chart(tmp_path: Path) -> None:
     assert {s for c, s in counter.subplots if c == "timeline"} == {"xy"}
 
 
-# Shown in the resource test's copy of the page: the timeline and its tracks at the top of the screenshot.
+# Shown in the resource test's copy of the page: the timeline and its tracks at the top of the screenshot (the
+# window is one screen high; the charts below it are drawn and counted all the same).
 TRACKS_FIRST = "<style>#headline,#findings{display:none}</style></head>"
 
 
@@ -195,7 +200,7 @@ def test_resource_tracks_render_under_the_timeline(tmp_path: Path) -> None:
     page.write_text(text.replace("</head>", TRACKS_FIRST, 1), encoding="utf-8")
     shot = artefact_dir() / "report-page-resources.png"
     shot.unlink(missing_ok=True)
-    counter = check_every_chart(page, builder, 20000, f"--screenshot={shot}")
+    counter = check_every_chart(page, builder, 20000, f"--screenshot={shot}", window="1300,1250")
     assert shot.stat().st_size > 50_000
     for subplot, points in expected.items():  # the bars plotly drew in each track (and the timeline above)
         assert counter.subplots[("timeline", subplot)]["point"] == points, subplot
