@@ -96,18 +96,26 @@ class ChartCounter(HTMLParser):
 
 
 # Appended to a copy of the page: once the timeline has drawn, hover its first bar the way a mouse would
-# (plotly's own Fx.hover) so the hover label lands in the DOM, and click the request "queue1" (plotly's click
-# event with that mark's data) so the page jumps to its evidence row; the hash is left on <body>.
-HOVER_PROBE = """<script>
+# (plotly's own Fx.hover) so the hover label lands in the DOM, and (CLICK) click the request "queue1" (plotly's
+# click event with that mark's data) so the page jumps to its evidence row; the hash is left on <body>.
+CLICK = """
+  var ids = JSON.parse(document.getElementById('report-data').textContent).ids;
+  el.emit('plotly_click', {points: [{customdata: ids.indexOf('queue1')}]});
+  document.body.setAttribute('data-hash', location.hash);"""
+
+
+def probe(click: bool = True) -> str:
+    return (
+        """<script>
 (function probe(tries) {
   var el = document.getElementById('timeline');
   if (!el.getAttribute('data-rendered')) { if (tries > 0) setTimeout(function(){ probe(tries - 1); }, 50); return; }
-  Plotly.Fx.hover(el, [{curveNumber: 0, pointNumber: 0}]);
-  var ids = JSON.parse(document.getElementById('report-data').textContent).ids;
-  el.emit('plotly_click', {points: [{customdata: ids.indexOf('queue1')}]});
-  document.body.setAttribute('data-hash', location.hash);
+  Plotly.Fx.hover(el, [{curveNumber: 0, pointNumber: 0}]);"""
+        + (CLICK if click else "")
+        + """
 })(200);
 </script>"""
+    )
 
 
 def console_lines(stderr: str) -> list[str]:
@@ -154,7 +162,7 @@ def test_the_report_renders_offline_with_every_chart(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_page(analysis, sources=["constructed night"]), encoding="utf-8")
     probed = tmp_path / "report-hover.html"
-    probed.write_text(page.read_text(encoding="utf-8").replace("</body>", HOVER_PROBE + "</body>"), encoding="utf-8")
+    probed.write_text(page.read_text(encoding="utf-8").replace("</body>", probe() + "</body>"), encoding="utf-8")
     shot = artefact_dir() / "report-page.png"
     shot.unlink(missing_ok=True)
     counter = check_every_chart(probed, ChartBuilder(analysis), 20000, f"--screenshot={shot}")
@@ -197,7 +205,8 @@ def test_resource_tracks_render_under_the_timeline(tmp_path: Path) -> None:
     text = render_page(analysis, sources=["constructed night with resources"])
     assert NO_RESOURCES_NOTE not in text
     page = tmp_path / "resources.html"
-    page.write_text(text.replace("</head>", TRACKS_FIRST, 1), encoding="utf-8")
+    hover = probe(click=False)  # no jump to the evidence: the screenshot keeps the top of the page
+    page.write_text(text.replace("</head>", TRACKS_FIRST, 1).replace("</body>", hover + "</body>"), "utf-8")
     shot = artefact_dir() / "report-page-resources.png"
     shot.unlink(missing_ok=True)
     counter = check_every_chart(page, builder, 20000, f"--screenshot={shot}", window="1300,1250")
@@ -207,6 +216,11 @@ def test_resource_tracks_render_under_the_timeline(tmp_path: Path) -> None:
     titles = "".join(counter.texts.get("timeline-titles", []))
     for title in ("GPU %", "power W", "GPU mem MB", "RSS MB", "CPU cores", "J/token"):
         assert title in titles, (title, titles)
+    # hovering a request shows what the machine did during it
+    label = " ".join(counter.texts["timeline-hover"])
+    first = analysis.requests[0]
+    assert first.gpu_util_mean_pct is not None and f"GPU {first.gpu_util_mean_pct:.0f}%" in label, label
+    assert "J/token" in label and "RSS" in label, label
     # the per-model energy summary
     assert "Resources per model" in text and "J/token" in text
 
