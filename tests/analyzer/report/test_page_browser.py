@@ -229,13 +229,18 @@ def test_a_big_night_is_sampled_and_says_so(tmp_path: Path) -> None:
     n = MAX_DRAWN_REQUESTS + 1500
     records = [rec(f"r{i}", i * 1.5, model=("llama3.2", "qwen2.5")[i % 2]) for i in range(n)]
     records[4321] = rec("r4321", 4321 * 1.5, done_reason="length")  # evidence is always drawn
-    analysis = analyze(records)
+    analysis = analyze(with_resources(records))
     builder = ChartBuilder(analysis)
     assert len(builder.drawn) == MAX_DRAWN_REQUESTS and "r4321" in {r.id for r in builder.drawn}
+    # the resource tracks draw the timeline's sample, not every request
+    timeline = builder.timeline()
+    assert timeline.parts == {"xy": 2 * MAX_DRAWN_REQUESTS, **{f"xy{i}": MAX_DRAWN_REQUESTS for i in range(2, 8)}}
     page = tmp_path / "big.html"
     text = render_page(analysis)
     page.write_text(text, encoding="utf-8")
     assert f"Drawn: {MAX_DRAWN_REQUESTS:,} of {n:,} requests" in text
     assert "too many to draw one bar each" in text
     assert len(text) < 12_000_000, "the page should stay a reasonable size"
-    check_every_chart(page, builder, 60000, f"--screenshot={artefact_dir() / 'report-page-big.png'}")
+    counter = check_every_chart(page, builder, 60000, f"--screenshot={artefact_dir() / 'report-page-big.png'}")
+    for subplot, points in timeline.parts.items():
+        assert counter.subplots[("timeline", subplot)]["point"] == points, subplot
