@@ -20,6 +20,7 @@ from analyzer.cli.logs import missing_log_message
 from analyzer.cli.output import write_output
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
+from analyzer.report.machine import cost_line
 from analyzer.resources.cost import Prices, PricesError, load_prices, prices_from_config
 from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
@@ -224,6 +225,9 @@ def report(
         f"{found} finding{'' if found == 1 else 's'}",
         err=True,
     )
+    spent = cost_line(analysis.headline)
+    if spent:
+        click.echo(spent, err=True)
 
 
 @click.command()

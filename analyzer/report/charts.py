@@ -52,8 +52,7 @@ TRACKS: tuple[tuple[str, Callable[[Request], float | None]], ...] = (
 TRACK_PX = 90
 TRACK_GAP_PX = 18
 NO_RESOURCES_NOTE = (
-    "no resource samples: enable ollama_resources (the addon option, auto by default; "
-    "ollama-wire resources --check shows what this machine offers) for GPU, power and memory tracks here"
+    "no resource samples: enable ollama_resources to see GPU, power and memory here (ollama-wire resources --check)"
 )
 SEGMENTS: tuple[tuple[str, str, str], ...] = (
     ("load", "load (Ollama's load_duration)", "#ff7f0e"),

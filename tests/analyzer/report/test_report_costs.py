@@ -112,7 +112,8 @@ def test_findings_and_page_show_the_cost(log_dir: Path, prices: Path, tmp_path: 
         "cost: electricity $0.00075 (2 of 3 requests with energy); on a hosted API $1.00 (2 of 3 requests priced)"
     )
     page = tmp_path / "page.html"
-    assert run("report", str(log_dir), "--prices", str(prices), "-o", str(page))[0] == 0
+    code, _, err = run("report", str(log_dir), "--prices", str(prices), "-o", str(page))
+    assert code == 0 and err.splitlines()[-1] == lines[2]
     html = page.read_text(encoding="utf-8")
     assert "<b>$1.00</b><span>on a hosted API (2 requests priced)</span>" in html
     assert "Resources and cost per model" in html and "--prices FILE" not in html
