@@ -155,7 +155,10 @@ def _cards(head: dict[str, Any]) -> str:
         ("hidden wait (queueing)", _duration(head.get("hidden_wait_ms") or 0.0), ""),
     ]
     if head.get("sampled_requests"):
-        cards.append((f"energy ({_n(head['sampled_requests'])} sampled requests)", energy(head.get("energy_j")), ""))
+        if head.get("energy_j") is None:  # sampled without an energy source (no GPU/power meter): RSS and CPU only
+            cards.append(("requests with resource samples", _n(head["sampled_requests"]), ""))
+        else:
+            cards.append((f"energy ({_n(head['sampled_requests'])} sampled requests)", energy(head["energy_j"]), ""))
         if head.get("joules_per_token") is not None:
             cards.append(("joules per output token", f"{head['joules_per_token']:.3g} J", ""))
     prices = head.get("prices")
