@@ -311,7 +311,6 @@ class ChartBuilder:
         notes = self._notes()
         if tracks:
             plot_px = lanes_px + len(tracks) * (TRACK_PX + TRACK_GAP_PX)
-            top = 1.0
             bottom = 1.0 - lanes_px / plot_px
             layout["yaxis"]["domain"] = [round(bottom, 4), 1.0]
             for i, title in enumerate(tracks, 2):
@@ -354,7 +353,7 @@ class ChartBuilder:
             data,
             _layout(**layout),
             notes=notes,
-            points=timeline_points + sum(parts.get(f"xy{i}", 0) for i in range(2, len(tracks) + 2)),
+            points=sum(parts.values()) if parts else timeline_points,
             parts=parts,
         )
 
