@@ -20,6 +20,8 @@ from analyzer.cli.logs import missing_log_message
 from analyzer.cli.output import write_output
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
+from analyzer.report.machine import cost_line
+from analyzer.resources.cost import Prices, PricesError, load_prices, prices_from_config
 from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
 from analyzer.store.select import parse_since
@@ -69,6 +71,27 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def prices_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--prices FILE`` (default: ``prices`` in the config file), as ``logs`` has it."""
+    return click.option(
+        "--prices",
+        "prices_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A YAML prices file (kwh: USD per kWh; models: {NAME: {input, output}} in USD per million tokens): "
+        "adds what the period cost in electricity (where energy was sampled) and on a hosted API, in total and "
+        "per model; derived now, never stored. Default: 'prices' in the config file ($OLLAMA_WIRE_CONFIG or "
+        "~/.config/ollama-wire/config.yaml), if set.",
+    )(command)
+
+
+def read_prices(path: Path | None) -> Prices | None:
+    """The prices file's prices, else the config file's, else None; a bad file → one line naming it."""
+    try:
+        return load_prices(path) if path is not None else prices_from_config()
+    except PricesError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @contextmanager
 def progress(label: str) -> Iterator[None]:
     """After PROGRESS_AFTER_S, show ``label`` and the seconds spent on stderr (only when it is a terminal)."""
@@ -106,8 +129,10 @@ def load_analysis(
     until: datetime | None,
     models: tuple[str, ...],
     ports: tuple[int, ...] = (),
+    prices: Prices | None = None,
 ) -> tuple[Analysis, list[Path]]:
-    """Read every source (default: the addon's log directory) and analyze the records. Bad sources → one line."""
+    """Read every source (default: the addon's log directory) and analyze the records (costs at ``prices``).
+    Bad sources → one line."""
     chosen = [*sources, *log_dirs]
     if not chosen:
         if not DEFAULT_LOG_DIR.exists():
@@ -131,7 +156,7 @@ def load_analysis(
     if len(warnings) > 20:
         click.echo(f"warning: … and {len(warnings) - 20} more skipped lines", err=True)
     with progress("analyzing"):
-        analysis = analyze_requests(requests, unreadable)
+        analysis = analyze_requests(requests, unreadable, prices)
     return analysis, chosen
 
 
@@ -156,6 +181,7 @@ def write_private(path: Path, text: str) -> None:
     help=f"Where to write the page (default {DEFAULT_REPORT}); with --json, the JSON (default: standard output).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings and headline numbers as JSON instead.")
+@prices_option
 def report(
     sources: tuple[Path, ...],
     log_dirs: tuple[Path, ...],
@@ -165,6 +191,7 @@ def report(
     ports: tuple[int, ...],
     output: Path | None,
     as_json: bool,
+    prices_path: Path | None,
 ) -> None:
     """What happened and why: an HTML performance report with plots and findings.
 
@@ -178,8 +205,10 @@ def report(
     ollama-wire report                              the addon's log → ollama-report.html
     ollama-wire report logs/demo --since 12h -o night.html
     ollama-wire report capture.pcap --json | jq '.findings[].code'
+    ollama-wire report --prices prices.yaml         electricity and hosted-API cost of the period
     """
-    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports)
+    prices = read_prices(prices_path)
+    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports, prices)
     if as_json:
         text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n"
         write_output(output, lambda out: out.write(text))
@@ -196,11 +225,15 @@ def report(
         f"{found} finding{'' if found == 1 else 's'}",
         err=True,
     )
+    spent = cost_line(analysis.headline)
+    if spent:
+        click.echo(spent, err=True)
 
 
 @click.command()
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="The findings and headline numbers as JSON (as report --json).")
+@prices_option
 def findings(
     sources: tuple[Path, ...],
     log_dirs: tuple[Path, ...],
@@ -209,11 +242,13 @@ def findings(
     models: tuple[str, ...],
     ports: tuple[int, ...],
     as_json: bool,
+    prices_path: Path | None,
 ) -> None:
     """Print what went wrong and what to change, in the terminal (the report's findings).
 
-    Same sources and filters as `ollama-wire report`. Each finding: severity, stable code, what was seen
-    (with numbers), what to change, when, and the ids of the records that show it.
+    Same sources, filters and --prices as `ollama-wire report`. Each finding: severity, stable code, what was
+    seen (with numbers), what to change, when, and the ids of the records that show it. With prices, a line
+    on what the period cost.
 
     \b
     ollama-wire findings
@@ -221,6 +256,7 @@ def findings(
     """
     from analyzer.report.terminal import render_findings
 
-    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports)
+    prices = read_prices(prices_path)
+    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports, prices)
     text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n" if as_json else render_findings(analysis)
     write_output(None, lambda out: out.write(text))

@@ -11,6 +11,7 @@ from analyzer.report.derive import Request, to_request
 from analyzer.report.finding import Finding
 from analyzer.report.findings import find
 from analyzer.report.headline import headline
+from analyzer.resources.cost import Prices
 
 JSON_VERSION = 1
 
@@ -33,8 +34,9 @@ class Analysis:
         }
 
 
-def analyze(records: Iterable[InteractionRecord]) -> Analysis:
-    """Reduce the records to requests (oldest first), then compute the headline and the findings."""
+def analyze(records: Iterable[InteractionRecord], prices: Prices | None = None) -> Analysis:
+    """Reduce the records to requests (oldest first), then compute the headline (with costs at ``prices``) and
+    the findings."""
     requests: list[Request] = []
     skipped = 0
     for record in records:
@@ -44,9 +46,9 @@ def analyze(records: Iterable[InteractionRecord]) -> Analysis:
         else:
             requests.append(request)
     requests.sort(key=lambda r: r.start)
-    return analyze_requests(requests, skipped)
+    return analyze_requests(requests, skipped, prices)
 
 
-def analyze_requests(requests: list[Request], skipped: int = 0) -> Analysis:
-    """The headline and the findings of requests already in time order."""
-    return Analysis(requests=requests, headline=headline(requests), findings=find(requests), skipped=skipped)
+def analyze_requests(requests: list[Request], skipped: int = 0, prices: Prices | None = None) -> Analysis:
+    """The headline (costs derived at ``prices``, never stored) and the findings of requests in time order."""
+    return Analysis(requests=requests, headline=headline(requests, prices), findings=find(requests), skipped=skipped)

@@ -39,6 +39,21 @@ ERROR_COLOURS = {
     "bad_request": "#fee0b6",
     "client_aborted": "#92c5de",
 }
+# Resource tracks under the timeline (shared time axis): the axis title and the value of a request, from its
+# resource columns. A track is drawn when a drawn request has a value for it; bars are coloured by model.
+TRACKS: tuple[tuple[str, Callable[[Request], float | None]], ...] = (
+    ("GPU %", lambda r: r.gpu_util_mean_pct),
+    ("power W", lambda r: r.power_mean_w),
+    ("GPU mem MB", lambda r: r.gpu_mem_max_mb),
+    ("RSS MB", lambda r: r.server_rss_max_mb),
+    ("CPU cores", lambda r: None if r.server_cpu_ms is None or not r.total_ms else r.server_cpu_ms / r.total_ms),
+    ("J/token", lambda r: r.joules_per_token),
+)
+TRACK_PX = 90
+TRACK_GAP_PX = 18
+NO_RESOURCES_NOTE = (
+    "no resource samples: enable ollama_resources to see GPU, power and memory here (ollama-wire resources --check)"
+)
 SEGMENTS: tuple[tuple[str, str, str], ...] = (
     ("load", "load (Ollama's load_duration)", "#ff7f0e"),
     ("wait", "hidden wait (queue for a slot)", "#d62728"),
@@ -59,9 +74,10 @@ class Figure:
     layout: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     points: int = 0  # data points drawn (for the page's footer and the browser test)
+    parts: dict[str, int] = field(default_factory=dict)  # points per plotly subplot ("xy", "xy2", …) when several
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "data": self.data, "layout": self.layout, "points": self.points}
+        return {"id": self.id, "data": self.data, "layout": self.layout, "points": self.points, "parts": self.parts}
 
 
 def _ms(seconds: float) -> float:
@@ -84,6 +100,8 @@ def hover_text(r: Request) -> str:
             f"load {_fmt(r.load_ms)} · wait {_fmt(r.hidden_wait_ms)} · prompt eval {_fmt(r.prompt_eval_ms)} · "
             f"gen {_fmt(r.eval_ms)} · overhead {_fmt(r.wire_overhead_ms)}"
         )
+    if r.sampled:
+        parts.append(resource_text(r))
     outcome = f"status {r.status or '–'} · done {r.done_reason or '–'}"
     category = r.category
     if category:
@@ -91,6 +109,25 @@ def hover_text(r: Request) -> str:
     parts.append(outcome)
     parts.append(f"id {html.escape(r.id)}")
     return "<br>".join(parts)
+
+
+def resource_text(r: Request) -> str:
+    """The hover's resource line: what the machine did during the request."""
+    shown = []
+    if r.gpu_util_mean_pct is not None:
+        shown.append(f"GPU {r.gpu_util_mean_pct:.0f}%")
+    if r.gpu_mem_max_mb is not None:
+        shown.append(f"GPU mem {_fmt(r.gpu_mem_max_mb, 'MB')}")
+    if r.power_mean_w is not None:
+        shown.append(f"{_fmt(r.power_mean_w, 'W')}")
+    if r.energy_j is not None:
+        per_token = "" if r.joules_per_token is None else f" ({r.joules_per_token:.3g} J/token)"
+        shown.append(f"{_fmt(r.energy_j, 'J')}{per_token}")
+    if r.server_cpu_ms is not None:
+        shown.append(f"server CPU {_fmt(r.server_cpu_ms)}")
+    if r.server_rss_max_mb is not None:
+        shown.append(f"RSS {_fmt(r.server_rss_max_mb, 'MB')}")
+    return " · ".join(shown)
 
 
 def even_sample(rows: Sequence[Request], count: int) -> list[Request]:
@@ -233,6 +270,7 @@ class ChartBuilder:
                     "type": "bar",
                     "orientation": "h",
                     "name": model,
+                    "legendgroup": model,
                     "base": [_ms(r.start) for r in rows],
                     "x": [max(_ms(r.end - r.start), 1.0) for r in rows],
                     "y": [lane_of[r.id] for r in rows],
@@ -259,9 +297,35 @@ class ChartBuilder:
                 "hoverRefs": [self.index[r.id] for r in firsts],
             }
         )
-        height = min(700, 190 + 14 * (max(lane_of.values(), default=0) + 1))
+        lanes_px = min(610, 100 + 14 * (max(lane_of.values(), default=0) + 1))
+        timeline_points = len(self.drawn) + len(firsts)
+        tracks, track_traces, parts = self._tracks()
+        data.extend(track_traces)
         xaxis = _time_axis()
+        layout: dict[str, Any] = {
+            "height": lanes_px + 90 + len(tracks) * (TRACK_PX + TRACK_GAP_PX),
+            "barmode": "overlay",
+            "xaxis": xaxis,
+            "yaxis": {"title": {"text": "concurrent request"}, "autorange": "reversed", "dtick": 1},
+        }
         notes = self._notes()
+        if tracks:
+            plot_px = lanes_px + len(tracks) * (TRACK_PX + TRACK_GAP_PX)
+            bottom = 1.0 - lanes_px / plot_px
+            layout["yaxis"]["domain"] = [round(bottom, 4), 1.0]
+            for i, title in enumerate(tracks, 2):
+                top = bottom - TRACK_GAP_PX / plot_px
+                bottom = max(0.0, top - TRACK_PX / plot_px)
+                layout[f"yaxis{i}"] = {
+                    "title": {"text": title},
+                    "domain": [round(bottom, 4), round(top, 4)],
+                    "anchor": "x",
+                    "rangemode": "tozero",
+                }
+            xaxis["anchor"] = f"y{len(tracks) + 1}"
+            parts = {"xy": timeline_points, **parts}
+        elif not any(r.sampled for r in self.requests):
+            notes.append(NO_RESOURCES_NOTE)
         if self.focus:
             xaxis["range"] = [_ms(self.focus[0]), _ms(self.focus[1])]
             notes.append(
@@ -269,22 +333,64 @@ class ChartBuilder:
                 + (f"its first {FOCUS_MAX_REQUESTS:,} requests" if self.focus_capped else "every request of it")
                 + " drawn; double-click the chart to see the whole period, drag to zoom."
             )
-        return Figure(
-            "timeline",
-            "Timeline of requests",
+        explain = (
             "One bar per request from its first request byte to its last response byte, one row per concurrent "
             "request, coloured by model; the tick is the first token; a red outline marks an error. Overlapping "
-            "bars are concurrency, gaps are idle time. Drag to zoom, double-click to reset.",
-            data,
-            _layout(
-                height=height,
-                barmode="overlay",
-                xaxis=xaxis,
-                yaxis={"title": {"text": "concurrent request"}, "autorange": "reversed", "dtick": 1},
-            ),
-            notes=notes,
-            points=len(self.drawn) + len(firsts),
+            "bars are concurrency, gaps are idle time. Drag to zoom, double-click to reset."
         )
+        if tracks:
+            explain += (
+                " Below, on the same time axis, what the machine did during each request (one column per request, "
+                "as wide as the request, in its model's colour): GPU utilisation and power are the whole device's "
+                "means over the request, memory the peak, CPU cores the request's share of the Ollama server's CPU "
+                "time per second, J/token its share of the energy per output token. Idle time between requests is "
+                "in no record, so nothing is drawn there."
+            )
+        return Figure(
+            "timeline",
+            "Timeline of requests" + (" and what the machine did" if tracks else ""),
+            explain,
+            data,
+            _layout(**layout),
+            notes=notes,
+            points=sum(parts.values()) if parts else timeline_points,
+            parts=parts,
+        )
+
+    def _tracks(self) -> tuple[list[str], list[dict[str, Any]], dict[str, int]]:
+        """The resource tracks the drawn requests have values for: axis titles, traces (one column per request,
+        as wide as the request, on y2, y3, …; one trace per model, in the model's colour) and points per
+        subplot."""
+        titles: list[str] = []
+        traces: list[dict[str, Any]] = []
+        parts: dict[str, int] = {}
+        for title, value in TRACKS:
+            axis = len(titles) + 2
+            by_model: dict[str, list[tuple[Request, float]]] = defaultdict(list)
+            for r in self.drawn:
+                v = value(r)
+                if v is not None:
+                    by_model[r.model or "-"].append((r, v))
+            if not by_model:
+                continue
+            for model, rows in by_model.items():
+                traces.append(
+                    {
+                        "type": "bar",
+                        "name": model,
+                        "legendgroup": model,
+                        "showlegend": False,
+                        "x": [_ms((r.start + r.end) / 2) for r, _ in rows],
+                        "width": [max(_ms(r.end - r.start), 1.0) for r, _ in rows],
+                        "y": [round(v, 3) for _, v in rows],
+                        "yaxis": f"y{axis}",
+                        "marker": {"color": self.colours.get(model, "#999"), "opacity": 0.7, "line": {"width": 0}},
+                        "hoverRefs": [self.index[r.id] for r, _ in rows],
+                    }
+                )
+            titles.append(title)
+            parts[f"xy{axis}"] = sum(len(rows) for rows in by_model.values())
+        return titles, traces, parts
 
     @staticmethod
     def _segments(r: Request) -> dict[str, float]:

@@ -21,6 +21,16 @@ from analyzer.protocol.record import InteractionRecord
 from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
+# The record's resource columns (docs/record.md "Resources"): None unless a machine sampler covered the request.
+RESOURCE_COLUMNS = (
+    "gpu_util_mean_pct",
+    "gpu_mem_max_mb",
+    "power_mean_w",
+    "energy_j",
+    "joules_per_token",
+    "server_cpu_ms",
+    "server_rss_max_mb",
+)
 PREVIEW_CHARS = 100
 
 
@@ -112,6 +122,18 @@ class Request:
     gap_p50_ms: float | None
     gap_max_ms: float | None
     started_at: str
+    gpu_util_mean_pct: float | None = None
+    gpu_mem_max_mb: float | None = None
+    power_mean_w: float | None = None
+    energy_j: float | None = None
+    joules_per_token: float | None = None
+    server_cpu_ms: float | None = None
+    server_rss_max_mb: float | None = None
+
+    @property
+    def sampled(self) -> bool:
+        """A machine sampler covered this request (it has at least one resource column)."""
+        return any(getattr(self, name) is not None for name in RESOURCE_COLUMNS)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -160,4 +182,11 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         gap_p50_ms=record.gap_p50_ms,
         gap_max_ms=record.gap_max_ms,
         started_at=record.started_at,
+        gpu_util_mean_pct=record.gpu_util_mean_pct,
+        gpu_mem_max_mb=record.gpu_mem_max_mb,
+        power_mean_w=record.power_mean_w,
+        energy_j=record.energy_j,
+        joules_per_token=record.joules_per_token,
+        server_cpu_ms=record.server_cpu_ms,
+        server_rss_max_mb=record.server_rss_max_mb,
     )

@@ -1,4 +1,5 @@
-"""The headline numbers: how much traffic, how many errors, and how fast each model answered."""
+"""The headline numbers: how much traffic, how many errors, how fast each model answered; what the requests used
+of the machine (when sampled) and what they cost (when prices are given)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from typing import Any
 from analyzer.protocol.timing import percentile
 from analyzer.report.derive import Request
 from analyzer.report.finding import iso
+from analyzer.report.machine import cost_numbers, prices_dict, resource_numbers
+from analyzer.resources.cost import Prices
 
 
 def _pct(ordered: list[float], pct: float) -> float | None:
     return round(percentile(ordered, pct), 1) if ordered else None
 
 
-def model_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
-    """Per model (busiest first): requests, errors, TTFT p50/p95 (wire), tokens/s p50/p95 (Ollama's, else wire)."""
+def model_rows(
+    requests: Sequence[Request], prices: Prices | None = None, sampled: bool = False
+) -> list[dict[str, Any]]:
+    """Per model (busiest first): requests, errors, TTFT p50/p95 (wire), tokens/s p50/p95 (Ollama's, else wire);
+    with ``sampled`` the resource numbers, with ``prices`` the two costs."""
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
         if r.model:
@@ -38,17 +44,25 @@ def model_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
                 "tokens_out": sum(r.eval_count or 0 for r in rows_of),
             }
         )
+        if sampled:
+            rows[-1].update(resource_numbers(rows_of))
+        if prices is not None:
+            rows[-1].update(cost_numbers(rows_of, prices))
     return rows
 
 
-def headline(requests: Sequence[Request]) -> dict[str, Any]:
-    """The numbers at the top of the report (and of ``report --json``)."""
+def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[str, Any]:
+    """The numbers at the top of the report (and of ``report --json``). Resource numbers only when a request was
+    sampled; costs (and the prices used) only with ``prices``."""
     if not requests:
-        return {"requests": 0, "errors": 0, "models": [], "per_model": []}
+        empty: dict[str, Any] = {"requests": 0, "errors": 0, "models": [], "per_model": []}
+        if prices is not None:
+            empty.update(cost_numbers([], prices), prices=prices_dict(prices))
+        return empty
     hours = Counter(int(r.start // 3600) for r in requests)
     busiest, busiest_n = max(hours.items(), key=lambda item: (item[1], -item[0]))
     categories = Counter(c for c in (r.category for r in requests) if c)
-    return {
+    numbers: dict[str, Any] = {
         "requests": len(requests),
         "errors": sum(categories.values()),
         "errors_by_category": dict(categories.most_common()),
@@ -60,5 +74,11 @@ def headline(requests: Sequence[Request]) -> dict[str, Any]:
         "tokens_out": sum(r.eval_count or 0 for r in requests),
         "load_ms": round(sum(r.load_ms or 0.0 for r in requests), 1),
         "hidden_wait_ms": round(sum(r.hidden_wait_ms or 0.0 for r in requests), 1),
-        "per_model": model_rows(requests),
     }
+    sampled = any(r.sampled for r in requests)
+    if sampled:
+        numbers.update(resource_numbers(requests))
+    if prices is not None:
+        numbers.update(cost_numbers(requests, prices), prices=prices_dict(prices))
+    numbers["per_model"] = model_rows(requests, prices, sampled)
+    return numbers

@@ -55,6 +55,13 @@ class ReportColumns(msgspec.Struct):
     eval_duration_ms: float | None = None
     eval_tokens_per_s: float | None = None
     request_bytes: int | None = None
+    gpu_util_mean_pct: float | None = None
+    gpu_mem_max_mb: float | None = None
+    power_mean_w: float | None = None
+    energy_j: float | None = None
+    joules_per_token: float | None = None
+    server_cpu_ms: float | None = None
+    server_rss_max_mb: float | None = None
 
 
 _DECODER = msgspec.json.Decoder(ReportColumns)

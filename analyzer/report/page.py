@@ -14,6 +14,7 @@ from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
 from analyzer.report.finding import Finding
+from analyzer.report.machine import energy, energy_unit, usd
 
 MAX_LINKS_PER_FINDING = 20
 
@@ -153,6 +154,31 @@ def _cards(head: dict[str, Any]) -> str:
         ("spent loading models", _duration(head.get("load_ms") or 0.0), ""),
         ("hidden wait (queueing)", _duration(head.get("hidden_wait_ms") or 0.0), ""),
     ]
+    if head.get("sampled_requests"):
+        if head.get("energy_j") is None:  # sampled without an energy source (no GPU/power meter): RSS and CPU only
+            cards.append(("requests with resource samples", _n(head["sampled_requests"]), ""))
+        else:
+            cards.append((f"energy ({_n(head['sampled_requests'])} sampled requests)", energy(head["energy_j"]), ""))
+        if head.get("joules_per_token") is not None:
+            cards.append(("joules per output token", f"{head['joules_per_token']:.3g} J", ""))
+    prices = head.get("prices")
+    if prices is not None:
+        if prices.get("kwh") is not None:
+            cards.append(
+                (
+                    f"electricity at ${prices['kwh']:g}/kWh ({_n(head['cost_energy_requests'])} requests with energy)",
+                    usd(head["cost_energy_usd"]),
+                    "",
+                )
+            )
+        if prices.get("models"):
+            cards.append(
+                (
+                    f"on a hosted API ({_n(head['cost_api_requests'])} requests priced)",
+                    usd(head["cost_api_usd"]),
+                    "",
+                )
+            )
     return (
         '<div class="cards">'
         + "".join(f'<div class="card {cls}"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v, cls in cards)
@@ -174,6 +200,69 @@ def _model_table(rows: Sequence[dict[str, Any]]) -> str:
         for r in rows
     )
     return f"<table>{head}{body}</table>"
+
+
+PRICES_HINT = (
+    "Cost: run with --prices FILE (YAML: kwh: USD per kWh; models: {NAME: {input, output}} USD per million "
+    "tokens), or set prices: in the config file, to see what this period cost in electricity and on a hosted API."
+)
+
+
+def _resource_table(head: dict[str, Any]) -> str:
+    """Per model: the sampled requests' energy, J/token, GPU, power, memory, server CPU; with prices, the costs.
+    Empty when nothing was sampled and no prices were given."""
+    sampled = bool(head.get("sampled_requests"))
+    priced = "prices" in head
+    if not sampled and not priced:
+        return f'<p class="explain">{_e(PRICES_HINT)}</p>' if head.get("requests") else ""
+    columns: list[tuple[str, Any]] = []
+    unit = energy_unit(max((r.get("energy_j") or 0.0 for r in head.get("per_model", [])), default=0.0))
+    if sampled:
+        columns += [
+            ("sampled", lambda r: _n(r["sampled_requests"])),
+            ("energy", lambda r: energy(r["energy_j"], unit)),
+            ("J/token", lambda r: "–" if r["joules_per_token"] is None else f"{r['joules_per_token']:.3g}"),
+            ("GPU util (mean)", lambda r: _n(r["gpu_util_mean_pct"], 0, "%")),
+            ("power (mean)", lambda r: _n(r["power_mean_w"], 0, "W")),
+            ("GPU memory (max)", lambda r: _n(r["gpu_mem_max_mb"], 0, "MB")),
+            ("Ollama RSS (max)", lambda r: _n(r["server_rss_max_mb"], 0, "MB")),
+            ("server CPU", lambda r: "–" if r["server_cpu_ms"] is None else _duration(r["server_cpu_ms"])),
+        ]
+    if priced:
+        columns += [
+            ("electricity", lambda r: usd(r["cost_energy_usd"])),
+            ("hosted API", lambda r: usd(r["cost_api_usd"])),
+        ]
+    rows = head.get("per_model", [])
+    table = (
+        "<table><tr><th>model</th>"
+        + "".join(f"<th class=num>{_e(name)}</th>" for name, _ in columns)
+        + "</tr>"
+        + "".join(
+            f"<tr><td>{_e(r['model'])}</td>"
+            + "".join(f"<td class=num>{_e(cell(r))}</td>" for _, cell in columns)
+            + "</tr>"
+            for r in rows
+        )
+        + "</table>"
+    )
+    explain = (
+        "Energy and J/token: the sampled requests' own shares (concurrent requests split the energy by the tokens "
+        "each generated); GPU and power: the whole device's mean over the requests, weighted by their duration. "
+        if sampled
+        else ""
+    )
+    if priced:
+        explain += (
+            "Costs are derived now from the prices given, never stored: electricity is energy_j at the kWh price "
+            "(only requests with energy), the hosted API the tokens at each model's price per million tokens "
+            "(models the prices name)."
+        )
+    hint = "" if priced else f'<p class="explain">{_e(PRICES_HINT)}</p>'
+    return (
+        f"<h3 id=resources>Resources{' and cost' if priced else ''} per model</h3>"
+        f'<p class="explain">{_e(explain)}</p>{table}{hint}'
+    )
 
 
 def _finding_html(finding: Finding, evidence_rows: set[str]) -> str:
@@ -275,7 +364,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f"{failed:,} failed · sources: {_e(', '.join(sources) or '–')} · generated {generated}</p></header>",
         "<main>",
         f"<section id=headline><h2>Headline</h2>{skipped}{_cards(head)}{_model_table(head.get('per_model', []))}"
-        "</section>",
+        f"{_resource_table(head)}</section>",
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
         "what to change (click one to open it); each links to the requests that show it (listed at the bottom; "
         "clicking such a request in a chart jumps there too).</p>"

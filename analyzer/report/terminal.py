@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from analyzer.report.analysis import Analysis
+from analyzer.report.machine import cost_line, energy_line
 
 MAX_IDS_SHOWN = 5
 
@@ -18,6 +19,7 @@ def render_findings(analysis: Analysis, width: int = 100) -> str:
         f"{head['requests']} requests, {head['errors']} errors, models: {', '.join(head['models']) or '-'} "
         f"({head['first']} – {head['last']})"
     ]
+    lines.extend(line for line in (energy_line(head), cost_line(head)) if line)
     if not analysis.findings:
         lines.append("no findings: nothing looks wrong in these records")
         return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,3 +143,29 @@ def troubled_night(n: int = 300) -> list[InteractionRecord]:
         )
     )
     return records
+
+
+def with_resources(records: list[InteractionRecord], every: int = 1) -> list[InteractionRecord]:
+    """``records`` with the resource columns a sampler would have filled on every ``every``-th record that got an
+    answer (status 200 with an ``eval_count``): GPU utilisation, power, memory, energy shares, server CPU/RSS."""
+    out = []
+    for i, record in enumerate(records):
+        if i % every or record.status != 200 or not record.eval_count:
+            out.append(record)
+            continue
+        seconds = (record.total_ms or 0.0) / 1000.0
+        power = 90.0 + (i * 17) % 120
+        energy = round(power * seconds * 0.8, 3)
+        out.append(
+            replace(
+                record,
+                gpu_util_mean_pct=float(35 + (i * 13) % 60),
+                gpu_mem_max_mb=5200.0 + (i % 3) * 900,
+                power_mean_w=power,
+                energy_j=energy,
+                joules_per_token=round(energy / record.eval_count, 4),
+                server_cpu_ms=round(seconds * 600.0, 1),
+                server_rss_max_mb=4100.0 + (i % 5) * 150,
+            )
+        )
+    return out
