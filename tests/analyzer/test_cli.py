@@ -235,7 +235,7 @@ def test_readme_documents_every_addon_option() -> None:
     from analyzer.recorder.addons import build_addons
 
     with taddons.context(*build_addons()) as tctx:  # every addon the script loads declares its options
-        declared = {name for name in tctx.options if name.startswith("ollama_")}
+        declared = {name for name in tctx.options.keys() if name.startswith("ollama_")}  # noqa: SIM118 (11.0.2: not iterable)
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(ollama_\w+)` \|", readme, re.MULTILINE))
     assert declared and declared == documented
@@ -295,7 +295,7 @@ def normalised_demo(output: str, log_dir: Path) -> str:
 
 DEMO_OUTPUT = """\
 upstream: built-in emulator at http://HOST:PORT (model llama3.2:1b)
-proxy:  mitmdump -s addons/ollama_log.py listening on http://HOST:PORT
+proxy:  mitmdump with the ollama_log addon listening on http://HOST:PORT
 client:  ollama generate  → N chars: TEXT
 client:  ollama chat  → N chars: TEXT
 client:  openai chat  → N chars: TEXT
@@ -312,6 +312,7 @@ model  count  errors  ttft_p50_ms  ttft_p95_ms  tok_per_s_p50  eval_tokens
 --  --  --  --  --  --  --
 llama3.2:1b  3  0  N.N  N.N  N.N  72
 
+report:  LOG/report.html (3 requests; findings: none) — open it in a browser
 """
 
 

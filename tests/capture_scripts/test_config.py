@@ -80,8 +80,8 @@ def test_config_init_and_check(tmp_path: Path) -> None:
     path.write_text("ports: [11434]\nbogus: 1\n")
     bad = runner.invoke(cli, ["once", "--config", str(path)])
     assert bad.exit_code == 1
-    known = "analyze, duration, helper, interface, interval, log_dir, method, output_dir, ports, retention, spool_dir, "
-    known += "state_dir"
+    known = "analyze, duration, helper, interface, interval, log_dir, method, output_dir, ports, resources, "
+    known += "resources_interval, retention, spool_dir, state_dir"
     assert bad.output == f"Error: {path}:2: unknown key 'bogus' (known: {known})\n"
 
 

@@ -131,7 +131,9 @@ def test_a_bad_setting_stops_mitmdump_with_one_line(tmp_path: Path, name: str, v
                 process.kill()
                 process.wait()
     output = proxy.console()
-    lines = [line for line in output.splitlines() if "ollama_resources:" in line]
+    lines = [
+        line for line in output.splitlines() if f"ollama_log: {name}=" in line
+    ]  # the recorder checks every feed's options
     assert returncode != 0, output
     assert len(lines) == 1 and f"{name}={value}" in lines[0], output
     assert "Traceback" not in output
