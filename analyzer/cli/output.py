@@ -23,15 +23,18 @@ STREAMING_FORMATS = ("csv", "jsonl")
 STDOUT_NAME = "standard output"
 
 
-_LINE_WARNING = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<text>.*)$")
+# ``FILE:LINE: text`` (forward readers) or ``FILE: byte OFFSET: text`` (the newest-first tail reader)
+_LINE_WARNING = re.compile(r"^(?P<file>.+?)(?::(?P<line>\d+)|: byte (?P<byte>\d+)): (?P<text>.*)$")
 
 
 def condense_warnings(messages: Iterable[str], *, per_file: int = 3) -> list[str]:
-    """Warnings about lines of a file (``FILE:LINE: text``): the first few as they are, the rest of that
-    file folded into one line with a count, so a file full of junk gives a few lines, not thousands."""
+    """Warnings about lines of a file (``FILE:LINE: text`` or ``FILE: byte N: text``): the first few as they are,
+    the rest of that file folded into one line with a count, so a file full of junk gives a few lines, not
+    thousands."""
     out: list[str] = []
     seen: dict[str, int] = {}
     folded: dict[str, list[int]] = {}
+    unit: dict[str, str] = {}
     for message in messages:
         match = _LINE_WARNING.match(message)
         if match is None:
@@ -42,9 +45,12 @@ def condense_warnings(messages: Iterable[str], *, per_file: int = 3) -> list[str
         if seen[name] <= per_file:
             out.append(message)
         else:
-            folded.setdefault(name, []).append(int(match.group("line")))
-    for name, lines in folded.items():
-        out.append(f"{name}: skipped {len(lines)} more line(s) that are not records (lines {lines[0]}-{lines[-1]})")
+            where = match.group("line") or match.group("byte")
+            unit[name] = "lines" if match.group("line") else "bytes"
+            folded.setdefault(name, []).append(int(where))
+    for name, places in folded.items():
+        span = f"{unit[name]} {min(places)}-{max(places)}"
+        out.append(f"{name}: skipped {len(places)} more line(s) that are not records ({span})")
     return out
 
 

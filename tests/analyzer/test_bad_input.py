@@ -86,10 +86,13 @@ def test_logs_half_written_last_line_is_one_warning(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     good = {"id": "a", "source": "proxy", "started_at": "2026-01-01T00:00:00.000000Z", "path": "/api/generate"}
-    (logs / "2026-01-01.jsonl").write_text(json.dumps(good) + '\n{"id": "b", "sour')
+    first = json.dumps(good) + "\n"
+    (logs / "2026-01-01.jsonl").write_text(first + '{"id": "b", "sour')
     done = run("ollama-wire", "logs", "--log-dir", str(logs))
     assert done.returncode == 0 and "Traceback" not in done.stderr
-    assert done.stderr.splitlines() == [f"warning: {logs}/2026-01-01.jsonl:2: skipped a line that is not JSON"]
+    # `logs` reads from the end of the log, so the line is named by its byte offset
+    expected = f"warning: {logs}/2026-01-01.jsonl: byte {len(first)}: skipped a line that is not JSON"
+    assert done.stderr.splitlines() == [expected]
 
 
 def test_logs_directory_full_of_non_json(tmp_path: Path) -> None:
