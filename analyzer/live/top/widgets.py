@@ -18,6 +18,7 @@ from analyzer.live.subscriber import Running
 from analyzer.live.top import rows
 from analyzer.live.top.state import TopState
 from analyzer.protocol.record import InteractionRecord
+from analyzer.resources.cost import Prices
 
 RECENT_SHOWN = 200
 
@@ -75,22 +76,32 @@ class InFlightTable(SyncedTable):
 
 
 class RecentTable(SyncedTable):
-    COLUMNS = rows.RECENT_COLUMNS
+    COLUMNS: Sequence[str] = rows.RECENT_COLUMNS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Details")]
 
+    def __init__(self, *, prices: Prices | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prices = prices
+        self.COLUMNS = rows.recent_columns(prices is not None)  # the cost columns only with prices
+
     def show(self, records: list[InteractionRecord]) -> None:
-        self.sync((r.id, rows.recent_row(r)) for r in records)
+        self.sync((r.id, rows.recent_row(r, self.prices)) for r in records)
 
 
 class ModelTable(SyncedTable):
-    COLUMNS = rows.MODEL_COLUMNS
+    COLUMNS: Sequence[str] = rows.MODEL_COLUMNS
+
+    def __init__(self, *, with_cost: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.with_cost = with_cost
+        self.COLUMNS = rows.model_columns(with_cost)
 
     def show(self, state: TopState, now: float, window: int) -> None:
         label, seconds = rows.WINDOWS[window]
         other = rows.WINDOWS[(window + 1) % len(rows.WINDOWS)][0]
         self.border_title = f"Per model — last {label}"
         self.border_subtitle = f"w: last {other}"
-        self.sync((stats.model, rows.model_row(stats)) for stats in state.per_model(seconds, now))
+        self.sync((stats.model, rows.model_row(stats, self.with_cost)) for stats in state.per_model(seconds, now))
 
 
 class LinesPanel(Static):
