@@ -299,7 +299,7 @@ def test_once_with_prices_shows_cost(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "Energy $" in out.stdout and "API $" in out.stdout
     assert re.search(r"llama3\.2:1b .*\$0\.000060\s+\$0\.000090", out.stdout), out.stdout
-    assert "cost last 5 min: energy $0.000060 · API $0.000090" in " ".join(out.stdout.split())
+    assert "cost last 5 min: $0.000060 energy, $0.000090 API" in " ".join(out.stdout.split())
     assert "GPU: unavailable because" in out.stdout
     config = tmp_path / "config.yaml"
     config.write_text("prices: prices.yaml\n")

@@ -116,7 +116,6 @@ class TopApp(App[None]):
         self.state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
         self.state.prices = prices
         self.gpu = gpu or GpuReader(interval_ms=int(MACHINE_POLL_S * 1000))
-        self._costs = ""  # the header's cost totals of the Per model window, refreshed with that panel
         if live_path is None:
             self.state.feed_problem = "live feed turned off (--live off)"
         self._stall_alerted: set[str] = set()
@@ -130,8 +129,9 @@ class TopApp(App[None]):
         yield LinesPanel(id="title")
         yield InFlightTable(id="inflight")
         yield RecentTable(prices=self.state.prices, id="recent")
-        with Horizontal(id="bottom"):
-            yield ModelTable(with_cost=self.state.prices is not None, id="models")
+        cost = "with-cost" if self.state.prices is not None else ""
+        with Horizontal(id="bottom", classes=cost):
+            yield ModelTable(with_cost=self.state.prices is not None, id="models", classes=cost)
             yield LinesPanel(id="ollama")
             yield LinesPanel(id="machine")
         yield Input(placeholder="model name contains… (enter applies, empty clears, esc cancels)", id="filter")
@@ -286,9 +286,8 @@ class TopApp(App[None]):
         if key != self._recent_key or now - self._models_at >= MODELS_REDRAW_S:
             self.query_one(ModelTable).show(state, now, self.window)
             self._models_at = now
-            self._costs = rows.cost_totals(state, *rows.WINDOWS[self.window], now)
         self._recent_key = key
-        self.query_one("#title", LinesPanel).show([Text(rows.header_text(state, self._costs))])
+        self.query_one("#title", LinesPanel).show([Text(rows.header_text(state))])
         self.query_one("#ollama", LinesPanel).show(rows.ollama_lines(state.ollama, now))
         self.query_one("#machine", LinesPanel).show(rows.machine_lines(state.machine, state.gpu))
 
@@ -302,7 +301,7 @@ class TopApp(App[None]):
     # -- keys ---------------------------------------------------------------------------------
     def action_pause(self) -> None:
         self.state.paused = not self.state.paused
-        self.query_one("#title", LinesPanel).show([Text(rows.header_text(self.state, self._costs))])
+        self.query_one("#title", LinesPanel).show([Text(rows.header_text(self.state))])
         if not self.state.paused:
             self.redraw()
 

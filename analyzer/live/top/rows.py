@@ -185,12 +185,12 @@ def model_row(stats: ModelStats, with_cost: bool = False) -> tuple[Any, ...]:
     )
 
 
-def cost_totals(state: TopState, label: str, window_s: float, now: float) -> str:
-    """``cost last 5 min: energy $0.000120 · API $0.004200`` (empty without prices)."""
+def cost_totals(state: TopState, window_s: float, now: float) -> str:
+    """``$0.000120 energy, $0.004200 API``: the window's totals (empty without prices)."""
     if state.prices is None:
         return ""
     totals = state.window_costs(window_s, now)
-    return f"cost last {label}: energy {usd(totals['cost_energy_usd'])} · API {usd(totals['cost_api_usd'])}"
+    return f"{usd(totals['cost_energy_usd'])} energy, {usd(totals['cost_api_usd'])} API"
 
 
 def _until(expires_at: str, now: float) -> str:

@@ -98,7 +98,7 @@ def render(state: TopState, width: int = 140, now: float | None = None) -> str:
         for label, window in rows.WINDOWS
         for stats in state.per_model(window, now)
     ]
-    costs = " · ".join(rows.cost_totals(state, label, window, now) for label, window in rows.WINDOWS)
+    costs = " · ".join(f"cost last {label}: {rows.cost_totals(state, window, now)}" for label, window in rows.WINDOWS)
     empty_flight = "nothing running" if state.live else "unknown without the live feed"
     parts: list[RenderableType] = [
         Text(rows.header_text(state, costs if with_cost else ""), style="bold"),

@@ -100,6 +100,8 @@ class ModelTable(SyncedTable):
         label, seconds = rows.WINDOWS[window]
         other = rows.WINDOWS[(window + 1) % len(rows.WINDOWS)][0]
         self.border_title = f"Per model — last {label}"
+        if self.with_cost:  # the window's totals (model filter applied)
+            self.border_title += " — " + rows.cost_totals(state, seconds, now)
         self.border_subtitle = f"w: last {other}"
         self.sync((stats.model, rows.model_row(stats, self.with_cost)) for stats in state.per_model(seconds, now))
 

@@ -77,7 +77,7 @@ def row(table: Any, key: str) -> dict[str, str]:
     return dict(zip(table.COLUMNS, cells, strict=True))
 
 
-def test_recent_and_per_model_show_cost_and_the_header_the_window_totals(log_dir: Path) -> None:
+def test_recent_and_per_model_show_cost_and_the_window_totals(log_dir: Path) -> None:
     async def scenario() -> None:
         app = TopApp(
             live_path=None, log_dir=log_dir, ollama_url="http://127.0.0.1:9", poll_machine=False, prices=PRICES
@@ -93,15 +93,14 @@ def test_recent_and_per_model_show_cost_and_the_header_the_window_totals(log_dir
             llama = row(models, "llama3.2:1b")
             assert (llama["Reqs"], llama["Energy $"], llama["API $"]) == ("2", "$0.000060", "$0.000092")
             assert (row(models, "qwen3:0.6b")["Energy $"], row(models, "qwen3:0.6b")["API $"]) == ("$0.000300", "-")
-            title = str(app.query_one("#title").render())
-            assert "cost last 5 min: energy $0.000360 · API $0.000092" in title
-            # The window key switches the totals to the last hour (same records here, other label).
+            # The window's totals (energy: 720 J + 3600 J; API: $0.000090 + $0.0000016) in the panel's title.
+            assert models.border_title == "Per model — last 5 min — $0.000360 energy, $0.000092 API"
             await pilot.press("w")
-            await until(pilot, lambda: "cost last 1 hour: energy $0.000360" in str(app.query_one("#title").render()))
+            await until(pilot, lambda: str(models.border_title).startswith("Per model — last 1 hour — $0.000360"))
             # The model filter narrows the totals too.
             app.state.model_filter = "qwen"
             app.redraw()
-            assert "cost last 1 hour: energy $0.000300 · API -" in str(app.query_one("#title").render())
+            assert models.border_title == "Per model — last 1 hour — $0.000300 energy, - API"
             await pilot.press("q")
 
     asyncio.run(scenario())
