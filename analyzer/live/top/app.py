@@ -209,9 +209,9 @@ class TopApp(App[None]):
         try:
             self.post_message(GpuUpdate(status))
             while status.available and not worker.is_cancelled:
+                self.post_message(GpuUpdate(self.gpu.read()))
                 if self._stopping.wait(MACHINE_POLL_S):
                     return
-                self.post_message(GpuUpdate(self.gpu.read()))
         finally:
             self.gpu.close()
 

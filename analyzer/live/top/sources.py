@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ import psutil
 from analyzer.live.top.state import GpuStatus, MachineStatus, OllamaStatus
 from analyzer.protocol.record import InteractionRecord, record_problem
 from analyzer.resources.base import Sampler
-from analyzer.resources.registry import Target, open_sources
+from analyzer.resources.registry import Opened, Target, open_sources
 from analyzer.resources.summary import machine_now
 from analyzer.resources.timeline import Sample
 from analyzer.store.log import LOG_SUFFIX
@@ -178,13 +179,19 @@ class GpuReader:
     Blocking (opening NVML or starting macmon takes a moment): the app calls it from a thread worker.
     """
 
-    def __init__(self, spec: str = GPU_SOURCES, interval_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        spec: str = GPU_SOURCES,
+        interval_ms: int = 2000,
+        opener: Callable[[str, Target, tuple[str, ...]], Opened] = open_sources,
+    ) -> None:
         self.spec = spec
         self.interval_ms = interval_ms
+        self.opener = opener  # the registry's open_sources; tests hand in samplers built on a stand-in NVML
         self._samplers: list[Sampler] = []
 
     def open(self) -> GpuStatus:
-        opened = open_sources(self.spec, Target(interval_ms=self.interval_ms), auto_skips=())
+        opened = self.opener(self.spec, Target(interval_ms=self.interval_ms), ())
         self._samplers = opened.samplers
         if self._samplers:
             return GpuStatus(available=True, source=",".join(s.name for s in self._samplers))

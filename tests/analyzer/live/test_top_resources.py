@@ -137,3 +137,36 @@ def test_the_machine_panel_says_why_there_is_no_gpu(log_dir: Path) -> None:
     assert len(gpu) == 1 and gpu[0].startswith("GPU: unavailable because "), lines
     assert "NVML" in gpu[0] and "(" not in gpu[0] and len(gpu[0]) <= 100, gpu
     assert any(line.startswith("Memory") for line in lines) and any(line.startswith("CPU") for line in lines)
+
+
+def test_the_machine_panel_shows_gpu_utilisation_memory_and_power() -> None:
+    """With a GPU sampler open (the real NvmlSampler over the resources tests' stand-in NVML: there is no GPU
+    here), the worker reads it and the panel shows utilisation, memory and power on one line."""
+    pytest.importorskip("pynvml")
+    from analyzer.live.top.sources import GpuReader
+    from analyzer.resources.nvidia import NvmlSampler
+    from analyzer.resources.registry import Opened, Target
+    from tests.analyzer.resources.test_nvidia import FakeNvml
+
+    nvml = FakeNvml()
+
+    def opener(spec: str, target: Target, skips: tuple[str, ...]) -> Opened:
+        sampler = NvmlSampler(nvml)
+        sampler.open()
+        return Opened(samplers=[sampler])
+
+    async def scenario() -> str:
+        app = TopApp(
+            live_path=None, log_dir=Path("/nonexistent"), ollama_url="http://127.0.0.1:9", gpu=GpuReader(opener=opener)
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            machine = app.query_one("#machine")
+            await until(pilot, lambda: "GPU " in str(machine.render()) and "W" in str(machine.render()))
+            text = str(machine.render())
+            await pilot.press("q")
+        return text
+
+    gpu = [line for line in asyncio.run(scenario()).splitlines() if "GPU" in line]
+    # NVML's averaged utilisation (42 %: nothing buffered), 6 GB used, 250 W
+    assert gpu == ["GPU    ███░░░░░ 42% · 6.0 GB · 250 W"], gpu
+    assert nvml.shut  # the worker closed the sampler when the app quit
