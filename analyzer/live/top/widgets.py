@@ -18,7 +18,7 @@ from analyzer.live.subscriber import Running
 from analyzer.live.top import rows
 from analyzer.live.top.state import TopState
 from analyzer.protocol.record import InteractionRecord
-from analyzer.resources.cost import Prices
+from analyzer.resources.cost import Prices, cost_columns
 
 RECENT_SHOWN = 200
 
@@ -172,6 +172,30 @@ def _pairs(text: Text, pairs: Iterable[tuple[str, Any]]) -> None:
         text.append(f"{value}\n")
 
 
+def _number(value: float | None, unit: str, digits: int = 1) -> str | None:
+    return None if value is None else f"{value:.{digits}f} {unit}"
+
+
+def _resource_pairs(record: InteractionRecord) -> list[tuple[str, Any]]:
+    """The resource columns the addon attributed to this request (absent when it sampled nothing)."""
+    return [
+        ("GPU util (mean)", _number(record.gpu_util_mean_pct, "%", 0)),
+        ("GPU memory (max)", _number(record.gpu_mem_max_mb, "MB", 0)),
+        ("power (mean)", _number(record.power_mean_w, "W")),
+        ("energy", _number(record.energy_j, "J")),
+        ("joules/token", _number(record.joules_per_token, "J", 3)),
+        ("server CPU", rows.ms(record.server_cpu_ms) if record.server_cpu_ms is not None else None),
+        ("server RSS (max)", _number(record.server_rss_max_mb, "MB", 0)),
+    ]
+
+
+def _cost_pairs(state: TopState, record: InteractionRecord) -> list[tuple[str, Any]]:
+    if state.prices is None:
+        return []
+    cost = cost_columns(record, state.prices)
+    return [("cost energy", rows.usd(cost["cost_energy_usd"])), ("cost API", rows.usd(cost["cost_api_usd"]))]
+
+
 def details_text(state: TopState, key: str, now: float) -> Text:
     """The details of a running (from the feed) or finished (record) request."""
     text = Text()
@@ -231,6 +255,8 @@ def details_text(state: TopState, key: str, now: float) -> Text:
             ("prompt eval", rows.ms(record.prompt_eval_duration_ms)),
             ("eval", rows.ms(record.eval_duration_ms)),
             ("bytes in/out", f"{rows.size(record.request_bytes)} / {rows.size(record.response_bytes)}"),
+            *_resource_pairs(record),
+            *_cost_pairs(state, record),
         ],
     )
     if record.system:

@@ -16,7 +16,7 @@ import pytest
 
 from analyzer.live.top import rows
 from analyzer.live.top.app import TopApp
-from analyzer.live.top.widgets import ModelTable, RecentTable
+from analyzer.live.top.widgets import ModelTable, RecentTable, details_text
 from analyzer.protocol.record import InteractionRecord
 from analyzer.resources.cost import ModelPrice, Prices
 from analyzer.store.log import InteractionLog
@@ -93,6 +93,9 @@ def test_recent_and_per_model_show_cost_and_the_window_totals(log_dir: Path) -> 
             llama = row(models, "llama3.2:1b")
             assert (llama["Reqs"], llama["Energy $"], llama["API $"]) == ("2", "$0.000060", "$0.000092")
             assert (row(models, "qwen3:0.6b")["Energy $"], row(models, "qwen3:0.6b")["API $"]) == ("$0.000300", "-")
+            details = details_text(app.state, "known", time.time()).plain
+            assert "energy  720.0 J" in details and "cost energy  $0.000060" in details
+            assert "cost API  $0.000090" in details
             # The window's totals (energy: 720 J + 3600 J; API: $0.000090 + $0.0000016) in the panel's title.
             assert models.border_title == "Per model — last 5 min — $0.000360 energy, $0.000092 API"
             await pilot.press("w")
