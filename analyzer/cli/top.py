@@ -45,11 +45,29 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     "at most one per 30 s.",
 )
 @click.option("--bell", is_flag=True, help="Ring the terminal bell on errors, stalls and aborts (at most every 30 s).")
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML prices file (kwh: USD per kWh; models: {NAME: {input, output}} in USD per million tokens), as "
+    "for `logs --prices`: Recent and Per model show the energy and API-equivalent cost, the header the totals "
+    "of the window. Default: 'prices' in the config file ($OLLAMA_WIRE_CONFIG or "
+    "~/.config/ollama-wire/config.yaml), if set.",
+)
 def top(
-    live: str, log_dir: Path, ollama_url: str | None, once: bool, width: int | None, notify: bool, bell: bool
+    live: str,
+    log_dir: Path,
+    ollama_url: str | None,
+    once: bool,
+    width: int | None,
+    notify: bool,
+    bell: bool,
+    prices_path: Path | None,
 ) -> None:
     """Watch Ollama traffic live: requests in flight (tokens, tok/s, pulls), recent ones, per-model latency,
-    the models Ollama has loaded and the machine's memory and CPU.
+    the models Ollama has loaded and the machine's memory, CPU and GPU (utilisation, memory, power where a GPU
+    sampler works here); with prices, what each request cost.
 
     In flight comes from the addon's live feed (found by itself when mitmdump runs as the same user);
     without it, top shows the finished requests of the log directory and says so, and reconnects when the
@@ -57,14 +75,19 @@ def top(
     enter details, ? help.
     """
     from analyzer.live.top.sources import default_ollama_url
+    from analyzer.resources.cost import PricesError, load_prices, prices_from_config
 
+    try:
+        prices = load_prices(prices_path) if prices_path is not None else prices_from_config()
+    except PricesError as exc:
+        raise click.ClickException(str(exc)) from exc
     path = socket_path(live)
     url = (ollama_url or default_ollama_url()).rstrip("/")
     if once:
         from analyzer.live.top.snapshot import gather, render
 
         columns = width or shutil.get_terminal_size((140, 40)).columns
-        click.echo(render(gather(path, log_dir, url), width=columns), nl=False)
+        click.echo(render(gather(path, log_dir, url, prices=prices), width=columns), nl=False)
         return
     from analyzer.live.top.alerts import Alerts
     from analyzer.live.top.app import TopApp
@@ -72,4 +95,4 @@ def top(
     alerts = Alerts(notify=notify, bell=bell)
     if notify and alerts.command is None:
         click.echo("top: --notify: neither notify-send nor osascript found; notifications are off", err=True)
-    TopApp(live_path=path, log_dir=log_dir, ollama_url=url, alerts=alerts).run()
+    TopApp(live_path=path, log_dir=log_dir, ollama_url=url, alerts=alerts, prices=prices).run()

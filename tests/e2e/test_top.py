@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -258,3 +259,63 @@ def test_a_request_waiting_for_its_first_token_is_already_in_flight(
     assert statuses[0] is None and 200 in statuses  # seen waiting first, then answered
     waiting = next(e for e in mine if e["event"] == "progress")
     assert waiting["ttft_ms"] is None and waiting["tokens"] == 0
+
+
+def _priced_log(tmp_path: Path) -> Path:
+    from analyzer.protocol.record import InteractionRecord
+    from analyzer.store.log import InteractionLog
+
+    log_dir = tmp_path / "log"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 5))
+    InteractionLog(log_dir).append(
+        InteractionRecord(
+            id="priced",
+            source="proxy",
+            started_at=started,
+            method="POST",
+            path="/api/generate",
+            status=200,
+            kind="generate",
+            model="llama3.2:1b",
+            prompt_eval_count=1000,
+            eval_count=500,
+            energy_j=720.0,
+            complete=True,
+        )
+    )
+    return log_dir
+
+
+def test_once_with_prices_shows_cost(tmp_path: Path) -> None:
+    """--prices (or `prices:` in the config file) adds the cost columns and totals to the snapshot."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("kwh: 0.30\nmodels:\n  llama3.2: {input: 0.05, output: 0.08}\n")
+    argv = [TOP, "top", "--once", "--live", "off", "--log-dir", str(_priced_log(tmp_path))]
+    argv += ["--ollama", "http://127.0.0.1:9", "--width", "200"]
+    env = {**os.environ, "OLLAMA_WIRE_CONFIG": str(tmp_path / "none.yaml")}
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True, env=env).stdout
+    assert "llama3.2:1b" in plain and "$" not in plain and "Energy $" not in plain
+    out = subprocess.run([*argv, "--prices", str(prices)], capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "Energy $" in out.stdout and "API $" in out.stdout
+    assert re.search(r"llama3\.2:1b .*\$0\.000060\s+\$0\.000090", out.stdout), out.stdout
+    assert "cost last 5 min: $0.000060 energy, $0.000090 API" in " ".join(out.stdout.split())
+    assert "GPU: unavailable because" in out.stdout
+    config = tmp_path / "config.yaml"
+    config.write_text("prices: prices.yaml\n")
+    env["OLLAMA_WIRE_CONFIG"] = str(config)
+    from_config = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True, env=env).stdout
+    assert "$0.000090" in from_config
+
+
+def test_a_bad_prices_file_is_one_line_before_the_app_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("kwh: -1\n")
+    for path in (bad, tmp_path / "missing.yaml"):
+        # Without --once the dashboard would take over the terminal: the error must come first.
+        out = subprocess.run(
+            [TOP, "top", "--live", "off", "--prices", str(path)], capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode != 0 and out.stdout == ""
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in out.stderr, out.stderr

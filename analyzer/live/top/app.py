@@ -20,8 +20,8 @@ from textual.worker import get_current_worker
 from analyzer.live.subscriber import read_event_batches
 from analyzer.live.top import rows
 from analyzer.live.top.alerts import Alerts
-from analyzer.live.top.sources import LogTail, MachineSampler, ask_ollama
-from analyzer.live.top.state import MachineStatus, OllamaStatus, TopState, is_error
+from analyzer.live.top.sources import GpuReader, LogTail, MachineSampler, ask_ollama
+from analyzer.live.top.state import GpuStatus, MachineStatus, OllamaStatus, TopState, is_error
 from analyzer.live.top.widgets import (
     RECENT_SHOWN,
     DetailsScreen,
@@ -32,6 +32,7 @@ from analyzer.live.top.widgets import (
     RecentTable,
 )
 from analyzer.protocol.record import FLAG_CLIENT_ABORTED, InteractionRecord
+from analyzer.resources.cost import Prices
 
 REDRAW_S = 0.5
 MODELS_REDRAW_S = 5.0
@@ -74,6 +75,12 @@ class MachineUpdate(Message):
         self.status = status
 
 
+class GpuUpdate(Message):
+    def __init__(self, status: GpuStatus) -> None:
+        super().__init__()
+        self.status = status
+
+
 class TopApp(App[None]):
     """In flight, Recent, Per model, Ollama, Machine; keys in the footer."""
 
@@ -97,6 +104,8 @@ class TopApp(App[None]):
         ollama_url: str,
         alerts: Alerts | None = None,
         poll_machine: bool = True,
+        prices: Prices | None = None,
+        gpu: GpuReader | None = None,
     ) -> None:
         super().__init__()
         self.live_path = live_path
@@ -105,6 +114,8 @@ class TopApp(App[None]):
         self.alerts = alerts or Alerts(notify=False, bell=False)
         self.poll_machine = poll_machine
         self.state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
+        self.state.prices = prices
+        self.gpu = gpu or GpuReader(interval_ms=int(MACHINE_POLL_S * 1000))
         if live_path is None:
             self.state.feed_problem = "live feed turned off (--live off)"
         self._stall_alerted: set[str] = set()
@@ -117,9 +128,10 @@ class TopApp(App[None]):
     def compose(self) -> ComposeResult:
         yield LinesPanel(id="title")
         yield InFlightTable(id="inflight")
-        yield RecentTable(id="recent")
-        with Horizontal(id="bottom"):
-            yield ModelTable(id="models")
+        yield RecentTable(prices=self.state.prices, id="recent")
+        cost = "with-cost" if self.state.prices is not None else ""
+        with Horizontal(id="bottom", classes=cost):
+            yield ModelTable(with_cost=self.state.prices is not None, id="models", classes=cost)
             yield LinesPanel(id="ollama")
             yield LinesPanel(id="machine")
         yield Input(placeholder="model name contains… (enter applies, empty clears, esc cancels)", id="filter")
@@ -143,6 +155,7 @@ class TopApp(App[None]):
         self.follow_ollama()
         if self.poll_machine:
             self.follow_machine()
+            self.follow_gpu()
 
     # -- workers ------------------------------------------------------------------------------
     @work(exclusive=True, group="feed")
@@ -188,6 +201,20 @@ class TopApp(App[None]):
             if self._stopping.wait(MACHINE_POLL_S):
                 return
 
+    @work(thread=True, group="gpu")
+    def follow_gpu(self) -> None:
+        """The GPU resource samplers, opened and read here (NVML/macmon may block): one reading every 2 s."""
+        worker = get_current_worker()
+        status = self.gpu.open()
+        try:
+            self.post_message(GpuUpdate(status))
+            while status.available and not worker.is_cancelled:
+                self.post_message(GpuUpdate(self.gpu.read()))
+                if self._stopping.wait(MACHINE_POLL_S):
+                    return
+        finally:
+            self.gpu.close()
+
     # -- messages -----------------------------------------------------------------------------
     def on_feed_events(self, message: FeedEvents) -> None:
         was_live = self.state.live
@@ -211,6 +238,9 @@ class TopApp(App[None]):
 
     def on_machine_update(self, message: MachineUpdate) -> None:
         self.state.machine = message.status
+
+    def on_gpu_update(self, message: GpuUpdate) -> None:
+        self.state.gpu = message.status
 
     # -- alerts -------------------------------------------------------------------------------
     def _alert_for(self, record: InteractionRecord) -> None:
@@ -245,7 +275,6 @@ class TopApp(App[None]):
     def redraw(self, now: float | None = None) -> None:
         now = now or time.time()
         state = self.state
-        self.query_one("#title", LinesPanel).show([Text(rows.header_text(state))])
         self.query_one(InFlightTable).show(state.running(), now)
         # Recent changes only with new records or filters; Per model also with time (its window): redraw those
         # on change, and Per model at least every few seconds, instead of on every tick.
@@ -258,8 +287,9 @@ class TopApp(App[None]):
             self.query_one(ModelTable).show(state, now, self.window)
             self._models_at = now
         self._recent_key = key
+        self.query_one("#title", LinesPanel).show([Text(rows.header_text(state))])
         self.query_one("#ollama", LinesPanel).show(rows.ollama_lines(state.ollama, now))
-        self.query_one("#machine", LinesPanel).show(rows.machine_lines(state.machine))
+        self.query_one("#machine", LinesPanel).show(rows.machine_lines(state.machine, state.gpu))
 
     def on_unmount(self) -> None:
         self._stopping.set()

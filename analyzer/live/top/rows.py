@@ -10,6 +10,7 @@ from rich.text import Text
 from analyzer.live.subscriber import Running
 from analyzer.live.top.state import (
     WINDOWS_S,
+    GpuStatus,
     MachineStatus,
     ModelStats,
     OllamaStatus,
@@ -18,6 +19,7 @@ from analyzer.live.top.state import (
     token_rate,
 )
 from analyzer.protocol.record import InteractionRecord
+from analyzer.resources.cost import Prices, cost_columns
 
 WINDOWS = WINDOWS_S
 __all__ = ["WINDOWS", "is_error"]
@@ -29,6 +31,20 @@ SPARK_BUCKET_S = 0.5
 IN_FLIGHT_COLUMNS = ("Model", "Client", "Elapsed", "TTFT", "Tokens", "Tok/s", "Rate", "Prompt / progress")
 RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Tok/s", "Tokens", "Total", "Flags")
 MODEL_COLUMNS = ("Model", "Reqs", "Err", "TTFT p50", "TTFT p95", "Tok/s")
+COST_COLUMNS = ("Energy $", "API $")  # only with --prices
+
+
+def recent_columns(with_cost: bool) -> tuple[str, ...]:
+    return RECENT_COLUMNS[:-1] + COST_COLUMNS + RECENT_COLUMNS[-1:] if with_cost else RECENT_COLUMNS
+
+
+def model_columns(with_cost: bool) -> tuple[str, ...]:
+    return MODEL_COLUMNS + COST_COLUMNS if with_cost else MODEL_COLUMNS
+
+
+def usd(value: float | None) -> str:
+    """``$0.000123``: six decimals, like ``logs --prices``; ``-`` where the cost is unknown."""
+    return "-" if value is None else f"${value:.6f}"
 
 
 def ms(value: float | None) -> str:
@@ -121,8 +137,8 @@ def flags_of(record: InteractionRecord) -> str:
     return ",".join(record.flags or [])
 
 
-def recent_row(record: InteractionRecord) -> tuple[Any, ...]:
-    """One finished request; errors in red with their message where the flags go."""
+def recent_row(record: InteractionRecord, prices: Prices | None = None) -> tuple[Any, ...]:
+    """One finished request; errors in red with their message where the flags go; cost with ``prices``."""
     when = ""
     if record.started_at:
         try:
@@ -137,6 +153,10 @@ def recent_row(record: InteractionRecord) -> tuple[Any, ...]:
     flags = flags_of(record)
     if record.error:
         flags = (" ".join(record.error.split())[:60] + (f" [{flags}]" if flags else "")).strip()
+    costs: tuple[str, ...] = ()
+    if prices is not None:
+        cost = cost_columns(record, prices)
+        costs = (usd(cost["cost_energy_usd"]), usd(cost["cost_api_usd"]))
     return (
         when,
         status,
@@ -146,12 +166,14 @@ def recent_row(record: InteractionRecord) -> tuple[Any, ...]:
         rate(token_rate(record)),
         str(tokens),
         ms(record.total_ms),
+        *costs,
         Text(flags, style=style or "dim"),
     )
 
 
-def model_row(stats: ModelStats) -> tuple[Any, ...]:
+def model_row(stats: ModelStats, with_cost: bool = False) -> tuple[Any, ...]:
     errors = Text(str(stats.errors), style="bold red" if stats.errors else "")
+    costs = (usd(stats.cost_energy_usd), usd(stats.cost_api_usd)) if with_cost else ()
     return (
         stats.model,
         str(stats.requests),
@@ -159,7 +181,16 @@ def model_row(stats: ModelStats) -> tuple[Any, ...]:
         ms(stats.ttft_p50),
         ms(stats.ttft_p95),
         rate(stats.tokens_per_s),
+        *costs,
     )
+
+
+def cost_totals(state: TopState, window_s: float, now: float) -> str:
+    """``$0.000120 energy, $0.004200 API``: the window's totals (empty without prices)."""
+    if state.prices is None:
+        return ""
+    totals = state.window_costs(window_s, now)
+    return f"{usd(totals['cost_energy_usd'])} energy, {usd(totals['cost_api_usd'])} API"
 
 
 def _until(expires_at: str, now: float) -> str:
@@ -210,13 +241,30 @@ def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
     return lines
 
 
-def machine_lines(machine: MachineStatus) -> list[Text]:
-    """The Machine panel: memory, CPU, and the Ollama server process."""
+def gpu_line(gpu: GpuStatus) -> Text:
+    """One line: utilisation, memory, power from the GPU sampler, or why there is none."""
+    if gpu.available is None:
+        return Text("GPU: looking for a GPU sampler…", style="dim")
+    if not gpu.available:
+        return Text(f"GPU: unavailable because {gpu.reason}", style="dim")
+    util = gpu.util_pct
+    parts = [f"GPU    {bar((util or 0.0) / 100, 8)} {'-' if util is None else f'{util:.0f}%'}"]
+    if gpu.mem_mb is not None:
+        parts.append(f"{gpu.mem_mb / 1000:.1f} GB")
+    if gpu.power_w is not None:
+        parts.append(f"{gpu.power_w:.0f} W")
+    return Text(" · ".join(parts))
+
+
+def machine_lines(machine: MachineStatus, gpu: GpuStatus | None = None) -> list[Text]:
+    """The Machine panel: memory, CPU, the GPU (resource samplers), and the Ollama server process."""
     memory = machine.memory_used / machine.memory_total if machine.memory_total else 0.0
     lines = [
         Text(f"Memory {bar(memory, 8)} {size(machine.memory_used)}/{size(machine.memory_total)}"),
         Text(f"CPU    {bar(machine.cpu_percent / 100, 8)} {machine.cpu_percent:.0f}% of {machine.cpus} CPUs"),
     ]
+    if gpu is not None:
+        lines.append(gpu_line(gpu))
     if machine.ollama_pid is not None:
         lines.append(Text(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", style="bold"))
         lines.append(Text(f"  {size(machine.ollama_rss)} RSS, {machine.ollama_cpu_percent:.0f}% CPU"))
@@ -225,7 +273,7 @@ def machine_lines(machine: MachineStatus) -> list[Text]:
     return lines
 
 
-def header_text(state: TopState) -> str:
+def header_text(state: TopState, costs: str = "") -> str:
     """The one line saying where the data comes from (live feed or log only) and what the filters are."""
     if state.live:
         source = f"live feed {state.live_path}"
@@ -234,6 +282,8 @@ def header_text(state: TopState) -> str:
         if state.log_problem:
             source += f" — {state.log_problem}"
     parts = [f"ollama-wire top · {source}", f"{len(state.view.running)} running", f"{len(state.recent)} finished"]
+    if costs:
+        parts.append(costs)
     if state.view.dropped:
         parts.append(f"{state.view.dropped} events dropped")
     if state.errors_only:

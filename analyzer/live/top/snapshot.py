@@ -15,8 +15,9 @@ from rich.text import Text
 
 from analyzer.live.subscriber import read_events
 from analyzer.live.top import rows
-from analyzer.live.top.sources import LogTail, MachineSampler, ask_ollama
+from analyzer.live.top.sources import GpuReader, LogTail, MachineSampler, ask_ollama
 from analyzer.live.top.state import TopState
+from analyzer.resources.cost import Prices
 
 ATTACH_S = 0.4  # how long to listen to the feed: hello and the in-flight state arrive at once, then progress
 RECENT_LINES = 10
@@ -39,9 +40,17 @@ async def _read_feed(state: TopState, path: Path, listen_s: float) -> None:
         state.feed_lost(f"live feed {path}: {exc}")
 
 
-def gather(live_path: Path | None, log_dir: Path, ollama_url: str, listen_s: float = ATTACH_S) -> TopState:
+def gather(
+    live_path: Path | None,
+    log_dir: Path,
+    ollama_url: str,
+    listen_s: float = ATTACH_S,
+    prices: Prices | None = None,
+    gpu: GpuReader | None = None,
+) -> TopState:
     """One reading of every source."""
     state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
+    state.prices = prices
     for record in LogTail(log_dir).poll():
         state.add_finished(record)
     if live_path is None:
@@ -51,7 +60,14 @@ def gather(live_path: Path | None, log_dir: Path, ollama_url: str, listen_s: flo
     sampler = MachineSampler(ollama_url)
     sampler.sample()  # primes CPU percentages
     state.ollama = ask_ollama(ollama_url)
-    time.sleep(0.2)
+    gpu = gpu or GpuReader()
+    try:
+        state.gpu = gpu.open()
+        time.sleep(0.2)
+        if state.gpu.available:
+            state.gpu = gpu.read()
+    finally:
+        gpu.close()
     state.machine = sampler.sample()
     return state
 
@@ -75,18 +91,22 @@ def render(state: TopState, width: int = 140, now: float | None = None) -> str:
     """The snapshot as plain text (no colours), ``width`` columns wide."""
     now = now or time.time()
     in_flight = [rows.in_flight_row(r, now) for r in state.running()]
-    recent = [rows.recent_row(r) for r in state.finished(RECENT_LINES)]
+    with_cost = state.prices is not None
+    recent = [rows.recent_row(r, state.prices) for r in state.finished(RECENT_LINES)]
     per_model = [
-        (label, *rows.model_row(stats)) for label, window in rows.WINDOWS for stats in state.per_model(window, now)
+        (label, *rows.model_row(stats, with_cost))
+        for label, window in rows.WINDOWS
+        for stats in state.per_model(window, now)
     ]
+    costs = " · ".join(f"cost last {label}: {rows.cost_totals(state, window, now)}" for label, window in rows.WINDOWS)
     empty_flight = "nothing running" if state.live else "unknown without the live feed"
     parts: list[RenderableType] = [
-        Text(rows.header_text(state), style="bold"),
+        Text(rows.header_text(state, costs if with_cost else ""), style="bold"),
         _table("In flight", rows.IN_FLIGHT_COLUMNS, in_flight, empty_flight),
-        _table("Recent", rows.RECENT_COLUMNS, recent, "no finished request in the last hour"),
-        _table("Per model", ("Window", *rows.MODEL_COLUMNS), per_model, "no request in the last hour"),
+        _table("Recent", rows.recent_columns(with_cost), recent, "no finished request in the last hour"),
+        _table("Per model", ("Window", *rows.model_columns(with_cost)), per_model, "no request in the last hour"),
         Panel(Text("\n").join(rows.ollama_lines(state.ollama, now)), title="Ollama", title_align="left"),
-        Panel(Text("\n").join(rows.machine_lines(state.machine)), title="Machine", title_align="left"),
+        Panel(Text("\n").join(rows.machine_lines(state.machine, state.gpu)), title="Machine", title_align="left"),
     ]
     out = io.StringIO()
     console = Console(file=out, width=width, color_system=None, force_terminal=False, legacy_windows=False)

@@ -6,19 +6,26 @@ directly. Each is bounded (timeouts, at most the last hour of the log) and turns
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 
-from analyzer.live.top.state import MachineStatus, OllamaStatus
+from analyzer.live.top.state import GpuStatus, MachineStatus, OllamaStatus
 from analyzer.protocol.record import InteractionRecord, record_problem
+from analyzer.resources.base import Sampler
+from analyzer.resources.registry import Opened, Target, open_sources
+from analyzer.resources.summary import machine_now
+from analyzer.resources.timeline import Sample
 from analyzer.store.log import LOG_SUFFIX
 
 HTTP_TIMEOUT_S = 1.5
@@ -161,3 +168,55 @@ class MachineSampler:
             self._process = None
             status.note = f"server process on port {self.port} went away"
         return status
+
+
+GPU_SOURCES = "nvidia,macmon"  # the resource samplers that see a GPU (NVML; Apple Silicon without root)
+
+
+class GpuReader:
+    """GPU utilisation, memory and power from the resource samplers (analyzer.resources), or why there are none.
+
+    Blocking (opening NVML or starting macmon takes a moment): the app calls it from a thread worker.
+    """
+
+    def __init__(
+        self,
+        spec: str = GPU_SOURCES,
+        interval_ms: int = 2000,
+        opener: Callable[[str, Target, tuple[str, ...]], Opened] = open_sources,
+    ) -> None:
+        self.spec = spec
+        self.interval_ms = interval_ms
+        self.opener = opener  # the registry's open_sources; tests hand in samplers built on a stand-in NVML
+        self._samplers: list[Sampler] = []
+
+    def open(self) -> GpuStatus:
+        opened = self.opener(self.spec, Target(interval_ms=self.interval_ms), ())
+        self._samplers = opened.samplers
+        if self._samplers:
+            return GpuStatus(available=True, source=",".join(s.name for s in self._samplers))
+        preferred = "macmon" if sys.platform == "darwin" else "nvidia"
+        reason = opened.unavailable.get(preferred) or next(iter(opened.unavailable.values()), "no GPU source")
+        return GpuStatus(available=False, reason=reason.split(" (", 1)[0])  # one short line: no hint in brackets
+
+    def read(self) -> GpuStatus:
+        values: dict[str, float] = {}
+        for sampler in self._samplers:
+            try:
+                values.update(sampler.read())
+            except Exception:  # a failing read is a gap, never the end of the panel
+                continue
+        now = machine_now([Sample(time.time(), values)])
+        return GpuStatus(
+            available=True,
+            source=",".join(s.name for s in self._samplers),
+            util_pct=now["gpu_util_pct"],
+            mem_mb=now["gpu_mem_mb"],
+            power_w=values.get("gpu_power_w", now["power_w"]),
+        )
+
+    def close(self) -> None:
+        for sampler in self._samplers:
+            with contextlib.suppress(Exception):
+                sampler.close()
+        self._samplers = []

@@ -10,6 +10,7 @@ from typing import Any
 from analyzer.live.subscriber import LiveView, Running
 from analyzer.protocol.record import FLAG_CLIENT_ABORTED, InteractionRecord
 from analyzer.protocol.timing import percentile
+from analyzer.resources.cost import Prices, total_costs
 from analyzer.store.select import started_at
 
 RECENT_KEPT = 2000
@@ -44,6 +45,8 @@ class ModelStats:
     ttft_p50: float | None = None
     ttft_p95: float | None = None
     tokens_per_s: float | None = None
+    cost_energy_usd: float | None = None  # sums over the window; None without prices or without the fact
+    cost_api_usd: float | None = None
 
 
 @dataclass
@@ -69,6 +72,18 @@ class MachineStatus:
     note: str = ""
 
 
+@dataclass
+class GpuStatus:
+    """What the GPU resource samplers (NVML, macmon) see now, or why none works here."""
+
+    available: bool | None = None  # None: not opened yet
+    reason: str = ""  # why not, when not available
+    source: str = ""
+    util_pct: float | None = None
+    mem_mb: float | None = None
+    power_w: float | None = None
+
+
 class TopState:
     """Running requests (from the feed), finished ones (feed and log, de-duplicated), Ollama, the machine."""
 
@@ -81,6 +96,8 @@ class TopState:
         self._seen_order: deque[str] = deque()
         self.ollama = OllamaStatus(ollama_url)
         self.machine = MachineStatus()
+        self.gpu = GpuStatus()
+        self.prices: Prices | None = None  # set by --prices / the config: Recent and Per model show cost
         self.feed_problem = ""  # why there is no live feed (shown in the header)
         self.log_problem = ""
         self.errors_only = False
@@ -173,6 +190,7 @@ class TopState:
         for model, records in sorted(groups.items()):
             ttfts = sorted(r.ttft_ms for r in records if r.ttft_ms is not None)
             rates = sorted(rate for r in records if (rate := token_rate(r)) is not None)
+            costs = total_costs(records, self.prices) if self.prices is not None else {}
             stats.append(
                 ModelStats(
                     model=model,
@@ -181,9 +199,18 @@ class TopState:
                     ttft_p50=percentile(ttfts, 50) if ttfts else None,
                     ttft_p95=percentile(ttfts, 95) if ttfts else None,
                     tokens_per_s=percentile(rates, 50) if rates else None,
+                    cost_energy_usd=costs.get("cost_energy_usd"),
+                    cost_api_usd=costs.get("cost_api_usd"),
                 )
             )
         return stats
+
+    def window_costs(self, window_s: float, now: float) -> dict[str, float | None]:
+        """Both cost sums over the finished requests of the last ``window_s`` seconds (empty without prices)."""
+        if self.prices is None:
+            return {}
+        chosen = [r for r in self.recent if record_time(r) >= now - window_s and self._model_ok(r.model)]
+        return total_costs(chosen, self.prices)
 
     def record_by_id(self, key: str) -> InteractionRecord | None:
         for record in reversed(self.recent):

@@ -18,6 +18,7 @@ from analyzer.live.subscriber import Running
 from analyzer.live.top import rows
 from analyzer.live.top.state import TopState
 from analyzer.protocol.record import InteractionRecord
+from analyzer.resources.cost import Prices, cost_columns
 
 RECENT_SHOWN = 200
 
@@ -75,22 +76,34 @@ class InFlightTable(SyncedTable):
 
 
 class RecentTable(SyncedTable):
-    COLUMNS = rows.RECENT_COLUMNS
+    COLUMNS: Sequence[str] = rows.RECENT_COLUMNS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Details")]
 
+    def __init__(self, *, prices: Prices | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prices = prices
+        self.COLUMNS = rows.recent_columns(prices is not None)  # the cost columns only with prices
+
     def show(self, records: list[InteractionRecord]) -> None:
-        self.sync((r.id, rows.recent_row(r)) for r in records)
+        self.sync((r.id, rows.recent_row(r, self.prices)) for r in records)
 
 
 class ModelTable(SyncedTable):
-    COLUMNS = rows.MODEL_COLUMNS
+    COLUMNS: Sequence[str] = rows.MODEL_COLUMNS
+
+    def __init__(self, *, with_cost: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.with_cost = with_cost
+        self.COLUMNS = rows.model_columns(with_cost)
 
     def show(self, state: TopState, now: float, window: int) -> None:
         label, seconds = rows.WINDOWS[window]
         other = rows.WINDOWS[(window + 1) % len(rows.WINDOWS)][0]
         self.border_title = f"Per model — last {label}"
+        if self.with_cost:  # the window's totals (model filter applied)
+            self.border_title += " — " + rows.cost_totals(state, seconds, now)
         self.border_subtitle = f"w: last {other}"
-        self.sync((stats.model, rows.model_row(stats)) for stats in state.per_model(seconds, now))
+        self.sync((stats.model, rows.model_row(stats, self.with_cost)) for stats in state.per_model(seconds, now))
 
 
 class LinesPanel(Static):
@@ -159,6 +172,30 @@ def _pairs(text: Text, pairs: Iterable[tuple[str, Any]]) -> None:
         text.append(f"{value}\n")
 
 
+def _number(value: float | None, unit: str, digits: int = 1) -> str | None:
+    return None if value is None else f"{value:.{digits}f} {unit}"
+
+
+def _resource_pairs(record: InteractionRecord) -> list[tuple[str, Any]]:
+    """The resource columns the addon attributed to this request (absent when it sampled nothing)."""
+    return [
+        ("GPU util (mean)", _number(record.gpu_util_mean_pct, "%", 0)),
+        ("GPU memory (max)", _number(record.gpu_mem_max_mb, "MB", 0)),
+        ("power (mean)", _number(record.power_mean_w, "W")),
+        ("energy", _number(record.energy_j, "J")),
+        ("joules/token", _number(record.joules_per_token, "J", 3)),
+        ("server CPU", rows.ms(record.server_cpu_ms) if record.server_cpu_ms is not None else None),
+        ("server RSS (max)", _number(record.server_rss_max_mb, "MB", 0)),
+    ]
+
+
+def _cost_pairs(state: TopState, record: InteractionRecord) -> list[tuple[str, Any]]:
+    if state.prices is None:
+        return []
+    cost = cost_columns(record, state.prices)
+    return [("cost energy", rows.usd(cost["cost_energy_usd"])), ("cost API", rows.usd(cost["cost_api_usd"]))]
+
+
 def details_text(state: TopState, key: str, now: float) -> Text:
     """The details of a running (from the feed) or finished (record) request."""
     text = Text()
@@ -218,6 +255,8 @@ def details_text(state: TopState, key: str, now: float) -> Text:
             ("prompt eval", rows.ms(record.prompt_eval_duration_ms)),
             ("eval", rows.ms(record.eval_duration_ms)),
             ("bytes in/out", f"{rows.size(record.request_bytes)} / {rows.size(record.response_bytes)}"),
+            *_resource_pairs(record),
+            *_cost_pairs(state, record),
         ],
     )
     if record.system:
