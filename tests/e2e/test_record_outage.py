@@ -94,6 +94,7 @@ def test_full_disk_outage_loses_no_record(
         texts["after outage"] = _stream(proxy, "after outage")
         _wait(lambda: len(_by_prompt(read_log(log_dir), "during outage")) == 5, "held records written")
         _wait(lambda: "writable again" in proxy.console(), "the end-of-outage message")
+        _wait(lambda: _by_prompt(read_log(log_dir), "after outage"), "the record made after the outage")
         found = _by_prompt(read_log(log_dir), "")
         for prompt, text in texts.items():
             assert [r.response_text for r in found[prompt]] == [text], prompt
