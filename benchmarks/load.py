@@ -66,7 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--prefill-ms", type=float, default=20.0)
     parser.add_argument("--token-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an ollama_* option for the addon's proxy (repeatable), e.g. --set ollama_resources=off",
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.settings)
     workdir = Path(tempfile.mkdtemp(prefix="load-bench-"))
     script = workdir / "pass_through.py"
     script.write_text(PASS_THROUGH_ADDON)
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     proxies: dict[str, MitmdumpProcess] = {}
     try:
         proxies["pass-through"] = start_mitmdump("pass-through", upstream, workdir, script)
-        proxies["ollama_log"] = start_mitmdump("ollama_log", upstream, workdir, ADDON_PATH)
+        proxies["ollama_log"] = start_mitmdump("ollama_log", upstream, workdir, ADDON_PATH, settings)
         for name, proxy in proxies.items():  # warm-up: imports, first-flow costs
             asyncio.run(round_of(proxy.url, 20, 10, f"warm-up {name}"))
         ttft: dict[str, list[float]] = {name: [] for name in proxies}
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"# {args.rounds} rounds x {args.concurrent} concurrent streams per configuration, {args.tokens} tokens "
         f"each, emulator prefill {args.prefill_ms:g} ms, token {args.token_ms:g} ms, {os.cpu_count()} CPUs, "
-        f"Python {sys.version.split()[0]}"
+        f"Python {sys.version.split()[0]}" + (f"; addon settings {settings}" if settings else "")
     )
     print()
     print("| configuration | TTFT p50 ms | TTFT p95 ms | proxy CPU ms / 200-token stream | proxy CPU µs / token |")

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from analyzer.protocol.timing import percentile
+from analyzer.protocol import timing
 from analyzer.recorder.process import ADDON_PATH, MitmdumpProcess, ProxyError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,9 +106,18 @@ def start_emulator(workdir: Path, prefill_ms: float, token_ms: float) -> tuple[C
     return child, child.wait_for(r"listening on (http://\S+)").group(1)
 
 
-def start_mitmdump(name: str, upstream: str, workdir: Path, script: Path | None) -> MitmdumpProcess:
-    """One of the proxies under test, via the project's own mitmdump runner (bound to a free port)."""
-    options = {"ollama_log_dir": str(workdir / "log")} if script == ADDON_PATH else {}
+def percentile(values: list[float], pct: float) -> float:
+    """Linear-interpolated percentile of ``values`` in any order (the product's, which needs them sorted)."""
+    return timing.percentile(sorted(values), pct)
+
+
+def start_mitmdump(
+    name: str, upstream: str, workdir: Path, script: Path | None, settings: dict[str, str] | None = None
+) -> MitmdumpProcess:
+    """One of the proxies under test, via the project's own mitmdump runner (bound to a free port).
+
+    ``settings`` are extra ``ollama_*`` options for the addon (e.g. ``{"ollama_resources": "off"}``)."""
+    options = {"ollama_log_dir": str(workdir / "log"), **(settings or {})} if script == ADDON_PATH else {}
     try:
         return MitmdumpProcess(upstream, addon=script, options=options, console_path=workdir / f"{name}.out").start()
     except ProxyError as exc:

@@ -145,21 +145,61 @@ class _Series:
 def _slices(target: Activity, others: Sequence[Activity]) -> list[tuple[float, float, float]]:
     """``(from, to, target's share)`` over the target's span, cut wherever any overlapping request starts, ends,
     or starts/stops generating tokens. Between cuts every share is constant (tokens are taken as evenly
-    spread), so a counter's increase over a slice can be read off its interpolated values at the two ends."""
+    spread), so a counter's increase over a slice can be read off its interpolated values at the two ends.
+
+    One sweep over sorted event times (bisect and prefix sums), so a record finishing among N concurrent ones
+    costs O(N log N), not O(N²): at 200 concurrent streams the quadratic version cost tens of ms per record.
+    """
     low, high = target.start, target.end
     active = [a for a in others if a.id != target.id and a.start < high and a.end > low]
     cuts = {low, high}
     for a in (target, *active):
         cuts.update(t for t in (a.start, a.end, a.token_start, a.token_end) if t is not None and low < t < high)
     points = sorted(cuts)
+    starts = sorted(a.start for a in active)
+    ends = sorted(a.end for a in active)
+    # Tokens spread over a window: a constant rate inside it. Tokens all at one instant: a point mass.
+    rate_on: list[tuple[float, float]] = []
+    rate_off: list[tuple[float, float]] = []
+    masses: list[tuple[float, float]] = []
+    for a in active:
+        if not a.tokens or a.token_start is None:
+            continue
+        token_end = a.token_end if a.token_end is not None else a.token_start
+        if token_end <= a.token_start:
+            if a.start <= a.token_start < a.end:  # a request's tokens count only while it runs
+                masses.append((a.token_start, a.tokens))
+        else:
+            rate = a.tokens / (token_end - a.token_start)
+            on, off = max(a.token_start, a.start), min(token_end, a.end)
+            if off > on:
+                rate_on.append((on, rate))
+                rate_off.append((off, rate))
+    on_times, on_sums = _prefix(rate_on)
+    off_times, off_sums = _prefix(rate_off)
+    mass_times, mass_sums = _prefix(masses)
     slices = []
     for p, q in itertools.pairwise(points):
         middle = (p + q) / 2
-        running = [a for a in active if a.start <= middle < a.end]
+        running = bisect.bisect_right(starts, middle) - bisect.bisect_right(ends, middle)
+        opened, closed = bisect.bisect_right(on_times, middle), bisect.bisect_right(off_times, middle)
+        # no window open: exactly zero (the difference of the running sums would leave rounding dust)
+        rate = on_sums[opened] - off_sums[closed] if opened > closed else 0.0
+        mass = mass_sums[bisect.bisect_left(mass_times, q)] - mass_sums[bisect.bisect_left(mass_times, p)]
         mine = target.tokens_between(p, q)
-        everyone = mine + sum(a.tokens_between(p, q) for a in running)
-        slices.append((p, q, mine / everyone if everyone > 0 else 1 / (1 + len(running))))
+        everyone = mine + max(rate, 0.0) * (q - p) + mass
+        slices.append((p, q, mine / everyone if everyone > 0 else 1 / (1 + running)))
     return slices
+
+
+def _prefix(events: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Event times in order and the running sums of their values (``sums[i]`` = sum of the first i)."""
+    events.sort()
+    times = [t for t, _ in events]
+    sums = [0.0]
+    for _, value in events:
+        sums.append(sums[-1] + value)
+    return times, sums
 
 
 def _shared(series: _Series, slices: Sequence[tuple[float, float, float]], target: Activity) -> float | None:
