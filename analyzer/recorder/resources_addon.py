@@ -41,6 +41,7 @@ MAX_LIVE = 10_000
 MAX_ENRICH_SAMPLES = 1500  # 5 minutes at 200 ms; longer requests are computed from every k-th sample
 RETRIED = ("process", "ollama_ps")  # sources that appear when the server does
 RETRY_S = 30.0
+RECENT_SLACK_S = 60.0  # finish order vs end times: how far apart they may be before the scan stops
 
 
 @dataclass
@@ -231,7 +232,12 @@ class ResourcesAddon:
             samples = [*samples[:-1:step], samples[-1]]
         now = time.time()
         # Copies first (list() of a dict/deque is atomic under the GIL): enrich_record may run in a writer thread.
-        others = [a for a in list(self.recent) if a.end > target.start]
+        others = []
+        for activity in reversed(list(self.recent)):  # newest first: they were appended as they finished
+            if activity.end > target.start:
+                others.append(activity)
+            elif activity.end < target.start - RECENT_SLACK_S:
+                break  # finished long before this request began, and so did everything older
         others += [live.activity(flow_id, now) for flow_id, live in list(self.live.items()) if flow_id != record.id]
         hold = 1.5 * self.interval_ms / 1000
         apply_columns(record, resource_columns(target, others, samples, record.eval_count, hold=hold))
