@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.inputs import CAPTURE_SUFFIXES
-from analyzer.protocol.record import InteractionRecord, record_from_row, record_problem
-from analyzer.store.log import LogError, iter_log_dicts, log_files
+from analyzer.protocol.record import InteractionRecord, record_from_row
+from analyzer.store.log import LogError, iter_file_dicts, iter_log_dicts, log_files
 from analyzer.store.select import select
 
 Warn = Callable[[str], None]
@@ -34,23 +33,10 @@ def _is_capture(path: Path) -> bool:
 
 def _jsonl_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:
     try:
-        fh = path.open(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    with fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                warn(f"{path}:{number}: skipped a line that is not JSON")
-                continue
-            problem = record_problem(data)
-            if problem:
-                warn(f"{path}:{number}: skipped a line that is not a record ({problem})")
-                continue
+        for data in iter_file_dicts(path, warn=warn):
             yield InteractionRecord.from_dict(data)
+    except LogError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def _csv_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:

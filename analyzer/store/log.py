@@ -106,25 +106,31 @@ def iter_log_dicts(log_dir: Path | str, *, warn: Any = None) -> Iterator[dict[st
     (a callable taking one message), never fatal.
     """
     for path in log_files(log_dir):
-        try:
-            fh = path.open(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        with fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError:
-                    if warn:
-                        warn(f"{path}:{number}: skipped a line that is not JSON")
-                    continue
-                problem = record_problem(data)
-                if problem is None:
-                    yield data
-                elif warn:
-                    warn(f"{path}:{number}: skipped a line that is not a record ({problem})")
+        yield from iter_file_dicts(path, warn=warn)
+
+
+def iter_file_dicts(path: Path, *, warn: Any = None) -> Iterator[dict[str, Any]]:
+    """Every record of one JSONL file as a dict; lines that are not records are skipped and reported through
+    ``warn``. Raises :class:`LogError` when the file cannot be opened."""
+    try:
+        fh = path.open(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                if warn:
+                    warn(f"{path}:{number}: skipped a line that is not JSON")
+                continue
+            problem = record_problem(data)
+            if problem is None:
+                yield data
+            elif warn:
+                warn(f"{path}:{number}: skipped a line that is not a record ({problem})")
 
 
 def read_log(log_dir: Path | str, *, warn: Any = None) -> list[InteractionRecord]:
