@@ -205,8 +205,8 @@ class ResourcesAddon:
         if len(self.live) < MAX_LIVE:
             self.live[builder.record_id] = _Live(builder.started_at or time.time())
         thread = self.thread
-        if thread is not None:
-            thread.wake()
+        if thread is not None and len(self.live) == 1:  # the first request after idle: sample its start now;
+            thread.wake()  # under concurrency the regular interval covers starts, extra samples would only cost
 
     def interaction_progressed(self, builder: InteractionBuilder) -> None:
         live = self.live.get(builder.record_id)

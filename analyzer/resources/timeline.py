@@ -96,7 +96,7 @@ class SamplingThread:
     """Reads every sampler each ``interval_ms`` into ``timeline`` (and ``sink``, a timeline file), off any caller.
 
     A sampler whose ``read`` raises is counted and skipped for that round; nothing here blocks the caller:
-    ``wake()`` only sets an event so the next sample is taken now (used at the start and end of requests).
+    ``wake()`` only sets an event so the next sample is taken now (used when a request starts after idle).
     """
 
     def __init__(
