@@ -110,6 +110,16 @@ class InteractionRecord:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(InteractionRecord))
 
 LIST_COLUMNS: tuple[str, ...] = ("messages", "tool_calls", "flags")
+# The resource columns (docs/record.md "Resources"): None unless a machine sampler covered the request.
+RESOURCE_COLUMNS: tuple[str, ...] = (
+    "gpu_util_mean_pct",
+    "gpu_mem_max_mb",
+    "power_mean_w",
+    "energy_j",
+    "joules_per_token",
+    "server_cpu_ms",
+    "server_rss_max_mb",
+)
 _BOOL_FIELDS = frozenset({"stream", "complete"})
 _INT_FIELDS = frozenset({"status", "chunks", "prompt_eval_count", "eval_count", "request_bytes", "response_bytes"})
 # Suffixes of the numeric (float) columns: times, rates and the resource columns (percent, MB, W, J).

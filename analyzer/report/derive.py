@@ -17,20 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.record import RESOURCE_COLUMNS, InteractionRecord
 from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
-# The record's resource columns (docs/record.md "Resources"): None unless a machine sampler covered the request.
-RESOURCE_COLUMNS = (
-    "gpu_util_mean_pct",
-    "gpu_mem_max_mb",
-    "power_mean_w",
-    "energy_j",
-    "joules_per_token",
-    "server_cpu_ms",
-    "server_rss_max_mb",
-)
 PREVIEW_CHARS = 100
 
 

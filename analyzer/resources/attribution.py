@@ -19,16 +19,6 @@ from datetime import datetime
 from analyzer.protocol.record import InteractionRecord
 from analyzer.resources.timeline import Sample, Timeline
 
-RESOURCE_COLUMNS = (
-    "gpu_util_mean_pct",
-    "gpu_mem_max_mb",
-    "power_mean_w",
-    "energy_j",
-    "joules_per_token",
-    "server_cpu_ms",
-    "server_rss_max_mb",
-)
-
 
 @dataclass(frozen=True)
 class Activity:

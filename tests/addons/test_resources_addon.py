@@ -11,11 +11,10 @@ from mitmproxy.test import taddons
 from test_ollama_log import ADDON_PATH, ndjson_body, ollama_flow, stream_through
 
 from analyzer.protocol.observer import ObserverHub
-from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.record import RESOURCE_COLUMNS, InteractionRecord
 from analyzer.recorder.addon import OllamaLog
 from analyzer.recorder.resources_addon import ResourcesAddon, upstream_target
 from analyzer.recorder.writer import wait_until_written
-from analyzer.resources.attribution import RESOURCE_COLUMNS
 from analyzer.resources.timeline import SamplingThread
 from analyzer.store.log import read_log
 

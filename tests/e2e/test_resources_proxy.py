@@ -19,8 +19,8 @@ import ollama
 import psutil
 import pytest
 
+from analyzer.protocol.record import RESOURCE_COLUMNS
 from analyzer.recorder.process import MitmdumpProcess, free_port, wait_for_port
-from analyzer.resources.attribution import RESOURCE_COLUMNS
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import MitmdumpFactory

@@ -7,8 +7,7 @@ import io
 import sqlite3
 from pathlib import Path
 
-from analyzer.protocol.record import COLUMNS, InteractionRecord, record_from_row, record_problem
-from analyzer.resources.attribution import RESOURCE_COLUMNS
+from analyzer.protocol.record import COLUMNS, RESOURCE_COLUMNS, InteractionRecord, record_from_row, record_problem
 from analyzer.store.tables import write_csv, write_sqlite
 
 SAMPLED = dict(
