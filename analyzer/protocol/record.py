@@ -27,6 +27,8 @@ FLAG_NO_RESPONSE = "no_response"
 FLAG_SHUTDOWN = "proxy_shutdown"
 FLAG_REDACTED = "redacted"
 FLAG_RECORDER_ERROR = "recorder_error"
+FLAG_REMOTE_MODEL = "remote_model"  # served by a remote/cloud model: its time is not the local machine's
+FLAG_RESOURCES_UNAVAILABLE = "resources_unavailable"  # written by the proxy without the companion's resource columns
 
 
 def format_address(host: str, port: int | None) -> str:
@@ -91,6 +93,39 @@ class InteractionRecord:
     joules_per_token: float | None = None
     server_cpu_ms: float | None = None
     server_rss_max_mb: float | None = None
+    # Where energy_j came from (nvml_counter, power_integral, macmon, powermetrics), gpu_mem_max_mb (nvml, ollama_ps).
+    energy_source: str | None = None
+    gpu_mem_source: str | None = None
+    # The first token split by what it was (thinking, answer, tool call); ttft_ms stays the first of any.
+    ttft_thinking_ms: float | None = None
+    ttft_content_ms: float | None = None
+    thinking_ms: float | None = None
+    ttft_tool_ms: float | None = None
+    prompt_eval_cached_count: int | None = None
+    # Remote (cloud) models: the server answered for a model that runs elsewhere.
+    remote: bool | None = None
+    remote_model: str | None = None
+    remote_host: str | None = None
+    # Request options as sent (None when the request did not set them).
+    opt_num_ctx: int | None = None
+    opt_num_predict: int | None = None
+    opt_temperature: float | None = None
+    opt_seed: int | None = None
+    opt_keep_alive: str | None = None
+    opt_think: str | None = None
+    opt_truncate: bool | None = None
+    opt_shift: bool | None = None
+    opt_logprobs: bool | None = None
+    opt_format: bool | None = None
+    opt_tools: int | None = None
+    # What replay needs to send the same request again, and what a replayed record replays.
+    request_body: str | None = None
+    request_content_type: str | None = None
+    request_content_encoding: str | None = None
+    replay_of: str | None = None
+    replay_label: str | None = None
+    # How far started_at may be from the first request byte's arrival (ms); None when not bounded.
+    start_bound_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, keys in column order."""
@@ -120,8 +155,25 @@ RESOURCE_COLUMNS: tuple[str, ...] = (
     "server_cpu_ms",
     "server_rss_max_mb",
 )
-_BOOL_FIELDS = frozenset({"stream", "complete"})
-_INT_FIELDS = frozenset({"status", "chunks", "prompt_eval_count", "eval_count", "request_bytes", "response_bytes"})
+_BOOL_FIELDS = frozenset(
+    {"stream", "complete", "remote", "opt_truncate", "opt_shift", "opt_logprobs", "opt_format"}
+)
+_INT_FIELDS = frozenset(
+    {
+        "status",
+        "chunks",
+        "prompt_eval_count",
+        "eval_count",
+        "request_bytes",
+        "response_bytes",
+        "prompt_eval_cached_count",
+        "opt_num_ctx",
+        "opt_num_predict",
+        "opt_seed",
+        "opt_tools",
+    }
+)
+_FLOAT_FIELDS = frozenset({"opt_temperature"})
 # Suffixes of the numeric (float) columns: times, rates and the resource columns (percent, MB, W, J).
 NUMERIC_SUFFIXES = ("_ms", "_per_s", "_pct", "_mb", "_w", "_j", "_per_token")
 
@@ -134,7 +186,7 @@ def _json_types(name: str) -> tuple[type, ...]:
         return (bool,)
     if name in _INT_FIELDS:
         return (int,)
-    if name.endswith(NUMERIC_SUFFIXES):
+    if name.endswith(NUMERIC_SUFFIXES) or name in _FLOAT_FIELDS:
         return (int, float)
     return (str,)
 
@@ -185,7 +237,7 @@ def record_from_row(row: dict[str, str]) -> InteractionRecord:
                 data[name] = None if text == "" else text.lower() in ("true", "1")
             elif name in _INT_FIELDS:
                 data[name] = None if text == "" else int(float(text))
-            elif name.endswith(NUMERIC_SUFFIXES):
+            elif name.endswith(NUMERIC_SUFFIXES) or name in _FLOAT_FIELDS:
                 data[name] = None if text == "" else float(text)
             elif name in _OPTIONAL_TEXT:
                 data[name] = text or None
@@ -201,4 +253,23 @@ def record_from_row(row: dict[str, str]) -> InteractionRecord:
     return InteractionRecord(**data)
 
 
-_OPTIONAL_TEXT = frozenset({"model", "prompt", "system", "done_reason", "error"})
+_OPTIONAL_TEXT = frozenset(
+    {
+        "model",
+        "prompt",
+        "system",
+        "done_reason",
+        "error",
+        "energy_source",
+        "gpu_mem_source",
+        "remote_model",
+        "remote_host",
+        "opt_keep_alive",
+        "opt_think",
+        "request_body",
+        "request_content_type",
+        "request_content_encoding",
+        "replay_of",
+        "replay_label",
+    }
+)

@@ -16,8 +16,9 @@ SAMPLED = dict(
 )  # fmt: skip
 
 
-def test_columns_are_last_and_numeric() -> None:
-    assert COLUMNS[-len(RESOURCE_COLUMNS) :] == RESOURCE_COLUMNS
+def test_columns_are_together_and_numeric() -> None:
+    first = COLUMNS.index(RESOURCE_COLUMNS[0])
+    assert COLUMNS[first : first + len(RESOURCE_COLUMNS)] == RESOURCE_COLUMNS
     record = InteractionRecord(id="x", **SAMPLED).to_dict()
     assert record_problem(record) is None
     assert record_problem({**record, "energy_j": "12"}) == "energy_j is str"

@@ -16,6 +16,9 @@ run changes every file.
 - ``proxy.pcap`` + ``proxy-log/``: client → mitmdump with the addon → emulator, both legs, and the addon's log;
 - ``foreign.pcap``: a raw TCP echo (not HTTP), a request to a non-Ollama path and one generate.
 
+``regenerate.py --goldens-only`` rewrites only the goldens from the committed captures (after a record column
+changed); it needs neither root nor tcpdump.
+
 ``lo4.table.txt`` and ``lo4.responses.txt`` are the golden default table and ``--responses`` output of lo4.
 """
 
@@ -298,7 +301,21 @@ def write_manifest(captures: dict[str, dict[str, Any]]) -> None:
     MANIFEST.write_text('{"captures": {\n' + ",\n".join(parts) + "\n}}\n", encoding="utf-8")
 
 
+def write_goldens() -> None:
+    """Every golden from the captures as they are (after a record column changed; no root needed)."""
+    for entry in entries().values():
+        write_golden(entry)
+    lo4 = entries()["lo4"]
+    for suffix, extra in (("table.txt", ()), ("responses.txt", ("--responses",))):
+        argv = [str(ANALYZE_PCAP), lo4.path.name, "--port", str(lo4.port), *extra]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True, cwd=CORPUS)
+        (CORPUS / f"lo4.{suffix}").write_text(done.stdout, encoding="utf-8")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--goldens-only"]:
+        write_goldens()
+        return
     missing = missing_live_capture(("tcpdump", "dumpcap", "tshark"))
     if missing:
         raise SystemExit(f"regenerate.py: {missing}")
@@ -318,13 +335,7 @@ def main() -> None:
         captures["proxy"] = attempts(lambda: proxy(work))
         captures["foreign"] = attempts(lambda: foreign(work))
     write_manifest(captures)
-    for entry in entries().values():
-        write_golden(entry)
-    lo4 = entries()["lo4"]
-    for suffix, extra in (("table.txt", ()), ("responses.txt", ("--responses",))):
-        argv = [str(ANALYZE_PCAP), lo4.path.name, "--port", str(lo4.port), *extra]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True, cwd=CORPUS)
-        (CORPUS / f"lo4.{suffix}").write_text(done.stdout, encoding="utf-8")
+    write_goldens()
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     print(f"corpus: {len(captures)} captures, {total / 1024:.0f} KiB in {CORPUS}; running its tests", file=sys.stderr)
     tests = ["tests/analyzer/pcap/test_corpus.py", "tests/analyzer/pcap/test_analyze.py"]
