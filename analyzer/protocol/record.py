@@ -155,9 +155,7 @@ RESOURCE_COLUMNS: tuple[str, ...] = (
     "server_cpu_ms",
     "server_rss_max_mb",
 )
-_BOOL_FIELDS = frozenset(
-    {"stream", "complete", "remote", "opt_truncate", "opt_shift", "opt_logprobs", "opt_format"}
-)
+_BOOL_FIELDS = frozenset({"stream", "complete", "remote", "opt_truncate", "opt_shift", "opt_logprobs", "opt_format"})
 _INT_FIELDS = frozenset(
     {
         "status",
