@@ -8,6 +8,8 @@ between tokens lie between the server's own ``created_at`` stamps and the client
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.real_ollama.conftest import RecordedSession
@@ -125,7 +127,7 @@ def test_largest_gap_lies_between_the_server_and_client_bounds(recorded_session:
     got, record = recorded_session.pair(name)
     pieces = got.pieces
     assert len(pieces) >= 3 and record.gap_max_ms is not None, name
-    pairs = list(zip(pieces, pieces[1:], strict=False))
+    pairs = list(itertools.pairwise(pieces))
     upper = max(b.received_at - a.created_at for a, b in pairs) * 1000
     lower = max(b.created_at - a.received_at for a, b in pairs) * 1000
     assert lower - 2 * CLOCK_ROUNDING_MS <= record.gap_max_ms <= upper + 2 * CLOCK_ROUNDING_MS, name
