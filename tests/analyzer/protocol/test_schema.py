@@ -192,3 +192,25 @@ def test_span_attributes_follow_the_span_view() -> None:
     }
     assert {name: sc.column_attribute(name, BY_NAME[name].unit) for name in named} == named
     assert {c.name for c in columns_in(SPAN)} == set(named)
+
+
+def test_docs_record_md_column_tables_are_generated_from_the_declaration() -> None:
+    """docs/record.md's tables come from the declaration: regenerate with `python docs/generate_record.py`."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, str(root / "docs" / "generate_record.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(root / "docs"))
+    try:
+        import generate_record
+    finally:
+        sys.path.remove(str(root / "docs"))
+    document = (root / "docs" / "record.md").read_text(encoding="utf-8")
+    for spec in SCHEMA:
+        assert f"| `{spec.name}` |" in document, spec.name
+    stale = document.replace("| `ttft_ms` |", "| `ttft_old_ms` |")
+    assert generate_record.render(stale) == document  # a stale table is rewritten, prose untouched
