@@ -38,10 +38,11 @@ CACHE_VERSION = 3
 
 Warn = Callable[[str], object] | None
 
-# One line exactly as ``InteractionRecord.to_json`` writes it, capturing the columns of the schema's ``summary`` view
-# (``_line_pattern`` derives it from the declaration, so a column inserted anywhere keeps the fast path). Inside a
-# JSON string a quote is always escaped, so a key with bare quotes can only be a key; lists (messages, tool calls)
-# may hold objects with any keys, so the stretch from the last summary column before the first list to the column
+# One line as ``InteractionRecord.to_json`` writes it, capturing the columns of the schema's ``summary`` view;
+# ``_line_pattern`` derives it from the declaration. The summary columns must be there, in declaration order; any
+# other column may be missing (a log written before it existed), never out of order. Inside a JSON string a quote
+# is always escaped, so a key with bare quotes can only be a key; lists (messages, tool calls) may hold objects
+# with any keys, so the stretch from the last summary column before the first list to the first summary column
 # after the last list is skipped greedily: the last ``,"<that column>":`` on the line is the record's own, since
 # after it come only scalars and strings. Anything else does not match and goes through ``json.loads``.
 _STR = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
@@ -64,23 +65,29 @@ def _line_pattern(schema: tuple[Column, ...] = SCHEMA) -> tuple[re.Pattern[bytes
     """The fast-path regular expression for ``schema`` and the names of its groups (the ``summary`` view)."""
     names = [spec.name for spec in schema]
     wanted = [i for i, spec in enumerate(schema) if SUMMARY in spec.views]
-    lists = [i for i, spec in enumerate(schema) if spec.value_type is list and spec.item is not str]
-    skip_from = skip_to = len(schema)
+    # lists that may hold objects, before the last summary column (after it nothing is matched)
+    lists = [i for i, spec in enumerate(schema) if spec.value_type is list and spec.item is not str and i < wanted[-1]]
+    skip_from = anchor = len(schema)  # columns skip_from .. anchor - 1 are skipped; anchor is a summary column
     if lists:
         before = [i for i in wanted if i < lists[0]]
-        skip_from, skip_to = (before[-1] + 1 if before else 0), lists[-1] + 1
-        inside = [names[i] for i in wanted if skip_from <= i < skip_to]
+        skip_from = before[-1] + 1 if before else 1
+        anchor = next(i for i in wanted if i > lists[-1])
+        inside = [names[i] for i in wanted if skip_from <= i < anchor]
         if inside:
             raise ValueError(f"summary columns {inside} lie between list columns: the fast path cannot find them")
     parts = [rb"^"]
     for i, spec in enumerate(schema[: wanted[-1] + 1]):
         key = (rb"{" if i == 0 else rb",") + b'"' + spec.name.encode() + b'":'
-        if skip_from <= i < skip_to:
-            if i == skip_from:
-                parts.append(key + rb"[^\n]*")  # greedy: backs up to the last key that follows
-            continue
         value = _value_pattern(spec)
-        parts.append(key + (b"(" + value + b")" if i in wanted else value))
+        if skip_from <= i < anchor:
+            if i == skip_from:
+                parts.append(rb",[^\n]*")  # greedy: backs up to the last ``,"<anchor>":`` on the line
+        elif i in wanted:
+            parts.append(key + b"(" + value + b")")
+        elif i == 0:
+            parts.append(key + value)
+        else:
+            parts.append(b"(?:" + key + value + b")?")  # absent from logs written before the column existed
     parts.append(rb"[,}][^\n]*$")
     return re.compile(b"".join(parts), re.MULTILINE), tuple(names[i] for i in wanted)
 
