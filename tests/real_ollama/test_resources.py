@@ -19,6 +19,7 @@ from tests.real_ollama.conftest import SHORT, ollama_client
 pytestmark = [pytest.mark.real_ollama, pytest.mark.timeout(300)]
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+QUICK = {**SHORT, "num_predict": 2}
 
 
 @dataclass
@@ -49,13 +50,14 @@ def cpu_used(before: Tree, after: Tree) -> float:
 
 def test_cpu_and_memory_per_request_match_proc_cold_and_warm(real_ollama_server, real_proxy) -> None:
     server = real_ollama_server(num_parallel=1, keep_alive="5m")
-    proxy = real_proxy(server, options=["ollama_resources=process", "ollama_resources_interval=50"])
+    proxy = real_proxy(server, options=["ollama_resources=process"])  # the default interval, 200 ms
     client = ollama_client(proxy.url)
     assert server.runner_pids() == []  # nothing loaded yet: the first request starts the runner
     for phase in ("cold", "warm"):
         word = f"{phase}{uuid.uuid4().hex[:8]}"
         before = read_tree([server.pid, *server.runner_pids()])
-        reply = client.generate(model=server.model, prompt=f"Say {word}", options=SHORT, stream=False)
+        # Short: the cold request must end well before the sampler's periodic full search for children (5 s).
+        reply = client.generate(model=server.model, prompt=f"Say {word}", options=QUICK, stream=False)
         record = proxy.wait_for(word)[0]
         runners = server.runner_pids()
         after = read_tree([server.pid, *runners])
