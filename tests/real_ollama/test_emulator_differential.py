@@ -63,6 +63,16 @@ SCRIPT: dict[str, tuple[str, str, Any]] = {
         "POST", "/api/generate",
         {"model": MODEL, "prompt": "word " * 600, "truncate": False, "options": {"num_ctx": 256, "num_predict": 2}},
     ),
+    "context_exceeded_single": (
+        "POST", "/api/generate",
+        {"model": MODEL, "prompt": "word " * 600, "truncate": False, "stream": False,
+         "options": {"num_ctx": 256, "num_predict": 2}},
+    ),
+    "context_exceeded_chat": (
+        "POST", "/api/chat",
+        {"model": MODEL, "messages": [{"role": "user", "content": "word " * 600}], "truncate": False,
+         "options": {"num_ctx": 256, "num_predict": 2}},
+    ),
     "unknown_path": ("GET", "/api/nope", None),
     "oai_chat_stream": (
         "POST", "/v1/chat/completions", {"model": MODEL, "messages": USER, "max_tokens": 4, "stream": True}
