@@ -49,11 +49,18 @@ def _line_struct() -> type[msgspec.Struct]:
     """Every column as msgspec checks it: the declared type or null (``record_problem``'s rule), lists as lists of
     undecoded items, ``started_at`` as a time with its zone (RFC 3339, parsed in C; anything else goes the slow
     way, where ``fields_of`` reads it)."""
-    types: dict[type, Any] = {str: str, int: int, float: float, bool: bool, list: list[msgspec.Raw]}
     started = Annotated[datetime, msgspec.Meta(tz=True)]
+    undecoded = list[msgspec.Raw]  # a list, its items left as they are
     return msgspec.defstruct(
         "LineColumns",
-        [(c.name, (started if c.name == "started_at" else types[c.value_type]) | None, None) for c in SCHEMA],
+        [
+            (
+                c.name,
+                (started if c.name == "started_at" else undecoded if c.value_type is list else c.decoded_type) | None,
+                None,
+            )
+            for c in SCHEMA
+        ],
         module=__name__,
         gc=False,
     )
