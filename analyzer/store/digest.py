@@ -451,8 +451,9 @@ def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
     Numbers rounded to 0.1; None where nothing was measured; one dict per model, by model name.
     """
     accumulator = SummaryAccumulator()
-    for row in rows:
-        accumulator.add(row)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    if columns:
+        accumulator.add_columns(columns)
     return accumulator.result()
 
 
