@@ -20,6 +20,7 @@ from analyzer.pcap.analyze import (
 )
 from analyzer.pcap.batch import analyze_into_log_results, by_start
 from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
 from analyzer.resources.join import join_timeline
@@ -152,7 +153,7 @@ def join_resources(result: CaptureResult) -> None:
     "ports",
     type=click.IntRange(1, 65535),
     multiple=True,
-    help="An Ollama server port (default 11434); repeat for more.",
+    help=f"An Ollama server port (default {OLLAMA_PORT}); repeat for more.",
 )
 @click.option("--responses", is_flag=True, help="Print the reassembled prompts and responses instead of a table.")
 @click.option(

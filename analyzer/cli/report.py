@@ -18,6 +18,7 @@ import click
 
 from analyzer.cli.logs import missing_log_message
 from analyzer.cli.output import write_output
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
 from analyzer.report.machine import cost_line
@@ -62,7 +63,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "ports",
         multiple=True,
         type=click.IntRange(1, 65535),
-        help="For captures: Ollama's server port (repeatable; default 11434).",
+        help=f"For captures: Ollama's server port (repeatable; default {OLLAMA_PORT}).",
     )
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -145,7 +146,7 @@ def load_analysis(
     try:
         with progress("reading records"):
             requests, unreadable = load_requests(
-                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (11434,)
+                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (OLLAMA_PORT,)
             )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc

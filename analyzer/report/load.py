@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from analyzer.pcap.analyze import DEFAULT_PORTS
 from analyzer.report.derive import Request, to_request
 from analyzer.sources import SourceError, read_sources
 from analyzer.store.log import LogError, log_files
@@ -119,7 +120,7 @@ def load_requests(
     until: datetime | None = None,
     models: Sequence[str] = (),
     warn: Warn | None = None,
-    ports: tuple[int, ...] = (11434,),
+    ports: tuple[int, ...] = DEFAULT_PORTS,
 ) -> tuple[list[Request], int]:
     """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
     record id once; and how many records had no readable ``started_at``. Raises SourceError for a bad source."""

@@ -107,7 +107,7 @@ def read_sources(
     until: datetime | None = None,
     models: Sequence[str] = (),
     warn: Warn | None = None,
-    ports: tuple[int, ...] = (11434,),
+    ports: tuple[int, ...] = DEFAULT_PORTS,
 ) -> list[InteractionRecord]:
     """The records of every source within [since, until) and of the given models (all when empty), oldest
     first, each record id once (a record found in a log and again in a CSV export counts once). ``ports``: the
