@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from analyzer.cli.options import moment_option
 from analyzer.cli.output import condense_warnings, emit_records, emit_rows, output_options, save_sqlite
 from analyzer.protocol.record import COLUMNS, InteractionRecord, scalar_row
 from analyzer.resources.cost import (
@@ -22,7 +23,7 @@ from analyzer.resources.cost import (
 )
 from analyzer.store.digest import summarize_log
 from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
-from analyzer.store.select import parse_since, select
+from analyzer.store.select import select
 from analyzer.store.tables import (
     LISTING_COLUMNS,
     SUMMARY_COLUMNS,
@@ -32,16 +33,6 @@ from analyzer.store.tables import (
     text_table,
 )
 from analyzer.store.tail import newest_records
-
-
-def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """The ``--since`` callback: every bad value is a usage error naming the option."""
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 def missing_log_message(log_dir: Path) -> str:
@@ -71,7 +62,7 @@ def missing_log_message(log_dir: Path) -> str:
 @click.option("--model", help="Only this model.")
 @click.option(
     "--since",
-    callback=_since_option,
+    callback=moment_option,
     help="Only interactions started after this: 30m, 2h, 1d, 1w ago, or an ISO date/time (UTC unless given).",
 )
 @click.option("--errors", "errors_only", is_flag=True, help="Only interactions that ended in an error.")

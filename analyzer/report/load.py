@@ -22,6 +22,7 @@ import msgspec
 from analyzer.pcap.analyze import DEFAULT_PORTS
 from analyzer.report.derive import Request, to_request
 from analyzer.sources import SourceError, read_sources
+from analyzer.sources.read import wanted_once
 from analyzer.store.log import LogError, log_files
 
 Warn = Callable[[str], None]
@@ -134,13 +135,7 @@ def load_requests(
 
     def keep(rows: Iterable[Any]) -> None:
         nonlocal unreadable
-        for row in rows:
-            if wanted and row.model not in wanted:
-                continue
-            if row.id:
-                if row.id in seen:
-                    continue
-                seen.add(row.id)
+        for row in wanted_once(rows, wanted, seen):
             request = to_request(row)
             if request is None:
                 unreadable += 1
