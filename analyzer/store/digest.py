@@ -33,6 +33,14 @@ from analyzer.protocol.record import InteractionRecord, record_problem
 from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
 
+NO_MODEL = "(none)"  # how a summary names the group of records without a model
+
+
+def summary_model(model: str | None) -> str:
+    """The summary's name for a record's model."""
+    return model or NO_MODEL
+
+
 CACHE_DIR_NAME = ".summary-cache"
 CACHE_VERSION = 3
 
@@ -384,7 +392,7 @@ class SummaryAccumulator:
                 continue
             if since_s is not None and (started is None or started < since_s):
                 continue
-            name = model or "(none)"
+            name = summary_model(model)
             group = groups.get(name)
             if group is None:
                 group = groups[name] = _Group()
