@@ -29,6 +29,7 @@ NOT_SYSTEM_PACKAGES = {
     "plutil": "macOS only",
     "powermetrics": "macOS only",
     "notify-send": "a desktop nicety of top, never needed by a test",
+    "go": "Ollama v0.24.0 needs Go 1.26, which the machines provide (Debian's golang-go is 1.19)",
 }
 
 
