@@ -30,14 +30,14 @@ NIGHT_MODEL = "llama3.2:1b"
 MISSING_MODEL = "llama3.2:3b-instruct"  # a plausible typo; neither the emulator nor a fresh server has it
 LOAD_MS = 1500.0
 BURST = 4  # chats sent at once to one model with one slot: three of them wait
-SMALL_NUM_CTX = 256  # the long-document chat's context: its prompts need several times this
-REPLY_LIMIT = 200  # num_predict / max_tokens: keeps a real model's answers short; the emulator's replies are 48
+SMALL_NUM_CTX = 128  # the long-document chat's context: its prompts need several times this
+REPLY_LIMIT = 16  # num_predict / max_tokens: keeps a real model's answers short (the emulator's stop at 12 tokens)
 
 NIGHT_CONFIG = EmulatorConfig(
     models=(NIGHT_MODEL,),
-    tokens=48,
+    tokens=12,
     prefill_ms=40.0,
-    token_ms=10.0,
+    token_ms=40.0,
     load_ms=LOAD_MS,
     num_parallel=1,
 )
