@@ -13,13 +13,11 @@ import click
 
 from analyzer.emulator import EmulatorThread
 from analyzer.emulator.night import NIGHT_CONFIG, NIGHT_MODEL, Step, run_night
-from analyzer.protocol.endpoints import OLLAMA_PORT
+from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL
 from analyzer.protocol.record import InteractionRecord
 from analyzer.recorder.process import MitmdumpProcess, ProxyError
 from analyzer.store.log import LogError, read_log
 from analyzer.store.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
-
-REAL_OLLAMA = f"http://127.0.0.1:{OLLAMA_PORT}"
 
 
 def real_ollama_models(url: str) -> list[str] | None:
@@ -104,7 +102,7 @@ def write_demo_report(records: list[InteractionRecord], log_dir: Path, target: P
     "--ollama",
     "ollama_url",
     metavar="URL",
-    help=f"Record the same client session against the real Ollama at URL (e.g. {REAL_OLLAMA}) instead of the "
+    help=f"Record the same client session against the real Ollama at URL (e.g. {DEFAULT_OLLAMA_URL}) instead of the "
     "emulator's staged night.",
 )
 @click.option("--model", help=f"Model to ask (default: {NIGHT_MODEL} on the emulator, else the server's first).")
