@@ -39,6 +39,14 @@ from analyzer.protocol.record import SCHEMA, InteractionRecord, record_problem
 from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
 
+NO_MODEL = "(none)"  # how a summary names the group of records without a model
+
+
+def summary_model(model: str | None) -> str:
+    """The summary's name for a record's model."""
+    return model or NO_MODEL
+
+
 CACHE_DIR_NAME = ".summary-cache"
 CACHE_VERSION = 4
 
@@ -415,7 +423,7 @@ class SummaryAccumulator:
             else:
                 found.append(i)
         for model, rows in by_model.items():
-            name = model or "(none)"
+            name = summary_model(model)
             group = self.groups.get(name)
             if group is None:
                 group = self.groups[name] = _Group()
