@@ -32,10 +32,9 @@ Warn = Callable[[str], None]
 def _report_struct() -> type[msgspec.Struct]:
     """The columns of the schema's ``report`` view as a msgspec Struct, with the types ``record_problem`` allows
     (every one may be null: older writers and unknown values)."""
-    types: dict[type, Any] = {str: str, int: int, float: float, bool: bool, list: list[Any]}
     return msgspec.defstruct(
         "ReportColumns",
-        [(c.name, types[c.value_type] | None, None) for c in columns_in(REPORT)],
+        [(c.name, c.decoded_type | None, None) for c in columns_in(REPORT)],
         module=__name__,
     )
 
