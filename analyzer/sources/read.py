@@ -10,6 +10,7 @@ from pathlib import Path
 from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.inputs import CAPTURE_SUFFIXES
 from analyzer.protocol.record import InteractionRecord, record_from_row
+from analyzer.protocol.untrusted import csv_uncell
 from analyzer.store.log import LogError, iter_file_dicts, iter_log_dicts, log_files
 from analyzer.store.select import select
 
@@ -50,7 +51,8 @@ def _csv_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:
             raise SourceError(f"{path}: not a CSV of interaction records (no started_at column)")
         for number, row in enumerate(reader, 2):
             try:
-                yield record_from_row(row)
+                # --csv guarded formula-like cells with a ' (csv_cell); undo it so the text is exact again
+                yield record_from_row({name: csv_uncell(text) for name, text in row.items() if text is not None})
             except ValueError as exc:
                 warn(f"{path}:{number}: skipped a row ({exc})")
 

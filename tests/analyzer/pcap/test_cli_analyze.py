@@ -636,9 +636,9 @@ class TestResponses:
         path = write_capture(tmp_path / "tools.pcap", segments)
         result = run(path, "--responses")
         assert result.exit_code == 0, result.stderr
-        assert "--- system\nBe terse.\n" in result.stdout
+        assert "--- system\n  Be terse.\n" in result.stdout
         compact = json.dumps([call], separators=(",", ":"))
-        assert f"--- tool_calls\n{compact}\n" in result.stdout
+        assert f"--- tool_calls\n  {compact}\n" in result.stdout
 
     def test_blocks_are_left_out_when_empty(self, crafted: dict[str, Path]) -> None:
         result = run(crafted["later"], "--responses")
