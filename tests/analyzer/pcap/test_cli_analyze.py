@@ -526,7 +526,7 @@ class TestOrder:
             "00:16:40.504",
         ]
         texts = run(crafted["overlap"], crafted["later"], "--responses").stdout
-        assert [line for line in texts.splitlines() if line.startswith("answer")] == [
+        assert [line.strip() for line in texts.splitlines() if line.startswith("  answer")] == [
             "answer to slow",
             "answer to middle",
             "answer to quick",
