@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from analyzer.protocol.timing import percentile
-from analyzer.protocol.untrusted import clip
+from analyzer.protocol.untrusted import clip, for_terminal
 from analyzer.report.analysis import Analysis
 from analyzer.report.derive import Request
 from analyzer.report.errors import CATEGORIES
@@ -86,6 +86,12 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
 
 
+def series_label(model: str) -> str:
+    """A model name as a trace/legend/axis label: cut, control and bidi characters escaped, and HTML-escaped
+    (plotly renders a subset of HTML in names: ``<a href>``, ``<b>``)."""
+    return html.escape(for_terminal(clip(model, SERIES_NAME_WIDTH)), quote=False)
+
+
 def _fmt(value: float | None, unit: str = "ms") -> str:
     return "–" if value is None else f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
 
@@ -93,8 +99,8 @@ def _fmt(value: float | None, unit: str = "ms") -> str:
 def hover_text(r: Request) -> str:
     """What hovering a request shows: model, when, prompt preview, timings, outcome."""
     parts = [
-        f"<b>{html.escape(clip(r.model or '-', SERIES_NAME_WIDTH))}</b> {html.escape(r.kind)} · {r.started_at[:23]}Z",
-        f"prompt: {html.escape(r.prompt[:80]) or '–'}",
+        f"<b>{series_label(r.model or '-')}</b> {html.escape(r.kind)} · {r.started_at[:23]}Z",
+        f"prompt: {html.escape(for_terminal(r.prompt[:80])) or '–'}",
         f"TTFT {_fmt(r.ttft_ms)} · total {_fmt(r.total_ms)} · {r.eval_count or 0} tokens out",
     ]
     if r.total_duration_ms is not None:
@@ -104,7 +110,7 @@ def hover_text(r: Request) -> str:
         )
     if r.sampled:
         parts.append(resource_text(r))
-    outcome = f"status {r.status or '–'} · done {r.done_reason or '–'}"
+    outcome = f"status {r.status or '–'} · done {html.escape(for_terminal(clip(r.done_reason or '–', 40)))}"
     category = r.category
     if category:
         outcome += f" · <b>{category}</b>"
@@ -222,7 +228,7 @@ class ChartBuilder:
         self.hover: list[str] = [hover_text(r) for r in self.drawn]
         self.index = {r.id: i for i, r in enumerate(self.drawn)}
         per_model = analysis.headline.get("per_model", [])
-        models = [clip(row["model"], SERIES_NAME_WIDTH) for row in per_model]
+        models = [series_label(row["model"]) for row in per_model]
         self.colours = model_colours(models)
         self.models = models
         # the row summing the models beyond the busiest (headline.model_rows): their requests' series
@@ -236,7 +242,7 @@ class ChartBuilder:
         row (clients choose model names: thousands of traces would bury the legend); names cut to 80."""
         if not r.model:
             return "-"
-        name = clip(r.model, SERIES_NAME_WIDTH)
+        name = series_label(r.model)
         return name if name in self.colours else self.others_label
 
     def _busiest_hour(self, analysis: Analysis) -> tuple[float, float] | None:

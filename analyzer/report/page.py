@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from analyzer.protocol.untrusted import clip
+from analyzer.protocol.untrusted import clip, for_terminal
 from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
@@ -39,7 +39,9 @@ def _json_for_script(value: Any) -> str:
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: HTML-escaped, and control/bidi characters and newlines shown as escapes (``\x1b``,
+    ``\u202e``, ``\n``), so text from traffic can neither inject markup nor reorder what is shown around it."""
+    return html.escape(for_terminal(str(value)), quote=True)
 
 
 def _anchor(request_id: str) -> str:

@@ -35,7 +35,9 @@ MODEL_COLUMNS = ("Model", "Reqs", "Err", "TTFT p50", "TTFT p95", "Tok/s")
 COST_COLUMNS = ("Energy $", "API $")  # only with --prices
 
 
-CELL_WIDTH = 200  # a cell never holds more of a traffic string than this (Rich then cuts it to the column)
+CELL_WIDTH = 48  # a cell never holds more of a traffic string than this: one huge name must not push the others off
+LAST_CELL_WIDTH = 200  # the last column (prompt, flags) takes what is left of the screen
+LOADED_SHOWN = 10  # the Ollama panel lists this many loaded models, then a count
 
 
 def data(value: Any, style: str = "", width: int = CELL_WIDTH) -> Text:
@@ -126,7 +128,8 @@ def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
     if running.is_pull:  # bytes, not tokens: the bar says it all
         model = data(f"⇣ {running.model or '?'}", "bold cyan")
         client = data(start.get("client", ""))
-        return (model, client, seconds(elapsed), "-", "-", "-", "", data(_pull_cell(running, elapsed)))
+        pull = data(_pull_cell(running, elapsed), width=LAST_CELL_WIDTH)
+        return (model, client, seconds(elapsed), "-", "-", "-", "", pull)
     last = start.get("prompt_preview") or f"{start.get('method', '')} {start.get('path', '')}"
     tokens = str(progress.get("tokens", 0)) if progress else "0"
     model = data(running.model or "?", "bold")
@@ -140,7 +143,7 @@ def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
         tokens,
         rate(live_rate),
         Text(sparkline(running.rate_series(SPARK_WIDTH, SPARK_BUCKET_S, now), SPARK_WIDTH), style="green"),
-        data(last),
+        data(last, width=LAST_CELL_WIDTH),
     )
 
 
@@ -178,7 +181,7 @@ def recent_row(record: InteractionRecord, prices: Prices | None = None) -> tuple
         str(tokens),
         ms(record.total_ms),
         *costs,
-        data(flags, style or "dim"),
+        data(flags, style or "dim", LAST_CELL_WIDTH),
     )
 
 
@@ -229,16 +232,16 @@ def _until(expires_at: str, now: float) -> str:
 def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
     """The Ollama panel: reachable or not, then one line per loaded model."""
     if status.reachable is None:
-        return [data(f"{status.url}: asking…", "dim")]
+        return [data(f"{status.url}: asking…", "dim", LAST_CELL_WIDTH)]
     if not status.reachable:
-        return [data(f"{status.url} unreachable", "bold red"), data(status.error, "dim", 80)]
-    head = data(f"{status.url} up", "green")
+        return [data(f"{status.url} unreachable", "bold red", LAST_CELL_WIDTH), data(status.error, "dim", 80)]
+    head = data(f"{status.url} up", "green", LAST_CELL_WIDTH)
     if status.version:
         head.append_text(data(f" (v{status.version})", "dim", 40))
     lines = [head]
     if not status.models:
         lines.append(Text("no model loaded", style="dim"))
-    for model in status.models:
+    for model in status.models[:LOADED_SHOWN]:
         total = int(model.get("size") or 0)
         vram = int(model.get("size_vram") or 0)
         share = f"{vram / total:.0%} VRAM" if total else "-"
@@ -249,6 +252,8 @@ def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
                 (_until(str(model.get("expires_at") or ""), now), "dim"),
             )
         )
+    if len(status.models) > LOADED_SHOWN:
+        lines.append(Text(f"… and {len(status.models) - LOADED_SHOWN} more loaded", style="dim"))
     return lines
 
 
@@ -257,7 +262,7 @@ def gpu_line(gpu: GpuStatus) -> Text:
     if gpu.available is None:
         return Text("GPU: looking for a GPU sampler…", style="dim")
     if not gpu.available:
-        return data(f"GPU: unavailable because {gpu.reason}", "dim")
+        return data(f"GPU: unavailable because {gpu.reason}", "dim", LAST_CELL_WIDTH)
     util = gpu.util_pct
     parts = [f"GPU    {bar((util or 0.0) / 100, 8)} {'-' if util is None else f'{util:.0f}%'}"]
     if gpu.mem_mb is not None:
@@ -277,10 +282,10 @@ def machine_lines(machine: MachineStatus, gpu: GpuStatus | None = None) -> list[
     if gpu is not None:
         lines.append(gpu_line(gpu))
     if machine.ollama_pid is not None:
-        lines.append(data(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", "bold"))
+        lines.append(data(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", "bold", LAST_CELL_WIDTH))
         lines.append(Text(f"  {size(machine.ollama_rss)} RSS, {machine.ollama_cpu_percent:.0f}% CPU"))
     elif machine.note:
-        lines.append(data(machine.note, "dim"))
+        lines.append(data(machine.note, "dim", LAST_CELL_WIDTH))
     return lines
 
 
