@@ -153,11 +153,14 @@ class TestOutputs:
         result = run(lo4.path.name, *ports(lo4), "--responses")
         assert result.exit_code == 0, result.stderr
         assert result.stdout == (CORPUS / "lo4.responses.txt").read_text(encoding="utf-8")
+        def block(text: str) -> str:  # --responses indents every line of a text by two spaces
+            return "\n".join("  " + line for line in text.split("\n"))
+
         for sent in lo4.sent:
-            assert sent.prompt in result.stdout
-            assert sent.text in result.stdout
+            assert block(sent.prompt) in result.stdout
+            assert block(sent.text) in result.stdout
             if sent.thinking:
-                assert sent.thinking in result.stdout
+                assert block(sent.thinking) in result.stdout
         assert "[error_mid_stream]" in result.stdout
 
     @needs_tshark
