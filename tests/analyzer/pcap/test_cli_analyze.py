@@ -153,6 +153,7 @@ class TestOutputs:
         result = run(lo4.path.name, *ports(lo4), "--responses")
         assert result.exit_code == 0, result.stderr
         assert result.stdout == (CORPUS / "lo4.responses.txt").read_text(encoding="utf-8")
+
         def block(text: str) -> str:  # --responses indents every line of a text by two spaces
             return "\n".join("  " + line for line in text.split("\n"))
 
