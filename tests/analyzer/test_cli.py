@@ -335,3 +335,12 @@ def test_demo_fails_when_fewer_records_than_requests(tmp_path: Path, monkeypatch
     assert result.exit_code == 1, result.output
     (line,) = result.stderr.splitlines()
     assert re.fullmatch(rf"Error: {re.escape(str(log_dir))}: only \d of 4 requests were recorded \(.+\)", line)
+
+
+def test_error_lines_show_control_characters_escaped(tmp_path: Path) -> None:
+    """An ``Error:`` line quoting a name (a file's, the traffic's) never sends a raw escape to the terminal."""
+    from analyzer.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["findings", str(tmp_path / "gone\x1b]0;OWNED\x07")])
+    assert result.exit_code == 1
+    assert "gone\\x1b]0;OWNED\\x07" in result.output and "\x1b" not in result.output
