@@ -66,6 +66,8 @@ def main() -> None:
     config = EmulatorConfig(any_model=True, tokens=2, prefill_ms=0.0, token_ms=0.0)
     with EmulatorThread(config) as upstream_a, EmulatorThread(config) as upstream_b:
         ports = {"A": free_port(), "B": free_port()}
+        for side in ports:
+            (base / side).mkdir()
         proxies = {
             side: Mitmdump(
                 upstream.url,
