@@ -61,6 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--per-round", type=int, default=500)
+    parser.add_argument(
+        "--no-export", action="store_true", help="Both proxies without the Prometheus export (what the recorder costs)"
+    )
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="label-flood-"))
     config = EmulatorConfig(any_model=True, tokens=2, prefill_ms=0.0, token_ms=0.0)
@@ -74,7 +77,7 @@ def main() -> None:
                 "127.0.0.1",
                 base / side / "log",
                 base / side / "console.txt",
-                f"ollama_prometheus=127.0.0.1:{ports[side]}",
+                *([] if args.no_export else [f"ollama_prometheus=127.0.0.1:{ports[side]}"]),
                 "ollama_live=off",
                 "ollama_console=false",
             ).start()
@@ -97,7 +100,8 @@ def main() -> None:
                 line = [f"{round_:5}", f"{round_ * args.per_round:8}"]
                 for side in ("A", "B"):
                     seen[side].append(rss_mb(proxies[side].process.pid))
-                    line += [f"{seen[side][-1]:9.1f}", f"{models_on_page(ports[side]):9}"]
+                    shown = "-" if args.no_export else models_on_page(ports[side])
+                    line += [f"{seen[side][-1]:9.1f}", f"{shown:>9}"]
                 print("  ".join(line))
             growth = {side: values[-1] - values[0] for side, values in seen.items()}
             print(
