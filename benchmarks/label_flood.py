@@ -61,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--per-round", type=int, default=500)
+    parser.add_argument("--label-limit", type=int, default=100, help="ollama_label_limit of both proxies")
     parser.add_argument(
         "--no-export", action="store_true", help="Both proxies without the Prometheus export (what the recorder costs)"
     )
@@ -80,6 +81,7 @@ def main() -> None:
                 *([] if args.no_export else [f"ollama_prometheus=127.0.0.1:{ports[side]}"]),
                 "ollama_live=off",
                 "ollama_console=false",
+                f"ollama_label_limit={args.label_limit}",
             ).start()
             for side, upstream in (("A", upstream_a), ("B", upstream_b))
         }
