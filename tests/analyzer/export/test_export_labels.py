@@ -14,8 +14,8 @@ from test_export_mapping import chat
 
 from analyzer.export import semconv as sc
 from analyzer.export.labels import LABEL_VALUE_WIDTH, OTHER, LabelLimiter
-from analyzer.export.live import LiveExport
 from analyzer.export.mapping import measurements
+from analyzer.export.observer import ExportObserver
 from analyzer.recorder.process import free_port
 
 
@@ -56,7 +56,7 @@ def test_measurements_carry_the_bounded_model() -> None:
 
 def test_a_flood_of_model_names_keeps_the_prometheus_page_bounded() -> None:
     port = free_port()
-    live = LiveExport(prometheus_address=f"127.0.0.1:{port}", label_limit=20)
+    live = ExportObserver(prometheus_address=f"127.0.0.1:{port}", label_limit=20)
     try:
         for n in range(300):
             live.interaction_finished(chat(id=f"r{n}", model=f"flood-{n}\x1b]0;x\x07\n"))
