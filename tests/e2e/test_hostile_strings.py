@@ -9,6 +9,7 @@ control byte, and show nothing forged; the log keeps the exact text; exports sta
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -71,6 +72,21 @@ FAST_EXPORT = {
 }
 
 
+@contextlib.contextmanager
+def fast_export() -> Iterator[None]:
+    """Export every few hundred ms while the block runs (mitmdump inherits the environment)."""
+    saved = {name: os.environ.get(name) for name in FAST_EXPORT}
+    os.environ.update(FAST_EXPORT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @dataclass
 class Run:
     emulator: EmulatorThread
@@ -117,10 +133,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     directory = tmp_path_factory.mktemp("hostile")
     sock = directory / "live.sock"
     port = free_port()
-    saved = {name: os.environ.get(name) for name in FAST_EXPORT}
-    os.environ.update(FAST_EXPORT)
     receiver = OtlpReceiver().start()
-    with EmulatorThread(EmulatorConfig(**{**FAST, "any_model": True})) as emulator:
+    with fast_export(), EmulatorThread(EmulatorConfig(**{**FAST, "any_model": True})) as emulator:
         proxy = Mitmdump(
             emulator.url,
             "127.0.0.1",
@@ -141,11 +155,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         finally:
             proxy.stop()
             receiver.stop()
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def view(*args: str | Path, timeout_s: float = 180) -> str:
@@ -376,27 +385,49 @@ def test_report_in_chromium_runs_no_injected_script(run: Run) -> None:
 
 
 def test_a_flood_of_model_names_stays_within_the_label_limit(tmp_path: Path) -> None:
-    """1,500 distinct model names: at most ollama_label_limit (+ other) values per label on /metrics."""
+    """1,500 distinct model names: at most ollama_label_limit (+ other) values per label on /metrics and in the
+    OTLP metric streams, and the folds counted."""
     port = free_port()
-    with EmulatorThread(EmulatorConfig(**{**FAST, "any_model": True, "tokens": 2})) as emulator:
-        options = (f"ollama_prometheus=127.0.0.1:{port}", "ollama_label_limit=50", "ollama_live=off")
-        proxy = Mitmdump(emulator.url, "127.0.0.1", tmp_path / "log", tmp_path / "console.txt", *options).start()
-        try:
-            marker = "flood" + uuid.uuid4().hex[:6]
+    receiver = OtlpReceiver().start()
+    try:
+        with fast_export(), EmulatorThread(EmulatorConfig(**{**FAST, "any_model": True, "tokens": 2})) as emulator:
+            options = (
+                f"ollama_prometheus=127.0.0.1:{port}",
+                f"ollama_otlp_endpoint={receiver.url}",
+                "ollama_label_limit=50",
+                "ollama_live=off",
+            )
+            proxy = Mitmdump(emulator.url, "127.0.0.1", tmp_path / "log", tmp_path / "console.txt", *options).start()
+            try:
+                marker = "flood" + uuid.uuid4().hex[:6]
 
-            def send(start: int) -> None:
-                client = ollama.Client(host=proxy.url, timeout=60)
-                for n in range(start, 1500, 4):
-                    client.generate(model=f"{marker}-{n}", prompt="x", stream=False)
+                def send(start: int) -> None:
+                    client = ollama.Client(host=proxy.url, timeout=60)
+                    for n in range(start, 1500, 4):
+                        client.generate(model=f"{marker}-{n}", prompt="x", stream=False)
 
-            threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(300)
-            folded = 'ollama_export_label_values_folded_total{label="gen_ai.request.model"} 1450.0'
-            page = poll(lambda: _scrape(f"http://127.0.0.1:{port}/metrics", folded), 60, "1,450 folded values")
-        finally:
-            proxy.stop()
+                threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(300)
+                folded = 'ollama_export_label_values_folded_total{label="gen_ai.request.model"} 1450.0'
+                page = poll(lambda: _scrape(f"http://127.0.0.1:{port}/metrics", folded), 60, "1,450 folded values")
+
+                def otlp_models() -> set[str] | None:
+                    metric = receiver.last_metrics().get(sc.CLIENT_OPERATION_DURATION)
+                    if metric is None:
+                        return None
+                    points = metric.histogram.data_points
+                    if sum(p.count for p in points) < 1500:
+                        return None
+                    return {attributes(p.attributes).get(sc.REQUEST_MODEL) for p in points}
+
+                streams = poll(otlp_models, 60, "OTLP histogram points for all 1,500 requests")
+            finally:
+                proxy.stop()
+    finally:
+        receiver.stop()
     models = set(re.findall(r'gen_ai_request_model="([^"]*)"', page))
     assert len(models) == 51 and OTHER in models
+    assert len(streams) == 51 and OTHER in streams
