@@ -21,6 +21,10 @@ RESPONSE_MODEL = "gen_ai.response.model"
 REQUEST_STREAM = "gen_ai.request.stream"
 USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"  # included in gen_ai.usage.input_tokens
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_SEED = "gen_ai.request.seed"
 FINISH_REASONS = "gen_ai.response.finish_reasons"
 TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 INPUT_MESSAGES = "gen_ai.input.messages"
@@ -35,6 +39,8 @@ ERROR_TYPE_OTHER = "_OTHER"
 # gen_ai.operation.name per record kind (other kinds keep their own name: pull, tags, ...)
 OPERATION_BY_KIND = {
     "chat": "chat",
+    "messages": "chat",  # Anthropic Messages (/v1/messages)
+    "responses": "chat",  # OpenAI Responses (/v1/responses)
     "generate": "text_completion",
     "embed": "embeddings",
     "embeddings": "embeddings",

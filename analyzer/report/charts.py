@@ -58,7 +58,8 @@ SEGMENTS: tuple[tuple[str, str, str], ...] = (
     ("load", "load (Ollama's load_duration)", "#ff7f0e"),
     ("wait", "hidden wait (queue for a slot)", "#d62728"),
     ("prompt", "prompt evaluation", "#9467bd"),
-    ("eval", "generation", "#2ca02c"),
+    ("thinking", "thinking (first thinking → first answer token)", "#17becf"),
+    ("eval", "generation (answer)", "#2ca02c"),
     ("overhead", "transfer / overhead (wire − Ollama)", "#7f7f7f"),
 )
 
@@ -394,11 +395,15 @@ class ChartBuilder:
 
     @staticmethod
     def _segments(r: Request) -> dict[str, float]:
+        # Thinking is generation too: the wire's thinking_ms is carved out of Ollama's eval_duration.
+        generation = r.eval_ms or 0.0
+        thinking = min(r.thinking_ms or 0.0, generation)
         return {
             "load": r.load_ms or 0.0,
             "wait": r.hidden_wait_ms or 0.0,
             "prompt": r.prompt_eval_ms or 0.0,
-            "eval": r.eval_ms or 0.0,
+            "thinking": thinking,
+            "eval": generation - thinking,
             "overhead": r.wire_overhead_ms or 0.0,
         }
 
@@ -438,11 +443,9 @@ class ChartBuilder:
             means: dict[str, list[float]] = {key: [] for key, _, _ in SEGMENTS}
             for b in starts:
                 rows = buckets[b]
-                means["load"].append(round(sum(r.load_ms or 0.0 for r in rows) / len(rows), 1))
-                means["wait"].append(round(sum(r.hidden_wait_ms or 0.0 for r in rows) / len(rows), 1))
-                means["prompt"].append(round(sum(r.prompt_eval_ms or 0.0 for r in rows) / len(rows), 1))
-                means["eval"].append(round(sum(r.eval_ms or 0.0 for r in rows) / len(rows), 1))
-                means["overhead"].append(round(sum(r.wire_overhead_ms or 0.0 for r in rows) / len(rows), 1))
+                segments = [self._segments(r) for r in rows]
+                for key in means:
+                    means[key].append(round(sum(seg[key] for seg in segments) / len(rows), 1))
             for key, label, colour in SEGMENTS:
                 data.append(
                     {
@@ -460,9 +463,10 @@ class ChartBuilder:
             "breakdown",
             "Where each request's time went",
             "Stacked per request: Ollama's load_duration, the hidden wait (total_duration − load − prompt eval − "
-            "eval: queueing for a busy model's slot), prompt evaluation, generation, and what the wire added beyond "
-            "Ollama's own total (network, proxy, client). A tall red segment is queueing; a tall orange one, a "
-            "model load.",
+            "eval: queueing for a busy model's slot), prompt evaluation, generation split into thinking (first "
+            "thinking token to first answer token, as the wire saw it) and the answer, and what the wire added "
+            "beyond Ollama's own total (network, proxy, client). A tall red segment is queueing; a tall orange "
+            "one, a model load; a tall teal one, a model thinking at length.",
             data,
             _layout(
                 barmode="stack",

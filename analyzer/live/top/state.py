@@ -18,6 +18,12 @@ STALL_AFTER_S = 30.0  # a running stream with no new token for this long counts 
 WINDOWS_S = (("5 min", 300.0), ("1 hour", 3600.0))
 
 
+# Kinds that say nothing about a model's speed: listings, status, account, and loading/unloading a model.
+NOT_GENERATIONS = frozenset(
+    {"tags", "ps", "version", "show", "status", "account", "recommendations", "load", "unload", "root", ""}
+)
+
+
 def is_error(record: InteractionRecord) -> bool:
     """An error, a failed status, or a request that did not finish (aborted, upstream failed, ...)."""
     return (
@@ -183,7 +189,7 @@ class TopState:
         for record in reversed(self.recent):
             if record_time(record) < now - window_s:
                 continue
-            if not self._model_ok(record.model) or record.kind in ("tags", "ps", "version", "show", ""):
+            if not self._model_ok(record.model) or record.kind in NOT_GENERATIONS:
                 continue
             groups.setdefault(record.model or "-", []).append(record)
         stats = []
