@@ -70,10 +70,47 @@ def cells(output: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines()]
 
 
-HEADER = ["started_at", "method", "path", "model", "status", "ttft_ms", "eval_count", "tok_per_s", "total_ms", "flags"]
-ROW0 = ["2026-01-01 10:00:00.000", "POST", "/api/generate", "m1", "200", "10.0", "10", "50.0", "100.0", "a;b"]
-ROW1 = ["2026-01-02 10:00:00.000", "POST", "/api/generate", "m2", "200", "20.0", "10", "51.0", "100.0"]
-ROW2 = ["2026-01-02 11:00:00.000", "POST", "/api/generate", "m1", "200", "30.0", "10", "52.0", "100.0", "error: boom"]
+HEADER = [
+    "started_at",
+    "method",
+    "path",
+    "kind",
+    "model",
+    "status",
+    "ttft_ms",
+    "thinking_ms",
+    "eval_count",
+    "tok_per_s",
+    "total_ms",
+    "flags",
+]
+ROW0 = [
+    "2026-01-01 10:00:00.000",
+    "POST",
+    "/api/generate",
+    "generate",
+    "m1",
+    "200",
+    "10.0",
+    "10",
+    "50.0",
+    "100.0",
+    "a;b",
+]
+ROW1 = ["2026-01-02 10:00:00.000", "POST", "/api/generate", "generate", "m2", "200", "20.0", "10", "51.0", "100.0"]
+ROW2 = [
+    "2026-01-02 11:00:00.000",
+    "POST",
+    "/api/generate",
+    "generate",
+    "m1",
+    "200",
+    "30.0",
+    "10",
+    "52.0",
+    "100.0",
+    "error: boom",
+]
 
 
 @pytest.mark.parametrize(
@@ -302,11 +339,11 @@ client:  openai chat  → N chars: TEXT
 
 recorded 3 interactions in LOG/ (see: ollama-wire logs --log-dir LOG)
 
-started_at  method  path  model  status  ttft_ms  eval_count  tok_per_s  total_ms  flags
---  --  --  --  --  --  --  --  --  --
-DATE  POST  /api/generate  llama3.2:1b  200  N.N  24  N.N  N.N
-DATE  POST  /api/chat  llama3.2:1b  200  N.N  24  N.N  N.N
-DATE  POST  /v1/chat/completions  llama3.2:1b  200  N.N  24  N.N  N.N
+started_at  method  path  kind  model  status  ttft_ms  thinking_ms  eval_count  tok_per_s  total_ms  flags
+--  --  --  --  --  --  --  --  --  --  --  --
+DATE  POST  /api/generate  generate  llama3.2:1b  200  N.N  24  N.N  N.N
+DATE  POST  /api/chat  chat  llama3.2:1b  200  N.N  24  N.N  N.N
+DATE  POST  /v1/chat/completions  chat  llama3.2:1b  200  N.N  24  N.N  N.N
 
 model  count  errors  ttft_p50_ms  ttft_p95_ms  tok_per_s_p50  eval_tokens
 --  --  --  --  --  --  --
