@@ -18,7 +18,13 @@ def thinker(
     rid: str, second: float, thinking_ms: float | None, total_ms: float, model: str = "qwen3:8b", **extra: Any
 ) -> InteractionRecord:
     """A streamed chat of a thinking model: thinks from 80 ms for ``thinking_ms``, then answers."""
-    fields: dict[str, Any] = {"kind": "chat", "path": "/api/chat", **extra}
+    fields: dict[str, Any] = {
+        "kind": "chat",
+        "path": "/api/chat",
+        "total_duration_ms": total_ms - 10,
+        "eval_duration_ms": total_ms - 90,
+        **extra,
+    }
     return rec(
         rid,
         second,
@@ -29,8 +35,6 @@ def thinker(
         ttft_content_ms=80.0 + (thinking_ms or 0.0),
         thinking_ms=thinking_ms,
         total_ms=total_ms,
-        total_duration_ms=total_ms - 10,
-        eval_duration_ms=total_ms - 90,
         opt_think="true",
         **fields,
     )
@@ -87,3 +91,21 @@ def test_per_api_rows() -> None:
     anthropic = rows[("anthropic", "messages")]
     assert (anthropic["requests"], anthropic["thinking_p50_ms"], anthropic["tool_calls"]) == (2, 600.0, 1)
     assert rows[("ollama", "load")]["ttft_p50_ms"] is None
+
+
+def test_breakdown_draws_compatible_api_streams_from_the_wire() -> None:
+    anthropic = thinker(
+        "a", 10, 900.0, 2000.0, api="anthropic", kind="messages", total_duration_ms=None, eval_duration_ms=None
+    )
+    whole = thinker("w", 20, None, 2000.0, api="openai", kind="responses", stream=False, total_duration_ms=None)
+    analysis = analyze([anthropic, whole])
+    breakdown = next(f for f in ChartBuilder(analysis).figures() if f.id == "breakdown")
+    traces = {trace["name"].split(" ")[0]: trace["y"] for trace in breakdown.data}
+    assert (traces["to"], traces["thinking"], traces["generation"], traces["load"]) == (
+        [80.0],
+        [900.0],
+        [2000.0 - 80 - 900],
+        [0.0],
+    )
+    assert any("1 stream carries no Ollama durations" in note for note in breakdown.notes)
+    assert any("1 request carries no durations" in note for note in breakdown.notes)
