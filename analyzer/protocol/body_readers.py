@@ -71,6 +71,7 @@ class ObjectSink:
         self.chunks = 0
         self.had_error_line = False
         self.first_at: dict[int, float] = {}  # token kind bit -> arrival of its first token
+        self._kinds_seen = 0
         # Mid-response capture: the first unit may be the tail of a line. It is kept when it parses as a
         # whole object (the capture started on a line boundary) and dropped quietly when it does not.
         self.first_unit_may_be_partial = False
@@ -99,9 +100,11 @@ class ObjectSink:
     def note_tokens(self, tokens: int, at: float) -> None:
         """An object carrying ``tokens`` (token_kinds bits) arrived at ``at``: a token-bearing chunk."""
         self.gaps.add(at)
-        for kind in TOKEN_KINDS:
-            if tokens & kind and kind not in self.first_at:
-                self.first_at[kind] = at
+        if tokens & ~self._kinds_seen:  # the first token of a kind: rare, so the usual chunk costs one test
+            self._kinds_seen |= tokens
+            for kind in TOKEN_KINDS:
+                if tokens & kind and kind not in self.first_at:
+                    self.first_at[kind] = at
 
 
 def stream_apply(content: ResponseContent, endpoint: Endpoint | None) -> Apply:

@@ -109,3 +109,16 @@ def test_breakdown_draws_compatible_api_streams_from_the_wire() -> None:
     )
     assert any("1 stream carries no Ollama durations" in note for note in breakdown.notes)
     assert any("1 request carries no durations" in note for note in breakdown.notes)
+
+
+def test_remote_models_are_not_the_local_schedulers_and_compat_chats_are() -> None:
+    def switching(remote: bool | None, kind: str) -> list[InteractionRecord]:
+        return [
+            rec(f"sw{i}", i * 10.0, model=f"big-{'ab'[i % 2]}", kind=kind, remote=remote, load_duration_ms=3000.0)
+            for i in range(4)
+        ]
+
+    # Anthropic messages switching between local models thrash like chats do
+    assert codes(switching(False, "messages"))["model_thrash"] == ["sw1", "sw2", "sw3"]
+    # the same switches answered by remote (cloud) models are not the local machine's: no model_thrash
+    assert "model_thrash" not in codes(switching(True, "chat"))
