@@ -24,7 +24,8 @@ from analyzer.store.tables import LISTING_COLUMNS, listing_rows, text_table
 
 EXIT_BAD_INPUT = 1
 
-TIMING_COLUMNS = (*LISTING_COLUMNS[:6], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[6:])
+_AFTER_TTFT = LISTING_COLUMNS.index("ttft_ms") + 1
+TIMING_COLUMNS = (*LISTING_COLUMNS[:_AFTER_TTFT], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[_AFTER_TTFT:])
 
 
 def timing_table(records: Sequence[InteractionRecord]) -> str:

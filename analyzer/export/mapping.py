@@ -209,6 +209,14 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
         attributes[sc.USAGE_INPUT_TOKENS] = record.prompt_eval_count
     if record.eval_count is not None:
         attributes[sc.USAGE_OUTPUT_TOKENS] = record.eval_count
+    for attribute, value in (
+        (sc.USAGE_CACHE_READ_INPUT_TOKENS, record.prompt_eval_cached_count),
+        (sc.REQUEST_MAX_TOKENS, record.opt_num_predict),
+        (sc.REQUEST_TEMPERATURE, record.opt_temperature),
+        (sc.REQUEST_SEED, record.opt_seed),
+    ):
+        if value is not None:
+            attributes[attribute] = value
     if record.done_reason:
         attributes[sc.FINISH_REASONS] = [record.done_reason]
     if record.stream and record.ttft_ms is not None:

@@ -57,10 +57,12 @@ NO_RESOURCES_NOTE = (
     "no resource samples: enable ollama_resources to see GPU, power and memory here (ollama-wire resources --check)"
 )
 SEGMENTS: tuple[tuple[str, str, str], ...] = (
+    ("first", "to the first token (wire only: no Ollama counters)", "#bcbd22"),
     ("load", "load (Ollama's load_duration)", "#ff7f0e"),
     ("wait", "hidden wait (queue for a slot)", "#d62728"),
     ("prompt", "prompt evaluation", "#9467bd"),
-    ("eval", "generation", "#2ca02c"),
+    ("thinking", "thinking (first thinking → first answer token)", "#17becf"),
+    ("eval", "generation (answer)", "#2ca02c"),
     ("overhead", "transfer / overhead (wire − Ollama)", "#7f7f7f"),
 )
 
@@ -415,23 +417,46 @@ class ChartBuilder:
         return titles, traces, parts
 
     @staticmethod
-    def _segments(r: Request) -> dict[str, float]:
+    def _wire_only(r: Request) -> bool:
+        """A stream without Ollama's durations (OpenAI-compatible and Anthropic APIs): drawn from the wire's times."""
+        return r.total_duration_ms is None and bool(r.stream) and r.ttft_ms is not None and r.total_ms is not None
+
+    @classmethod
+    def _segments(cls, r: Request) -> dict[str, float]:
+        if cls._wire_only(r):
+            thinking = min(r.thinking_ms or 0.0, max(0.0, r.total_ms - r.ttft_ms))
+            answer = max(0.0, r.total_ms - r.ttft_ms - thinking)
+            wire = {"first": r.ttft_ms, "thinking": thinking, "eval": answer}
+            return {key: wire.get(key, 0.0) for key, _, _ in SEGMENTS}
+        # Thinking is generation too: the wire's thinking_ms is carved out of Ollama's eval_duration.
+        generation = r.eval_ms or 0.0
+        thinking = min(r.thinking_ms or 0.0, generation)
         return {
+            "first": 0.0,
             "load": r.load_ms or 0.0,
             "wait": r.hidden_wait_ms or 0.0,
             "prompt": r.prompt_eval_ms or 0.0,
-            "eval": r.eval_ms or 0.0,
+            "thinking": thinking,
+            "eval": generation - thinking,
             "overhead": r.wire_overhead_ms or 0.0,
         }
 
     def breakdown(self) -> Figure:
-        timed = [r for r in self.requests if r.total_duration_ms is not None]
+        timed = [r for r in self.requests if r.total_duration_ms is not None or self._wire_only(r)]
         untimed = len(self.requests) - len(timed)
+        wire_only = sum(1 for r in timed if self._wire_only(r))
         notes = []
+        if wire_only:
+            notes.append(
+                (f"{wire_only:,} streams carry" if wire_only != 1 else "1 stream carries")
+                + " no Ollama durations (OpenAI-compatible and Anthropic APIs): their bars are the wire's view — "
+                "time to the first token, thinking, the answer."
+            )
         if untimed:
             notes.append(
                 (f"{untimed:,} requests carry" if untimed != 1 else "1 request carries")
-                + " no Ollama durations (OpenAI-compatible API, errors, aborts): not in this chart."
+                + " no durations to split (non-streamed compatible-API replies, model management, errors, aborts):"
+                " not in this chart."
             )
         data: list[dict[str, Any]] = []
         if len(timed) <= BREAKDOWN_MAX_BARS:
@@ -460,11 +485,9 @@ class ChartBuilder:
             means: dict[str, list[float]] = {key: [] for key, _, _ in SEGMENTS}
             for b in starts:
                 rows = buckets[b]
-                means["load"].append(round(sum(r.load_ms or 0.0 for r in rows) / len(rows), 1))
-                means["wait"].append(round(sum(r.hidden_wait_ms or 0.0 for r in rows) / len(rows), 1))
-                means["prompt"].append(round(sum(r.prompt_eval_ms or 0.0 for r in rows) / len(rows), 1))
-                means["eval"].append(round(sum(r.eval_ms or 0.0 for r in rows) / len(rows), 1))
-                means["overhead"].append(round(sum(r.wire_overhead_ms or 0.0 for r in rows) / len(rows), 1))
+                segments = [self._segments(r) for r in rows]
+                for key in means:
+                    means[key].append(round(sum(seg[key] for seg in segments) / len(rows), 1))
             for key, label, colour in SEGMENTS:
                 data.append(
                     {
@@ -482,9 +505,10 @@ class ChartBuilder:
             "breakdown",
             "Where each request's time went",
             "Stacked per request: Ollama's load_duration, the hidden wait (total_duration − load − prompt eval − "
-            "eval: queueing for a busy model's slot), prompt evaluation, generation, and what the wire added beyond "
-            "Ollama's own total (network, proxy, client). A tall red segment is queueing; a tall orange one, a "
-            "model load.",
+            "eval: queueing for a busy model's slot), prompt evaluation, generation split into thinking (first "
+            "thinking token to first answer token, as the wire saw it) and the answer, and what the wire added "
+            "beyond Ollama's own total (network, proxy, client). A tall red segment is queueing; a tall orange "
+            "one, a model load; a tall teal one, a model thinking at length.",
             data,
             _layout(
                 barmode="stack",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from analyzer.protocol.timing import percentile
+from analyzer.report.apis import api_rows
 from analyzer.report.derive import Request
 from analyzer.report.finding import iso
 from analyzer.report.machine import cost_numbers, prices_dict, resource_numbers
@@ -69,7 +70,7 @@ def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[
     """The numbers at the top of the report (and of ``report --json``). Resource numbers only when a request was
     sampled; costs (and the prices used) only with ``prices``."""
     if not requests:
-        empty: dict[str, Any] = {"requests": 0, "errors": 0, "models": [], "per_model": []}
+        empty: dict[str, Any] = {"requests": 0, "errors": 0, "models": [], "per_model": [], "per_api": []}
         if prices is not None:
             empty.update(cost_numbers([], prices), prices=prices_dict(prices))
         return empty
@@ -95,4 +96,5 @@ def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[
     if prices is not None:
         numbers.update(cost_numbers(requests, prices), prices=prices_dict(prices))
     numbers["per_model"] = model_rows(requests, prices, sampled)
+    numbers["per_api"] = api_rows(requests)
     return numbers

@@ -207,6 +207,25 @@ def _model_table(rows: Sequence[dict[str, Any]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _api_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Per API and endpoint kind (native, OpenAI-compatible, Anthropic)."""
+    if not rows:
+        return ""
+    head = (
+        "<tr><th>API</th><th>kind</th><th class=num>requests</th><th class=num>errors</th>"
+        "<th class=num>TTFT p50</th><th class=num>thinking p50</th><th class=num>with tool calls</th>"
+        "<th class=num>tokens in</th><th class=num>tokens out</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{_e(r['api'])}</td><td>{_e(r['kind'])}</td><td class=num>{_n(r['requests'])}</td>"
+        f"<td class=num>{_n(r['errors'])}</td><td class=num>{_n(r['ttft_p50_ms'], 0, 'ms')}</td>"
+        f"<td class=num>{_n(r['thinking_p50_ms'], 0, 'ms')}</td><td class=num>{_n(r['tool_calls'])}</td>"
+        f"<td class=num>{_n(r['tokens_in'])}</td><td class=num>{_n(r['tokens_out'])}</td></tr>"
+        for r in rows
+    )
+    return f"<h3 id=apis>Per API</h3><table>{head}{body}</table>"
+
+
 PRICES_HINT = (
     "Cost: run with --prices FILE (YAML: kwh: USD per kWh; models: {NAME: {input, output}} USD per million "
     "tokens), or set prices: in the config file, to see what this period cost in electricity and on a hosted API."
@@ -369,7 +388,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f"{failed:,} failed · sources: {_e(', '.join(sources) or '–')} · generated {generated}</p></header>",
         "<main>",
         f"<section id=headline><h2>Headline</h2>{skipped}{_cards(head)}{_model_table(head.get('per_model', []))}"
-        f"{_resource_table(head)}</section>",
+        f"{_api_table(head.get('per_api', []))}{_resource_table(head)}</section>",
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
         "what to change (click one to open it); each links to the requests that show it (listed at the bottom; "
         "clicking such a request in a chart jumps there too).</p>"

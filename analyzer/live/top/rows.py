@@ -30,7 +30,7 @@ SPARK_WIDTH = 12
 SPARK_BUCKET_S = 0.5
 
 IN_FLIGHT_COLUMNS = ("Model", "Client", "Elapsed", "TTFT", "Tokens", "Tok/s", "Rate", "Prompt / progress")
-RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Tok/s", "Tokens", "Total", "Flags")
+RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Think", "Tok/s", "Tokens", "Total", "Flags")
 MODEL_COLUMNS = ("Model", "Reqs", "Err", "TTFT p50", "TTFT p95", "Tok/s")
 COST_COLUMNS = ("Energy $", "API $")  # only with --prices
 
@@ -177,6 +177,7 @@ def recent_row(record: InteractionRecord, prices: Prices | None = None) -> tuple
         data(record.model or "-", style),
         data(record.path),
         ms(record.ttft_ms),
+        ms(record.thinking_ms),  # first thinking token → first answer token
         rate(token_rate(record)),
         str(tokens),
         ms(record.total_ms),

@@ -19,6 +19,12 @@ WINDOWS_S = (("5 min", 300.0), ("1 hour", 3600.0))
 MODELS_SHOWN = 20  # Per model: the busiest models, the rest summed into one "others" row
 
 
+# Kinds that say nothing about a model's speed: listings, status, account, and loading/unloading a model.
+NOT_GENERATIONS = frozenset(
+    {"tags", "ps", "version", "show", "status", "account", "recommendations", "load", "unload", "root", ""}
+)
+
+
 def is_error(record: InteractionRecord) -> bool:
     """An error, a failed status, or a request that did not finish (aborted, upstream failed, ...)."""
     return (
@@ -195,7 +201,7 @@ class TopState:
         for record in reversed(self.recent):
             if record_time(record) < now - window_s:
                 continue
-            if not self._model_ok(record.model) or record.kind in ("tags", "ps", "version", "show", ""):
+            if not self._model_ok(record.model) or record.kind in NOT_GENERATIONS:
                 continue
             groups.setdefault(record.model or "-", []).append(record)
         busiest = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
