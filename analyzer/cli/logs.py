@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,6 +43,16 @@ def _since_option(ctx: click.Context, param: click.Parameter, value: str | None)
         return parse_since(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def replays_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--include-replays``: the flag every reading command shares (records ``ollama-wire replay`` wrote)."""
+    return click.option(
+        "--include-replays",
+        is_flag=True,
+        help="Also count the records `ollama-wire replay` wrote (source: replay); left out by default so a "
+        "replay never pollutes the picture of real traffic.",
+    )(command)
 
 
 def missing_log_message(log_dir: Path) -> str:
@@ -90,6 +101,7 @@ def missing_log_message(log_dir: Path) -> str:
     "adds cost_energy_usd and cost_api_usd, derived now, never stored. Default: 'prices' in the config file "
     "($OLLAMA_WIRE_CONFIG or ~/.config/ollama-wire/config.yaml), if set.",
 )
+@replays_option
 @output_options
 def logs(
     log_dir: Path,
@@ -99,6 +111,7 @@ def logs(
     errors_only: bool,
     summary: bool,
     prices_path: Path | None,
+    include_replays: bool,
     fmt: str,
     output: Path | None,
     sqlite_path: Path | None,
@@ -128,13 +141,30 @@ def logs(
     try:
         if summary and sqlite_path is None and prices is None:  # fast path: only the fields a summary needs
             stats = summarize_log(
-                log_dir, since=since, model=model, errors_only=errors_only, warn=warnings.append, progress=progress
+                log_dir,
+                since=since,
+                model=model,
+                errors_only=errors_only,
+                warn=warnings.append,
+                progress=progress,
+                include_replays=include_replays,
             )
         elif summary:  # --sqlite receives whole records; costs need each record
-            chosen = select(read_log(log_dir, warn=warnings.append), model=model, since=since, errors_only=errors_only)
+            chosen = select(
+                read_log(log_dir, warn=warnings.append),
+                model=model,
+                since=since,
+                errors_only=errors_only,
+                include_replays=include_replays,
+            )
             stats = summary_stats(chosen)
         elif not count and since is None:  # everything: one forward pass
-            chosen = select(read_log(log_dir, warn=warnings.append), model=model, errors_only=errors_only)
+            chosen = select(
+                read_log(log_dir, warn=warnings.append),
+                model=model,
+                errors_only=errors_only,
+                include_replays=include_replays,
+            )
         else:  # from the end of the log: only the files and lines needed
             chosen = newest_records(
                 log_dir,
@@ -144,6 +174,7 @@ def logs(
                 errors_only=errors_only,
                 warn=warnings.append,
                 progress=progress,
+                include_replays=include_replays,
             )
     except LogError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from analyzer.cli.logs import missing_log_message
+from analyzer.cli.logs import missing_log_message, replays_option
 from analyzer.cli.output import write_output
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
@@ -64,6 +64,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.IntRange(1, 65535),
         help="For captures: Ollama's server port (repeatable; default 11434).",
     )
+    @replays_option
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return command(*args, **kwargs)
@@ -130,6 +131,7 @@ def load_analysis(
     models: tuple[str, ...],
     ports: tuple[int, ...] = (),
     prices: Prices | None = None,
+    include_replays: bool = False,
 ) -> tuple[Analysis, list[Path]]:
     """Read every source (default: the addon's log directory) and analyze the records (costs at ``prices``).
     Bad sources → one line."""
@@ -145,7 +147,13 @@ def load_analysis(
     try:
         with progress("reading records"):
             requests, unreadable = load_requests(
-                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (11434,)
+                chosen,
+                since=since,
+                until=until,
+                models=models,
+                warn=warnings.append,
+                ports=ports or (11434,),
+                include_replays=include_replays,
             )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -189,6 +197,7 @@ def report(
     until: datetime | None,
     models: tuple[str, ...],
     ports: tuple[int, ...],
+    include_replays: bool,
     output: Path | None,
     as_json: bool,
     prices_path: Path | None,
@@ -208,7 +217,7 @@ def report(
     ollama-wire report --prices prices.yaml         electricity and hosted-API cost of the period
     """
     prices = read_prices(prices_path)
-    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports, prices)
+    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports, prices, include_replays)
     if as_json:
         text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n"
         write_output(output, lambda out: out.write(text))
@@ -241,6 +250,7 @@ def findings(
     until: datetime | None,
     models: tuple[str, ...],
     ports: tuple[int, ...],
+    include_replays: bool,
     as_json: bool,
     prices_path: Path | None,
 ) -> None:
@@ -257,6 +267,6 @@ def findings(
     from analyzer.report.terminal import render_findings
 
     prices = read_prices(prices_path)
-    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports, prices)
+    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports, prices, include_replays)
     text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n" if as_json else render_findings(analysis)
     write_output(None, lambda out: out.write(text))

@@ -69,6 +69,7 @@ class EmulatorConfig:
     stall_after: int | None = None
     stall_ms: float = 0.0
     profiles: Mapping[str, ModelProfile] = field(default_factory=dict)
+    body_log: str | None = None  # a file getting one JSON line per request received: time, method, path, body sha256
 
     def __post_init__(self) -> None:
         profiles = {name: _profile(value) for name, value in dict(self.profiles).items()}

@@ -23,11 +23,14 @@ from analyzer.protocol.body_readers import (
 )
 from analyzer.protocol.endpoints import API_OLLAMA, Endpoint, classify
 from analyzer.protocol.record import (
+    FLAG_CAPTURE_ENDED_MID_REQUEST,
     FLAG_CAPTURE_ENDED_MID_RESPONSE,
+    FLAG_CAPTURE_STARTED_MID_REQUEST,
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_CLIENT_ABORTED,
     FLAG_ENCODED_BODY,
     FLAG_ERROR_MID_STREAM,
+    FLAG_GAP_IN_CAPTURE,
     FLAG_NO_RESPONSE,
     FLAG_SHUTDOWN,
     FLAG_TRUNCATED_BODY,
@@ -52,6 +55,9 @@ _INCOMPLETE_FLAGS = frozenset(
     {FLAG_CLIENT_ABORTED, FLAG_UPSTREAM_FAILED, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_SHUTDOWN, FLAG_NO_RESPONSE}
 )
 
+
+# Flags after which the request body kept may not be the one sent (a capture that missed part of it).
+_PARTIAL_REQUEST = frozenset({FLAG_CAPTURE_STARTED_MID_REQUEST, FLAG_CAPTURE_ENDED_MID_REQUEST, FLAG_GAP_IN_CAPTURE})
 
 _FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59 UTC
 
@@ -204,6 +210,9 @@ class InteractionBuilder:
         self._request_body = bytearray()
         self._request_bytes = 0
         self._request_decoder: _Decoder | None = None
+        self._request_unusable = False  # cut at the cap or not decodable: what is kept is not what was sent
+        self._request_content_type: str | None = None
+        self._request_content_encoding: str | None = None
         # response
         self.status: int | None = None
         self._response_at: float | None = None
@@ -228,11 +237,14 @@ class InteractionBuilder:
         self.method = method
         self.path = path
         self.endpoint = classify(path)
+        self._request_content_type = _header(headers, "content-type")
         encoding = (_header(headers, "content-encoding") or "").strip().lower()
+        self._request_content_encoding = encoding or None
         if encoding in ("gzip", "deflate"):
             self._request_decoder = _Decoder(encoding)
         elif encoding and encoding != "identity":
             self.add_flags([FLAG_ENCODED_BODY])
+            self._request_unusable = True
 
     def request_body(self, data: bytes, at: float) -> None:
         """A fragment of the (de-chunked) request body."""
@@ -243,8 +255,10 @@ class InteractionBuilder:
             data = self._request_decoder.decode(data, limit=room + 1)
             if self._request_decoder.failed:
                 self.add_flags([FLAG_ENCODED_BODY])
+                self._request_unusable = True
         if len(data) > room:
             self.add_flags([FLAG_TRUNCATED_BODY])
+            self._request_unusable = True
             data = data[: max(room, 0)]
         self._request_body += data
 
@@ -391,9 +405,22 @@ class InteractionBuilder:
             prompt_tokens_per_s=content.tokens_per_s("prompt_eval_count", "prompt_eval_duration"),
             request_bytes=self._request_bytes,
             response_bytes=self._response_bytes,
+            request_body=self._request_text(),
+            request_content_type=valid_unicode(self._request_content_type),
+            request_content_encoding=valid_unicode(self._request_content_encoding),
         )
         self._finished = redact(record, self._redaction)
         return self._finished
+
+    def _request_text(self) -> str | None:
+        """The request body (after content decoding) as text, for replay; None when it is not all there or
+        not UTF-8 (a cut body, an encoding we cannot undo), so that a replay never sends something else."""
+        if not self._request_body or self._request_unusable or not self._flags.keys().isdisjoint(_PARTIAL_REQUEST):
+            return None
+        try:
+            return bytes(self._request_body).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     def _protocol_ended(self) -> bool:
         """The body said it was finished: ``done:true``, ``data: [DONE]``, or a whole JSON body."""

@@ -22,6 +22,7 @@ import msgspec
 from analyzer.report.derive import Request, to_request
 from analyzer.sources import SourceError, read_sources
 from analyzer.store.log import LogError, log_files
+from analyzer.store.select import counts_as_traffic
 
 Warn = Callable[[str], None]
 
@@ -30,6 +31,7 @@ class ReportColumns(msgspec.Struct):
     """The record columns the report reads, with the types ``record_problem`` allows (every one may be null)."""
 
     id: str | None = None
+    source: str | None = None
     started_at: str | None = None
     model: str | None = None
     kind: str | None = None
@@ -120,10 +122,13 @@ def load_requests(
     models: Sequence[str] = (),
     warn: Warn | None = None,
     ports: tuple[int, ...] = (11434,),
+    include_replays: bool = False,
 ) -> tuple[list[Request], int]:
     """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
-    record id once; and how many records had no readable ``started_at``. Raises SourceError for a bad source."""
+    record id once; and how many records had no readable ``started_at``. Records a replay wrote only with
+    ``include_replays``. Raises SourceError for a bad source."""
     report: Warn = warn or (lambda _message: None)
+    replays = {"include_replays": include_replays}
     low = since.timestamp() if since else None
     high = until.timestamp() if until else None
     wanted = set(models)
@@ -134,6 +139,8 @@ def load_requests(
     def keep(rows: Iterable[Any]) -> None:
         nonlocal unreadable
         for row in rows:
+            if not counts_as_traffic(row.source, include_replays):
+                continue
             if wanted and row.model not in wanted:
                 continue
             if row.id:
@@ -152,7 +159,7 @@ def load_requests(
         path = Path(source)
         files = _fast_files(path)
         if files is None:
-            keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports))
+            keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports, **replays))
             continue
         with _no_cyclic_gc():  # only around our own decoding: captures go through the packet engines
             for file in files:

@@ -108,10 +108,12 @@ def read_sources(
     models: Sequence[str] = (),
     warn: Warn | None = None,
     ports: tuple[int, ...] = (11434,),
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
     """The records of every source within [since, until) and of the given models (all when empty), oldest
     first, each record id once (a record found in a log and again in a CSV export counts once). ``ports``: the
-    server ports whose traffic a capture is analyzed for."""
+    server ports whose traffic a capture is analyzed for. Records ``ollama-wire replay`` wrote only with
+    ``include_replays``."""
     seen: set[str] = set()
     unique = []
     for record in iter_source_records(sources, warn=warn, ports=ports):
@@ -122,4 +124,4 @@ def read_sources(
                 continue
             seen.add(record.id)
         unique.append(record)
-    return select(unique, since=since, until=until)
+    return select(unique, since=since, until=until, include_replays=include_replays)

@@ -32,9 +32,10 @@ from typing import Any, NamedTuple
 from analyzer.protocol.record import InteractionRecord, record_problem
 from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
+from analyzer.store.select import counts_as_traffic
 
 CACHE_DIR_NAME = ".summary-cache"
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 Warn = Callable[[str], object] | None
 
@@ -48,7 +49,7 @@ _NUMBER = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|null"  # JSON syntax: f
 _INTEGER = rb"-?(?:0|[1-9]\d*)|null"
 _LINE = re.compile(
     (
-        rb'^\{"id":STR,"source":STR,"started_at":"([^"\\\n]*)","client":STR,"server":STR,"method":STR,"path":STR,'
+        rb'^\{"id":STR,"source":(STR),"started_at":"([^"\\\n]*)","client":STR,"server":STR,"method":STR,"path":STR,'
         rb'"status":(INT),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
         rb'"done_reason":(?:null|STR),"error":(null|STR),"complete":(?:true|false),"flags":\[[^\]\n]*\],'
         rb'"ttfb_ms":VAL,"ttft_ms":(NUM),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(NUM),'
@@ -75,6 +76,7 @@ class SummaryFields(NamedTuple):
     ttft_ms: float | None
     rate: float | None  # Ollama's tokens/s, else the wire's
     eval_count: int | None
+    replay: bool  # written by ``ollama-wire replay`` (source "replay"): left out unless asked
 
 
 def _epoch(text: str) -> float | None:
@@ -96,6 +98,7 @@ def fields_of(record: InteractionRecord) -> SummaryFields:
         ttft_ms=record.ttft_ms,
         rate=rate,
         eval_count=record.eval_count,
+        replay=not counts_as_traffic(record.source),
     )
 
 
@@ -105,7 +108,7 @@ class NotARecord(ValueError):
 
 def _from_match(match: re.Match[bytes]) -> SummaryFields:
     """The fields of a line ``_LINE`` matched (its numbers are JSON numbers); ValueError for a glued line."""
-    started, status, model, error_token, ttft, wire_rate, eval_count, rate_token = match.groups()
+    source, started, status, model, error_token, ttft, wire_rate, eval_count, rate_token = match.groups()
     if match.string.find(_RECORD_START, match.start() + 1, match.end()) >= 0:
         raise ValueError("a second record glued onto this line")
     error = error_token != b"null" and error_token != b'""'
@@ -120,6 +123,7 @@ def _from_match(match: re.Match[bytes]) -> SummaryFields:
         ttft_ms=None if ttft == b"null" else float(ttft),
         rate=rate,
         eval_count=None if eval_count == b"null" else int(eval_count),
+        replay=not counts_as_traffic(source[1:-1].decode("utf-8")),
     )
 
 
@@ -335,12 +339,15 @@ def summary_fields(
     model: str | None = None,
     errors_only: bool = False,
     warn: Warn = None,
+    include_replays: bool = False,
 ) -> Iterator[SummaryFields]:
     """The summary fields of every record ``select`` would choose with these filters (in file order)."""
     cache = DigestCache(log_dir)
     since_s = since.timestamp() if since is not None else None
     for path in _files(log_dir, since, None):
         for fields in cache.rows(path, warn):
+            if fields.replay and not include_replays:
+                continue
             if model and fields.model != model:
                 continue
             if errors_only and not fields.failed:
@@ -364,7 +371,15 @@ class _Group:
 class SummaryAccumulator:
     """Per-model counts and samples, fed record by record or a cached file's columns at a time."""
 
-    def __init__(self, *, since: datetime | None = None, model: str | None = None, errors_only: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        since: datetime | None = None,
+        model: str | None = None,
+        errors_only: bool = False,
+        include_replays: bool = False,
+    ) -> None:
+        self.include_replays = include_replays
         self.since_s = since.timestamp() if since is not None else None
         self.model = model
         self.errors_only = errors_only
@@ -377,7 +392,9 @@ class SummaryAccumulator:
     def add_columns(self, columns: list[list[Any]]) -> None:
         """Count every record of a file's columns (``SummaryFields`` order) that passes the filters."""
         since_s, wanted, errors_only, groups = self.since_s, self.model, self.errors_only, self.groups
-        for started, model, error, failed, ttft, rate, eval_count in zip(*columns, strict=True):
+        for started, model, error, failed, ttft, rate, eval_count, replay in zip(*columns, strict=True):
+            if replay and not self.include_replays:
+                continue
             if wanted and model != wanted:
                 continue
             if errors_only and not failed:
@@ -422,7 +439,7 @@ def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
 
     Numbers rounded to 0.1; None where nothing was measured; one dict per model, by model name.
     """
-    accumulator = SummaryAccumulator()
+    accumulator = SummaryAccumulator(include_replays=True)  # the rows were chosen already
     for row in rows:
         accumulator.add(row)
     return accumulator.result()
@@ -482,13 +499,14 @@ def summarize_log(
     warn: Warn = None,
     progress: Callable[[int, int], object] | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    include_replays: bool = False,
 ) -> list[dict[str, Any]]:
     """``summarize`` of the records ``select`` would choose — from the per-day cache, without per-record objects.
 
     ``progress(files_done, files_total)`` is called as files are done. With at least ``parallel_min_bytes`` not
     yet cached, files are decoded in worker processes.
     """
-    accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only)
+    accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only, include_replays=include_replays)
     paths = list(_files(log_dir, since, None))
     for columns, extra, messages in _decoded(log_dir, paths, progress, parallel_min_bytes):
         if warn:

@@ -111,6 +111,7 @@ def newest_records(
     errors_only: bool = False,
     warn: Warn = None,
     progress: Callable[[int, int], object] | None = None,
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
     """The newest ``count`` records (0: all) that match, oldest first — reading the log from its end.
 
@@ -134,7 +135,7 @@ def newest_records(
             record = _record(path, offset, line, warn)
             if record is None:
                 continue
-            if select([record], model=model, since=since, errors_only=errors_only):
+            if select([record], model=model, since=since, errors_only=errors_only, include_replays=include_replays):
                 found.append(record)
                 started = started_at(record)
                 if count and started is not None:
@@ -147,7 +148,7 @@ def newest_records(
             bound = written_by(record)
             if wanted_from is not None and bound is not None and bound < wanted_from:
                 break  # every earlier line of this file started before ``wanted_from``
-    chosen = select(found, model=model, since=since, errors_only=errors_only)
+    chosen = select(found, model=model, since=since, errors_only=errors_only, include_replays=include_replays)
     return chosen[-count:] if count else chosen
 
 

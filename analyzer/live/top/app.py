@@ -106,8 +106,10 @@ class TopApp(App[None]):
         poll_machine: bool = True,
         prices: Prices | None = None,
         gpu: GpuReader | None = None,
+        include_replays: bool = False,
     ) -> None:
         super().__init__()
+        self.include_replays = include_replays
         self.live_path = live_path
         self.log_dir = log_dir
         self.ollama_url = ollama_url
@@ -176,7 +178,7 @@ class TopApp(App[None]):
 
     @work(thread=True, group="log")
     def follow_log(self) -> None:
-        tail = LogTail(self.log_dir)
+        tail = LogTail(self.log_dir, self.include_replays)
         worker = get_current_worker()
         while not worker.is_cancelled:
             records = tail.poll()

@@ -27,6 +27,7 @@ from analyzer.resources.registry import Opened, Target, open_sources
 from analyzer.resources.summary import machine_now
 from analyzer.resources.timeline import Sample
 from analyzer.store.log import LOG_SUFFIX
+from analyzer.store.select import counts_as_traffic
 
 HTTP_TIMEOUT_S = 1.5
 OLLAMA_PROCESS_NAMES = ("ollama", "ollama.exe")
@@ -50,8 +51,9 @@ def default_ollama_url() -> str:
 class LogTail:
     """New records of the log directory since the last poll (the first poll: the last hour's)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, include_replays: bool = False) -> None:
         self.log_dir = log_dir
+        self.include_replays = include_replays
         self.offsets: dict[Path, int] = {}
         self._aligned: dict[Path, bool] = {}
         self.problem = ""
@@ -93,7 +95,7 @@ class LogTail:
                     item = json.loads(line)
                 except ValueError:
                     continue
-                if record_problem(item) is None:
+                if record_problem(item) is None and counts_as_traffic(item.get("source"), self.include_replays):
                     records.append(InteractionRecord.from_dict(item))
         return records
 
