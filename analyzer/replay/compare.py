@@ -197,7 +197,8 @@ def _options(record: InteractionRecord) -> tuple[Any, Any]:
         except (ValueError, RecursionError):
             body = None
         if isinstance(body, dict):
-            options = body.get("options") if isinstance(body.get("options"), dict) else {}
+            given = body.get("options")
+            options: dict[str, Any] = given if isinstance(given, dict) else {}
             seed = seed if seed is not None else options.get("seed", body.get("seed"))
             temperature = (
                 temperature if temperature is not None else options.get("temperature", body.get("temperature"))
