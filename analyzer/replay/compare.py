@@ -244,6 +244,7 @@ class Comparison:
     outputs: dict[str, Any] = field(default_factory=dict)
     verdict: str = ""
     requests: tuple[list[Request], list[Request]] = ([], [])
+    finding_titles: dict[str, str] = field(default_factory=dict)  # code → title, for the page
 
     def to_dict(self) -> dict[str, Any]:
         """The ``compare --json`` document."""
@@ -288,8 +289,11 @@ def compare(baseline: Side, candidate: Side) -> Comparison:
         by_model[b.model or "-"][1].append(c)
     result.per_model = [_block(b, c, model) for model, (b, c) in sorted(by_model.items())]
     result.overall = _block(base_requests, cand_requests, "all")
-    codes_b = {f.code for f in analyze([b for b, _ in pairs]).findings}
-    codes_c = {f.code for f in analyze([c for _, c in pairs]).findings}
+    found_b = analyze([b for b, _ in pairs]).findings
+    found_c = analyze([c for _, c in pairs]).findings
+    result.finding_titles = {f.code: f.title for f in [*found_b, *found_c]}
+    codes_b = {f.code for f in found_b}
+    codes_c = {f.code for f in found_c}
     result.findings = {
         "resolved": sorted(codes_b - codes_c),
         "new": sorted(codes_c - codes_b),
