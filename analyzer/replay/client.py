@@ -9,6 +9,7 @@ fragment and the last byte are stamped when ``read`` returns them.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import time
@@ -67,6 +68,11 @@ def parse_target(url: str) -> Target:
     except ValueError as exc:
         raise TargetError(f"--target {url!r}: {exc}") from None
     return Target(parts.scheme, parts.hostname, port)
+
+
+def why(exc: OSError) -> str:
+    """The system's words for a socket error (``Connection refused``), not asyncio's ``Connect call failed (…)``."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 class _Dechunker:
@@ -159,7 +165,7 @@ async def send_request(planned: PlannedRequest, target: Target) -> InteractionRe
             builder.request_started(at, planned.method, planned.path, headers)
             builder.request_body(planned.body, at)
             builder.add_flags([FLAG_NO_RESPONSE])
-            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            reason = "timed out" if isinstance(exc, TimeoutError) else why(exc)
             return builder.finish(at, error=f"cannot connect to {target.url}: {reason}")
         writer = connected
         sock = connected.get_extra_info("socket")
@@ -259,7 +265,7 @@ async def probe(target: Target) -> str | None:
         )
     except TimeoutError:
         return f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
-    except (OSError, ssl.SSLError) as exc:
-        return getattr(exc, "strerror", None) or str(exc)
+    except OSError as exc:  # ssl.SSLError is one too
+        return why(exc)
     writer.close()
     return None
