@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from analyzer.protocol.record import REPORT, columns_in
 from analyzer.report.derive import Request, to_request
 from analyzer.sources import SourceError, read_sources
 from analyzer.store.log import LogError, log_files
@@ -27,49 +28,23 @@ from analyzer.store.select import counts_as_traffic
 Warn = Callable[[str], None]
 
 
-class ReportColumns(msgspec.Struct):
-    """The record columns the report reads, with the types ``record_problem`` allows (every one may be null)."""
-
-    id: str | None = None
-    source: str | None = None
-    started_at: str | None = None
-    model: str | None = None
-    kind: str | None = None
-    status: int | None = None
-    stream: bool | None = None
-    prompt: str | None = None
-    system: str | None = None
-    messages: list[Any] | None = None
-    tool_calls: list[Any] | None = None
-    done_reason: str | None = None
-    error: str | None = None
-    flags: list[Any] | None = None
-    ttft_ms: float | None = None
-    total_ms: float | None = None
-    wire_tokens_per_s: float | None = None
-    gap_p50_ms: float | None = None
-    gap_max_ms: float | None = None
-    prompt_eval_count: int | None = None
-    eval_count: int | None = None
-    total_duration_ms: float | None = None
-    load_duration_ms: float | None = None
-    prompt_eval_duration_ms: float | None = None
-    eval_duration_ms: float | None = None
-    eval_tokens_per_s: float | None = None
-    request_bytes: int | None = None
-    gpu_util_mean_pct: float | None = None
-    gpu_mem_max_mb: float | None = None
-    power_mean_w: float | None = None
-    energy_j: float | None = None
-    joules_per_token: float | None = None
-    server_cpu_ms: float | None = None
-    server_rss_max_mb: float | None = None
+def _report_struct() -> type[msgspec.Struct]:
+    """The columns of the schema's ``report`` view as a msgspec Struct, with the types ``record_problem`` allows
+    (every one may be null: older writers and unknown values)."""
+    types: dict[type, Any] = {str: str, int: int, float: float, bool: bool, list: list[Any]}
+    return msgspec.defstruct(
+        "ReportColumns",
+        [(c.name, types[c.value_type] | None, None) for c in columns_in(REPORT)],
+        module=__name__,
+    )
 
 
+ReportColumns = _report_struct()
+"""The record columns the report reads (derived from the schema's ``report`` view)."""
 _DECODER = msgspec.json.Decoder(ReportColumns)
 
 
-def _jsonl_columns(path: Path, warn: Warn) -> Iterator[ReportColumns]:
+def _jsonl_columns(path: Path, warn: Warn) -> Iterator[Any]:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -128,7 +103,6 @@ def load_requests(
     record id once; and how many records had no readable ``started_at``. Records a replay wrote only with
     ``include_replays``. Raises SourceError for a bad source."""
     report: Warn = warn or (lambda _message: None)
-    replays = {"include_replays": include_replays}
     low = since.timestamp() if since else None
     high = until.timestamp() if until else None
     wanted = set(models)
@@ -159,7 +133,16 @@ def load_requests(
         path = Path(source)
         files = _fast_files(path)
         if files is None:
-            keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports, **replays))
+            chosen = read_sources(
+                [path],
+                since=since,
+                until=until,
+                models=models,
+                warn=report,
+                ports=ports,
+                include_replays=include_replays,
+            )
+            keep(chosen)
             continue
         with _no_cyclic_gc():  # only around our own decoding: captures go through the packet engines
             for file in files:
