@@ -11,7 +11,7 @@ import click
 
 from analyzer.cli.report import _when
 from analyzer.replay.client import TargetError, parse_target, probe
-from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map
+from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map, parse_options
 from analyzer.replay.run import Outcome, Pace, Progress, default_label, run_replay
 from analyzer.sources import SourceError, read_sources
 from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
@@ -115,6 +115,15 @@ def _summary(outcome: Outcome, target: str, label: str, log_dir: Path, planned: 
     metavar="OLD=NEW",
     help="Send requests for model OLD to model NEW (repeatable; the body's model field is rewritten).",
 )
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a request option in every inference body (repeatable): native ones in options (keep_alive, think, "
+    "format at the top level), OpenAI ones at the top level (num_predict as max_tokens); VALUE is JSON or text. "
+    "The only change to the bodies besides --model-map, e.g. --option num_ctx=8192.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N replayable requests.")
 @click.option("--label", help="Name of this replay (compare picks it with label:NAME). [default: replay-<UTC time>]")
 @click.option(
@@ -144,6 +153,7 @@ def replay(
     speed: float | None,
     concurrency: int | None,
     model_maps: tuple[str, ...],
+    options: tuple[str, ...],
     limit: int | None,
     label: str | None,
     log_dir: Path,
@@ -168,6 +178,7 @@ def replay(
     try:
         where = parse_target(target)
         mapping = parse_model_map(model_maps)
+        settings = parse_options(options)
     except (TargetError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
     chosen = list(sources) or [DEFAULT_LOG_DIR]
@@ -186,7 +197,7 @@ def replay(
         raise click.ClickException(str(exc)) from None
     for message in warnings[:5]:
         click.echo(f"warning: {message}", err=True)
-    plan = build_plan(records, model_map=mapping, limit=limit, include_replays=include_replays)
+    plan = build_plan(records, model_map=mapping, options=settings, limit=limit, include_replays=include_replays)
     pace = Pace(speed=speed, concurrency=concurrency)
     if not plan.requests:
         raise click.ClickException(nothing_to_replay(plan, [str(p) for p in chosen]))

@@ -21,6 +21,7 @@ from analyzer.cli.output import write_output
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
 from analyzer.report.machine import cost_line
+from analyzer.report.try_it import add_try_commands
 from analyzer.resources.cost import Prices, PricesError, load_prices, prices_from_config
 from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
@@ -165,6 +166,7 @@ def load_analysis(
         click.echo(f"warning: … and {len(warnings) - 20} more skipped lines", err=True)
     with progress("analyzing"):
         analysis = analyze_requests(requests, unreadable, prices)
+    add_try_commands(analysis.findings, [str(p) for p in chosen])
     return analysis, chosen
 
 

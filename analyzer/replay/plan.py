@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from analyzer.protocol.record import FLAG_REDACTED, InteractionRecord
 from analyzer.protocol.redact import has_image_placeholder
@@ -22,6 +23,10 @@ from analyzer.store.select import counts_as_traffic
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings", "messages", "responses"})
 READ_ONLY_KINDS = frozenset({"tags", "ps", "show", "version", "models", "root"})
 BODILESS_METHODS = frozenset({"GET", "HEAD"})
+# ``--option``: native request fields Ollama reads at the top level rather than in ``options``, and the OpenAI
+# names of native options.
+NATIVE_TOP_LEVEL = frozenset({"keep_alive", "think", "format", "truncate", "shift", "logprobs", "top_logprobs"})
+OPENAI_OPTION_NAMES = {"num_predict": "max_tokens"}
 
 # Why a record was not replayed (the dry run and the summary count each).
 SKIP_NOT_REPLAYABLE = "model management or not an Ollama API call (never replayed)"
@@ -103,9 +108,41 @@ def parse_model_map(values: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def _mapped_body(body: str, mapping: Mapping[str, str]) -> tuple[str, str | None]:
-    """The body with its ``model`` renamed per ``mapping`` (re-written as compact JSON only when renamed)."""
-    if not mapping:
+def parse_options(values: Iterable[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` request options → a mapping (VALUE read as JSON when it is: ``8192``, ``true``, ``"30m"``,
+    else as text); ValueError naming a malformed one."""
+    options: dict[str, Any] = {}
+    for value in values:
+        name, sep, raw = value.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--option {value!r}: expected NAME=VALUE, e.g. num_ctx=8192")
+        try:
+            options[name.strip()] = json.loads(raw)
+        except ValueError:
+            options[name.strip()] = raw
+    return options
+
+
+def _set_option(data: dict[str, Any], path: str, name: str, value: Any) -> None:
+    """Set one request option where each API reads it: OpenAI's at the top level (``num_predict`` is its
+    ``max_tokens``), native ones in ``options`` unless Ollama reads them at the top level (``keep_alive``, …)."""
+    if path.startswith("/v1/"):
+        data[OPENAI_OPTION_NAMES.get(name, name)] = value
+    elif name in NATIVE_TOP_LEVEL:
+        data[name] = value
+    else:
+        options = data.get("options")
+        if not isinstance(options, dict):
+            options = data["options"] = {}
+        options[name] = value
+
+
+def _rewritten_body(
+    body: str, path: str, mapping: Mapping[str, str], options: Mapping[str, Any]
+) -> tuple[str, str | None]:
+    """The body with its ``model`` renamed per ``mapping`` and ``options`` set, and the new model name (None when
+    not renamed). Re-written as compact JSON only when something changed: otherwise the bytes as recorded."""
+    if not mapping and not options:
         return body, None
     try:
         data = json.loads(body)
@@ -115,10 +152,14 @@ def _mapped_body(body: str, mapping: Mapping[str, str]) -> tuple[str, str | None
         return body, None
     key = "model" if "model" in data else "name" if "name" in data else None
     old = data.get(key) if key else None
-    if not isinstance(old, str) or old not in mapping:
+    renamed = mapping.get(old) if isinstance(old, str) else None
+    if renamed is not None and key is not None:
+        data[key] = renamed
+    for name, value in options.items():
+        _set_option(data, path, name, value)
+    if renamed is None and not options:
         return body, None
-    data[key] = mapping[old]  # type: ignore[index]
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")), mapping[old]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")), renamed
 
 
 def skip_reason(record: InteractionRecord, include_replays: bool = False) -> str | None:
@@ -142,10 +183,12 @@ def build_plan(
     records: Sequence[InteractionRecord],
     *,
     model_map: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     include_replays: bool = False,
 ) -> ReplayPlan:
-    """The plan for ``records`` (any order): the replayable ones oldest first, at most ``limit``."""
+    """The plan for ``records`` (any order): the replayable ones oldest first, at most ``limit``; bodies with
+    models renamed per ``model_map`` and request ``options`` set (inference requests only)."""
     plan = ReplayPlan()
     chosen: list[tuple[float, InteractionRecord]] = []
     for record in records:
@@ -163,7 +206,8 @@ def build_plan(
     for start, record in chosen:
         body_text = record.request_body or ""
         model = record.model or ""
-        body_text, renamed = _mapped_body(body_text, model_map or {})
+        settings = (options or {}) if record.kind in INFERENCE_KINDS else {}
+        body_text, renamed = _rewritten_body(body_text, record.path, model_map or {}, settings)
         plan.requests.append(
             PlannedRequest(
                 original_id=record.id,

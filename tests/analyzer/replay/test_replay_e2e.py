@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -352,3 +353,24 @@ def test_images_replaced_by_redaction_are_skipped_and_counted(tmp_path: Path) ->
     assert [e["sha256"] for e in body_log(bodies)] == [
         hashlib.sha256((kept["plain"].request_body or "").encode()).hexdigest()
     ]
+
+
+def test_the_commands_a_finding_prints_measure_the_change(
+    recording: Recording, target: tuple[EmulatorThread, Path], tmp_path: Path
+) -> None:
+    """From `findings` to a measured before/after with the commands it prints (the server they start is the
+    fixture's emulator with four slots; its address replaces the placeholder)."""
+    found = json.loads(run("findings", str(recording.log_dir), "--json").stdout)["findings"]
+    (queueing,) = [f for f in found if f["code"] == "queueing"]
+    serve, replay, compare = queueing["try"]
+    assert serve == "OLLAMA_HOST=127.0.0.1:11435 OLLAMA_NUM_PARALLEL=4 ollama serve"
+    assert replay.startswith(f"ollama-wire replay {recording.log_dir} --since ")
+    assert compare == f"ollama-wire compare {recording.log_dir} label:try-queueing"
+    running, _ = target
+    out = ["--log-dir", str(tmp_path / "replays")]
+    done = run(*shlex.split(replay.replace("http://127.0.0.1:11435", running.url))[1:], *out)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(run(*shlex.split(compare)[1:], *out, "--json").stdout)
+    assert result["pairs"] >= BURST and "queueing" in result["findings"]["resolved"]
+    # a finding whose suggestion names no setting or option prints none
+    assert all(f["try"] == [] for f in found if f["code"] in ("stall", "capture_loss"))

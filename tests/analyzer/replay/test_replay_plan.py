@@ -20,6 +20,7 @@ from analyzer.replay.plan import (
     build_plan,
     nothing_to_replay,
     parse_model_map,
+    parse_options,
     replayable,
 )
 
@@ -172,3 +173,21 @@ def test_a_redacted_log_is_one_line_naming_the_option() -> None:
     plan = build_plan([record(1, request_body=None, flags=["redacted"])])
     message = nothing_to_replay(plan, ["logs/x"])
     assert "\n" not in message and "ollama_redact" in message and message.startswith("logs/x: cannot replay")
+
+
+def test_options_are_set_where_each_api_reads_them() -> None:
+    native = record(1, request_body='{"model":"m:1","prompt":"p","options":{"seed":1}}')
+    openai = record(2, path="/v1/chat/completions", kind="chat", request_body='{"model":"m:1","messages":[]}')
+    pull = record(3, path="/api/pull", kind="pull")
+    settings = parse_options(["num_ctx=8192", "num_predict=64", 'keep_alive="30m"', "think=low"])
+    plan = build_plan([native, openai, pull], options=settings)
+    assert json.loads(plan.requests[0].body) == {
+        "model": "m:1", "prompt": "p", "keep_alive": "30m", "think": "low",
+        "options": {"seed": 1, "num_ctx": 8192, "num_predict": 64},
+    }  # fmt: skip
+    assert json.loads(plan.requests[1].body) == {
+        "model": "m:1", "messages": [], "num_ctx": 8192, "max_tokens": 64, "keep_alive": "30m", "think": "low"
+    }  # fmt: skip
+    assert len(plan.requests) == 2  # the pull is never sent, options or not
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_options(["=3"])
