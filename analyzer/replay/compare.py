@@ -28,6 +28,7 @@ from analyzer.store.select import SOURCE_REPLAY
 
 LABEL_PREFIX = "label:"
 BOOTSTRAP_ROUNDS = 200
+MIN_SAMPLES = 5
 NOISE_CONFIDENCE = 0.90
 JSON_VERSION = 1
 RATIO_FLOOR = 1.0  # below this (ms, tok/s) a ratio says nothing: the change is shown as a difference
@@ -121,8 +122,9 @@ def _mean(values: list[float]) -> float:
 
 
 def noise(values: list[float], stat: Stat, rounds: int = BOOTSTRAP_ROUNDS) -> float | None:
-    """Half the width of the bootstrap interval (NOISE_CONFIDENCE) of ``stat`` over ``values``; None for < 2."""
-    if len(values) < 2:
+    """Half the width of the bootstrap interval (NOISE_CONFIDENCE) of ``stat`` over ``values``; None for fewer than
+    MIN_SAMPLES (too few to tell a change from chance: no change is then called significant)."""
+    if len(values) < MIN_SAMPLES:
         return None
     rng = random.Random(len(values))  # seeded: the same comparison prints the same numbers
     estimates = sorted(stat([rng.choice(values) for _ in values]) for _ in range(rounds))
