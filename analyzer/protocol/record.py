@@ -399,7 +399,11 @@ class InteractionRecord:
     opt_format: bool | None = column(OPTIONS, "a `format` (structured output) was sent")
     opt_tools: int | None = column(OPTIONS, "how many tools the request offered", views=(REPORT,))
     # what replay needs to send the same request again, and what a replayed record replays
-    request_body: str | None = column(REPLAY, "the request body as sent (after redaction)")
+    request_body: str | None = column(
+        REPLAY,
+        "the request body as sent (gzip/deflate undone), after redaction (see Request bodies below); empty when not"
+        " kept whole",
+    )
     request_content_type: str | None = column(REPLAY, "the request's `Content-Type`")
     request_content_encoding: str | None = column(REPLAY, "the request's `Content-Encoding` (the body is decoded)")
     replay_of: str | None = column(REPLAY, "`id` of the record this request replays", views=(REPORT,))
