@@ -14,7 +14,7 @@ from analyzer.replay.client import TargetError, parse_target, probe
 from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map, parse_options
 from analyzer.replay.run import Outcome, Pace, Progress, default_label, run_replay
 from analyzer.sources import SourceError, read_sources
-from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
+from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog, LogError
 
 BAR_WIDTH = 24
 
@@ -208,6 +208,10 @@ def replay(
     refused = asyncio.run(probe(where))
     if refused is not None:
         raise click.ClickException(f"target {where.url}: cannot connect: {refused}; nothing was sent")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"{log_dir}: cannot write the replay's records: {exc.strerror or exc}") from None
     name = label or default_label()
     tty = sys.stderr.isatty()
 
@@ -215,7 +219,10 @@ def replay(
         if tty:
             click.echo("\r" + progress_line(progress) + "\033[K", err=True, nl=False)
 
-    outcome = run_replay(plan, where, pace=pace, label=name, log=InteractionLog(log_dir), on_progress=show)
+    try:
+        outcome = run_replay(plan, where, pace=pace, label=name, log=InteractionLog(log_dir), on_progress=show)
+    except LogError as exc:
+        raise click.ClickException(str(exc)) from None
     if tty:
         click.echo("\r\033[K", err=True, nl=False)
     click.echo(_summary(outcome, where.url, name, log_dir, len(plan.requests)))

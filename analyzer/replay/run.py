@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from analyzer.protocol.record import InteractionRecord
 from analyzer.replay.client import Target, send_request
 from analyzer.replay.plan import PlannedRequest, ReplayPlan
-from analyzer.store.log import InteractionLog
+from analyzer.store.log import InteractionLog, LogError
 
 PROGRESS_EVERY_S = 0.5
 
@@ -97,6 +97,7 @@ async def run_plan(
     progress = Progress(total=len(plan.requests))
     written: list[InteractionRecord] = []
     errors: dict[str, int] = {}
+    unwritable: list[str] = []
     last_offset = max((pace.offset(r) for r in plan.requests), default=0.0)
 
     def report() -> None:
@@ -123,7 +124,13 @@ async def run_plan(
             report()
             record = await send_request(planned, target)
             record = dataclasses.replace(record, replay_of=planned.original_id, replay_label=label)
-            log.append(record)
+            try:
+                log.append(record)
+            except LogError as exc:  # a full disk, a log that cannot be written: stop, say so once
+                if not unwritable:
+                    unwritable.append(str(exc))
+                stop.set()
+                return
             written.append(record)
             progress.done += 1
             if record.total_ms is not None:
@@ -159,6 +166,8 @@ async def run_plan(
     for task in tasks:  # a bug in the replay itself must not pass silently
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+    if unwritable:
+        raise LogError(f"{unwritable[0]}; the replay stopped ({len(written)} records written)")
     return Outcome(
         records=sorted(written, key=lambda r: r.started_at),
         failed=progress.failed,
