@@ -20,7 +20,8 @@ TRY_LEAD_S = 60.0
 CANDIDATE_URL = "http://127.0.0.1:11435"  # where the commands start the server with the change
 SERVER_URL = "http://127.0.0.1:11434"  # Ollama's own address: request options are tried on the same server
 
-# Server settings a suggestion may name, and a value to try (the user edits it).
+# Server settings a suggestion may name, and a value to try (the user edits it): the suggestion's own value when it
+# gives one (``OLLAMA_MAX_LOADED_MODELS=1``), LOWER_VALUES when the words just before it say lower/reduce, else these.
 SERVER_SETTINGS: dict[str, str] = {
     "OLLAMA_NUM_PARALLEL": "4",
     "OLLAMA_KEEP_ALIVE": "30m",
@@ -38,19 +39,41 @@ REQUEST_OPTIONS: dict[str, tuple[str, str]] = {
     "max_tokens": ("num_predict", "1024"),
     "keep_alive": ("keep_alive", '"30m"'),
 }
-_WORD = re.compile(r"\b(OLLAMA_[A-Z_]+|[a-z_]+)\b")
+LOWER_VALUES: dict[str, str] = {
+    "OLLAMA_NUM_PARALLEL": "1",
+    "OLLAMA_MAX_LOADED_MODELS": "1",
+    "OLLAMA_CONTEXT_LENGTH": "2048",
+    "num_ctx": "2048",
+    "num_predict": "256",
+}
+_WORD = re.compile(r"\b(OLLAMA_[A-Z_]+|[a-z_]+)\b(?:=([\w.:-]+))?")
+_LOWER = re.compile(r"\b(lower|reduce|decrease|smaller)\b[^.;:]*$", re.IGNORECASE)
 
 
 def named_settings(text: str) -> tuple[list[str], list[str]]:
     """The server settings and the request options ``text`` names, in the order it names them."""
     servers: list[str] = []
     options: list[str] = []
-    for word in _WORD.findall(text):
+    for match in _WORD.finditer(text):
+        word = match.group(1)
         if word in SERVER_SETTINGS and word not in servers:
             servers.append(word)
         elif word in REQUEST_OPTIONS and REQUEST_OPTIONS[word][0] not in options:
             options.append(REQUEST_OPTIONS[word][0])
     return servers, options
+
+
+def value_to_try(text: str, name: str, default: str) -> str:
+    """The value ``text`` suggests for ``name``: the one it gives (``NAME=VALUE``), a lower one when the words
+    before it (same clause) say lower/reduce, else ``default``."""
+    for match in _WORD.finditer(text):
+        if match.group(1) == name or REQUEST_OPTIONS.get(match.group(1), ("",))[0] == name:
+            if match.group(2):
+                return match.group(2).rstrip(".,")
+            if _LOWER.search(text[max(0, match.start() - 60) : match.start()]) and name in LOWER_VALUES:
+                return LOWER_VALUES[name]
+            return default
+    return default
 
 
 def _moment(iso_time: str, shift_s: float) -> str:
@@ -71,11 +94,12 @@ def try_commands(finding: Finding, sources: Sequence[str]) -> list[str]:
     if servers:
         setting = servers[0]
         port = CANDIDATE_URL.rsplit(":", 1)[1]
-        commands.append(f"OLLAMA_HOST=127.0.0.1:{port} {setting}={SERVER_SETTINGS[setting]} ollama serve")
+        value = value_to_try(finding.suggestion, setting, SERVER_SETTINGS[setting])
+        commands.append(f"OLLAMA_HOST=127.0.0.1:{port} {setting}={shlex.quote(value)} ollama serve")
         commands.append(f"ollama-wire replay {where} {window} --target {CANDIDATE_URL} --label {label}")
     else:
         name = options[0]
-        value = next(v for n, v in REQUEST_OPTIONS.values() if n == name)
+        value = value_to_try(finding.suggestion, name, next(v for n, v in REQUEST_OPTIONS.values() if n == name))
         option = shlex.quote(f"{name}={value}")
         commands.append(f"ollama-wire replay {where} {window} --target {SERVER_URL} --option {option} --label {label}")
     baseline = shlex.quote(sources[0]) if sources else ""  # compare takes one baseline: the first source

@@ -43,6 +43,17 @@ def test_a_server_setting_is_tried_on_a_second_server() -> None:
     assert shlex.split(compare) == ["ollama-wire", "compare", "logs/my log", "label:try-queueing"]
 
 
+def test_the_value_follows_the_suggestion() -> None:
+    oom = "Use a smaller model, lower num_ctx, unload other models (OLLAMA_MAX_LOADED_MODELS=1), or free memory."
+    assert try_commands(finding(oom), ["x"])[0] == "OLLAMA_HOST=127.0.0.1:11435 OLLAMA_MAX_LOADED_MODELS=1 ollama serve"
+    lower = "Lower OLLAMA_NUM_PARALLEL when the KV cache for all slots no longer fits."
+    assert "OLLAMA_NUM_PARALLEL=1 " in try_commands(finding(lower), ["x"])[0]
+    raise_it = "Raise OLLAMA_NUM_PARALLEL (costs memory per slot), or lower the load."
+    assert "OLLAMA_NUM_PARALLEL=4 " in try_commands(finding(raise_it), ["x"])[0]
+    shorter = "Reduce num_ctx for this model."
+    assert "--option num_ctx=2048" in try_commands(finding(shorter), ["x"])[0]
+
+
 def test_a_request_option_is_tried_with_replay_option() -> None:
     replay, compare = try_commands(finding("Raise num_predict or max_tokens.", "length_cutoff"), ["x.jsonl"])
     words = shlex.split(replay)
