@@ -88,7 +88,14 @@ def _load_side(
         return Side(spec, name, chosen)
     records = read_sources([spec], warn=warn, ports=ports, include_replays=True)
     originals = [r for r in records if r.source != SOURCE_REPLAY]
-    return Side(spec, _name(spec), originals or records)
+    if originals:
+        return Side(spec, _name(spec), originals)
+    labels = sorted({r.replay_label or "" for r in records})
+    if len(labels) > 1:
+        raise CompareError(
+            f"{spec}: holds several replays ({', '.join(labels[:10])}): name one as label:NAME --log-dir {spec}"
+        )
+    return Side(spec, labels[0] if labels and labels[0] else _name(spec), records)
 
 
 def origin(record: InteractionRecord) -> str:
