@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.report import _when
+from analyzer.cli.options import moment_option
 from analyzer.replay.client import TargetError, parse_target, probe
 from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map, parse_options
 from analyzer.replay.run import Outcome, Pace, Progress, default_label, run_replay
@@ -91,8 +91,10 @@ def _summary(outcome: Outcome, target: str, label: str, log_dir: Path, planned: 
 @click.command()
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--target", required=True, metavar="URL", help="The server to send to (required; never defaulted).")
-@click.option("--since", callback=_when, help="Only requests started at or after this: 30m, 2h, 1d, or an ISO time.")
-@click.option("--until", callback=_when, help="Only requests started before this (same forms as --since).")
+@click.option(
+    "--since", callback=moment_option, help="Only requests started at or after this: 30m, 2h, 1d, or an ISO time."
+)
+@click.option("--until", callback=moment_option, help="Only requests started before this (same forms as --since).")
 @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
 @click.option(
     "--speed",

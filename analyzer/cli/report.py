@@ -16,8 +16,10 @@ from typing import Any
 
 import click
 
-from analyzer.cli.logs import missing_log_message, replays_option
+from analyzer.cli.logs import missing_log_message
+from analyzer.cli.options import moment_option, replays_option
 from analyzer.cli.output import write_output
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
 from analyzer.report.machine import cost_line
@@ -25,19 +27,9 @@ from analyzer.report.try_it import add_try_commands
 from analyzer.resources.cost import Prices, PricesError, load_prices, prices_from_config
 from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
-from analyzer.store.select import parse_since
 
 DEFAULT_REPORT = Path("ollama-report.html")
 PROGRESS_AFTER_S = 1.0
-
-
-def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,17 +45,17 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option(
         "--since",
-        callback=_when,
+        callback=moment_option,
         help="Only requests started at or after this: 30m, 2h, 1d, 1w ago, or an ISO date/time (UTC unless given).",
     )
-    @click.option("--until", callback=_when, help="Only requests started before this (same forms as --since).")
+    @click.option("--until", callback=moment_option, help="Only requests started before this (same forms as --since).")
     @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
     @click.option(
         "--port",
         "ports",
         multiple=True,
         type=click.IntRange(1, 65535),
-        help="For captures: Ollama's server port (repeatable; default 11434).",
+        help=f"For captures: Ollama's server port (repeatable; default {OLLAMA_PORT}).",
     )
     @replays_option
     @functools.wraps(command)
@@ -153,7 +145,7 @@ def load_analysis(
                 until=until,
                 models=models,
                 warn=warnings.append,
-                ports=ports or (11434,),
+                ports=ports or (OLLAMA_PORT,),
                 include_replays=include_replays,
             )
     except SourceError as exc:

@@ -463,6 +463,12 @@ class Column:
         return _JSON_TYPES[self.value_type]
 
     @property
+    def decoded_type(self) -> Any:
+        """The type a typed JSON decoder (msgspec) checks the value against: ``str``, ``int``, ``float``,
+        ``bool`` or ``list[Any]`` (list items are not checked, as in :func:`record_problem`)."""
+        return list[Any] if self.value_type is list else self.value_type
+
+    @property
     def type_word(self) -> str:
         """``text``, ``int``, ``float``, ``bool`` or ``list`` (docs/record.md)."""
         return _TYPE_WORDS[self.value_type]

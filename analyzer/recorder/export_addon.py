@@ -4,7 +4,7 @@
         --set ollama_prometheus=127.0.0.1:9464
 
 It observes the recorder through the shared :class:`~analyzer.protocol.observer.ObserverHub`; all the work
-(``analyzer.export.live``) runs on its own threads behind a bounded queue, so a collector that is down, slow or
+(``analyzer.export.observer``) runs on its own threads behind a bounded queue, so a collector that is down, slow or
 failing costs drops (counted, reported), never a slower stream. Both exports are off by default.
 """
 
@@ -21,7 +21,7 @@ from analyzer.protocol.observer import ObserverHub
 from analyzer.protocol.record import format_address
 
 if TYPE_CHECKING:
-    from analyzer.export.live import LiveExport
+    from analyzer.export.observer import ExportObserver
 
 logger = logging.getLogger(__name__)
 OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_content")
@@ -45,11 +45,11 @@ def option_problem(name: str, value: object) -> str | None:
 
 
 class OllamaExport:
-    """Builds (and rebuilds on option changes) one :class:`LiveExport` and adds it to the hub."""
+    """Builds (and rebuilds on option changes) one :class:`ExportObserver` and adds it to the hub."""
 
     def __init__(self, hub: ObserverHub) -> None:
         self.hub = hub
-        self.live: LiveExport | None = None
+        self.live: ExportObserver | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -85,10 +85,10 @@ class OllamaExport:
         self.stop()
         if not endpoint and not prometheus:
             return
-        from analyzer.export.live import LiveExport  # the SDK loads only when export is on
+        from analyzer.export.observer import ExportObserver  # the SDK loads only when export is on
 
         try:
-            live = LiveExport(
+            live = ExportObserver(
                 otlp_endpoint=endpoint, prometheus_address=prometheus, content=ctx.options.ollama_export_content
             )
         except ExportConfigError as exc:

@@ -133,7 +133,8 @@ if TYPE_CHECKING:
 else:
     Request = make_dataclass(
         "Request",
-        [(c.name, Any) for c in CARRIED] + [(f.name, f.type) for f in dataclass_fields(DerivedColumns)],
+        [(c.name, c.decoded_type | None) for c in CARRIED]
+        + [(f.name, f.type) for f in dataclass_fields(DerivedColumns)],
         slots=True,
         namespace={
             "__doc__": "One record reduced to what the report needs: DerivedColumns plus the CARRIED columns.",

@@ -19,11 +19,12 @@ from typing import Any
 
 import msgspec
 
+from analyzer.pcap.analyze import DEFAULT_PORTS
 from analyzer.protocol.record import REPORT, columns_in
 from analyzer.report.derive import Request, to_request
 from analyzer.sources import SourceError, read_sources
+from analyzer.sources.read import wanted_once
 from analyzer.store.log import LogError, log_files
-from analyzer.store.select import counts_as_traffic
 
 Warn = Callable[[str], None]
 
@@ -31,10 +32,9 @@ Warn = Callable[[str], None]
 def _report_struct() -> type[msgspec.Struct]:
     """The columns of the schema's ``report`` view as a msgspec Struct, with the types ``record_problem`` allows
     (every one may be null: older writers and unknown values)."""
-    types: dict[type, Any] = {str: str, int: int, float: float, bool: bool, list: list[Any]}
     return msgspec.defstruct(
         "ReportColumns",
-        [(c.name, types[c.value_type] | None, None) for c in columns_in(REPORT)],
+        [(c.name, c.decoded_type | None, None) for c in columns_in(REPORT)],
         module=__name__,
     )
 
@@ -96,7 +96,7 @@ def load_requests(
     until: datetime | None = None,
     models: Sequence[str] = (),
     warn: Warn | None = None,
-    ports: tuple[int, ...] = (11434,),
+    ports: tuple[int, ...] = DEFAULT_PORTS,
     include_replays: bool = False,
 ) -> tuple[list[Request], int]:
     """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
@@ -112,15 +112,7 @@ def load_requests(
 
     def keep(rows: Iterable[Any]) -> None:
         nonlocal unreadable
-        for row in rows:
-            if not counts_as_traffic(row.source, include_replays):
-                continue
-            if wanted and row.model not in wanted:
-                continue
-            if row.id:
-                if row.id in seen:
-                    continue
-                seen.add(row.id)
+        for row in wanted_once(rows, wanted, seen, include_replays):
             request = to_request(row)
             if request is None:
                 unreadable += 1

@@ -10,14 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from analyzer.live.top.sources import LogTail
 from analyzer.protocol.record import InteractionRecord
 from analyzer.report.load import load_requests
 from analyzer.sources import read_sources
 from analyzer.store.digest import summarize_log
 from analyzer.store.log import InteractionLog, read_log
 from analyzer.store.select import select
-from analyzer.store.tail import newest_records
+from analyzer.store.tail import LogFollower, newest_records
 from tests.support.processes import emulator
 
 CLI = str(Path(sys.executable).parent / "ollama-wire")
@@ -49,8 +48,8 @@ def test_every_reader_leaves_replays_out_unless_asked(tmp_path: Path) -> None:
     assert {r.id for r in newest_records(tmp_path, count=10, include_replays=True)} == every
     assert sum(row["count"] for row in summarize_log(tmp_path)) == 2
     assert sum(row["count"] for row in summarize_log(tmp_path, include_replays=True)) == 4
-    assert {r.id for r in LogTail(tmp_path).poll()} == real
-    assert {r.id for r in LogTail(tmp_path, include_replays=True).poll()} == every
+    assert {r.id for r in LogFollower(tmp_path).poll()} == real
+    assert {r.id for r in LogFollower(tmp_path, include_replays=True).poll()} == every
     found = json.loads(subprocess.run([CLI, "findings", str(tmp_path), "--json"], capture_output=True, text=True,
                                       check=True).stdout)  # fmt: skip
     assert found["headline"]["requests"] == 2
