@@ -23,6 +23,7 @@ from analyzer.replay.plan import (
     parse_options,
     replayable,
 )
+from analyzer.replay.run import Pace
 
 BODY = json.dumps({"model": "m:1", "prompt": "hé 🦙", "options": {"seed": 1}}, ensure_ascii=False).encode()
 IMAGE = "iVBORw0KGgo" + "B" * 100
@@ -191,3 +192,15 @@ def test_options_are_set_where_each_api_reads_them() -> None:
     assert len(plan.requests) == 2  # the pull is never sent, options or not
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_options(["=3"])
+
+
+def test_pace_scales_offsets_and_caps_concurrency() -> None:
+    plan = build_plan([record(0, total_ms=3000.0), record(2, total_ms=3000.0), record(4, total_ms=500.0)])
+    first, second, third = plan.requests
+    assert Pace(speed=1.0).offset(third) == 4.0 and Pace(speed=2.0).offset(third) == 2.0
+    assert Pace(speed=None).offset(third) == 0.0
+    assert Pace(speed=1.0).cap(plan) is None  # as recorded: no cap, requests overlap as they did
+    assert Pace(speed=None).cap(plan) == 2  # max: the recording's own peak (0-3 s and 2-5 s overlap)
+    assert Pace(speed=None, concurrency=1).cap(plan) == 1
+    assert Pace(speed=2.0).duration_s(plan) == 4.0  # the second starts at 1 s and takes its recorded 3 s
+    assert Pace(speed=None, concurrency=2).duration_s(plan) == 3.25  # 6.5 s of requests over 2 at once
