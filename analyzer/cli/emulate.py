@@ -139,6 +139,12 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     is_flag=True,
     help="OpenAI streams: finish_reason on the last content chunk (older Ollama) instead of an empty delta.",
 )
+@click.option(
+    "--body-log",
+    type=click.Path(dir_okay=False),
+    help="Append one JSON line per request received to this file: arrival time, method, path, body size and "
+    "sha256 (never the body itself), e.g. to check that a replay sent byte-identical bodies.",
+)
 def emulate(
     host: str,
     port: int,
@@ -161,6 +167,7 @@ def emulate(
     num_ctx: int,
     profiles: tuple[str, ...],
     openai_legacy_finish: bool,
+    body_log: str | None,
 ) -> None:
     """Run an emulated Ollama server (native and OpenAI-compatible API) until SIGINT/SIGTERM.
 
@@ -188,5 +195,6 @@ def emulate(
         memory=_click_value(parse_size, memory, "--memory"),
         num_ctx=num_ctx,
         profiles=dict(_click_value(parse_profile, spec, "--model-profile") for spec in profiles),
+        body_log=body_log,
     )
     asyncio.run(_serve(config, host, port))

@@ -72,6 +72,7 @@ class EmulatorConfig:
     profiles: Mapping[str, ModelProfile] = field(default_factory=dict)
     any_model: bool = False  # answer every model name as if it had been pulled (tests of hostile/many names)
     max_queue: int = 0  # OLLAMA_MAX_QUEUE: requests waiting for the scheduler beyond this get 503 (0: unlimited)
+    body_log: str | None = None  # a file getting one JSON line per request received: time, method, path, body sha256
 
     def __post_init__(self) -> None:
         profiles = {name: _profile(value) for name, value in dict(self.profiles).items()}
