@@ -25,12 +25,16 @@ class ModelProfile:
     ``load_ms`` (None: the server's ``load_ms``) is spent on the first request that finds the model unloaded;
     ``size``/``size_vram`` are what ``/api/ps`` reports and what counts against ``memory``; ``oom`` makes every
     load fail with Ollama's out-of-memory error (as does a ``size`` above the server's ``memory``).
+    ``thinking``/``tools`` False: the model's template supports neither (like SmolLM2's ChatML), so a request with
+    ``think`` or ``tools`` gets Ollama's 400.
     """
 
     load_ms: float | None = None
     size: int = DEFAULT_MODEL_SIZE
     size_vram: int | None = None
     oom: bool = False
+    thinking: bool = True
+    tools: bool = True
 
     @property
     def vram(self) -> int:
