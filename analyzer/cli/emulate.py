@@ -120,6 +120,13 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
 @click.option(
     "--max-loaded-models", default=0, show_default=True, type=click.IntRange(0), help="Resident models (0: unlimited)."
 )
+@click.option(
+    "--max-queue",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Requests that may wait for a model beyond the one being scheduled; more get 503 server busy (0: unlimited).",
+)
 @click.option("--memory", default=f"{DEFAULT_MEMORY // GIB}GiB", show_default=True, help="Memory for models.")
 @click.option("--num-ctx", default=DEFAULT_NUM_CTX, show_default=True, type=click.IntRange(1), help="Context length.")
 @click.option(
@@ -134,6 +141,12 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     "--openai-legacy-finish",
     is_flag=True,
     help="OpenAI streams: finish_reason on the last content chunk (older Ollama) instead of an empty delta.",
+)
+@click.option(
+    "--body-log",
+    type=click.Path(dir_okay=False),
+    help="Append one JSON line per request received to this file: arrival time, method, path, body size and "
+    "sha256 (never the body itself), e.g. to check that a replay sent byte-identical bodies.",
 )
 def emulate(
     host: str,
@@ -152,10 +165,12 @@ def emulate(
     keep_alive: str,
     num_parallel: int,
     max_loaded_models: int,
+    max_queue: int,
     memory: str,
     num_ctx: int,
     profiles: tuple[str, ...],
     openai_legacy_finish: bool,
+    body_log: str | None,
 ) -> None:
     """Run an emulated Ollama server (native and OpenAI-compatible API) until SIGINT/SIGTERM.
 
@@ -179,8 +194,10 @@ def emulate(
         keep_alive_s=_click_value(parse_keep_alive, keep_alive, "--keep-alive"),
         num_parallel=num_parallel,
         max_loaded_models=max_loaded_models,
+        max_queue=max_queue,
         memory=_click_value(parse_size, memory, "--memory"),
         num_ctx=num_ctx,
         profiles=dict(_click_value(parse_profile, spec, "--model-profile") for spec in profiles),
+        body_log=body_log,
     )
     asyncio.run(_serve(config, host, port))
