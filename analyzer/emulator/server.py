@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from analyzer.emulator import native_generate, native_misc, openai_compat
+from analyzer.emulator import anthropic, native_generate, native_misc, offline, openai_compat, responses
 from analyzer.emulator.config import EmulatorConfig
 from analyzer.emulator.http11 import BadRequest, Request, ResponseWriter, read_request, send_bad_request
 from analyzer.emulator.replies import RequestFailed, send_error
@@ -39,6 +39,18 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/completions"): openai_compat.completions,
     ("POST", "/v1/embeddings"): openai_compat.embeddings,
     ("GET", "/v1/models"): openai_compat.models,
+    # today's Ollama: the Anthropic and Responses middlewares, and the endpoints an offline server refuses
+    ("POST", "/v1/messages"): anthropic.messages,
+    ("POST", "/v1/responses"): responses.responses,
+    ("GET", "/api/status"): offline.status,
+    ("POST", "/api/experimental/web_search"): offline.web_search,
+    ("POST", "/api/experimental/web_fetch"): offline.web_fetch,
+    ("GET", "/api/experimental/model-recommendations"): offline.recommendations,
+    ("POST", "/api/me"): offline.whoami,
+    ("POST", "/api/signout"): offline.signout,
+    ("POST", "/v1/images/generations"): offline.images,
+    ("POST", "/v1/images/edits"): offline.images,
+    ("POST", "/v1/audio/transcriptions"): offline.transcriptions,
 }
 
 MAX_REQUESTS_PER_CONNECTION = 100_000
@@ -50,6 +62,8 @@ def route(method: str, path: str) -> Handler | None:
     handler = ROUTES.get((method, path))
     if handler is None and method == "GET" and path.startswith("/v1/models/"):
         return openai_compat.model
+    if handler is None and method == "DELETE" and path.startswith("/api/user/keys/"):
+        return offline.signout
     return handler
 
 

@@ -29,7 +29,7 @@ def _without_images(messages: list[Any]) -> list[Any]:
         if isinstance(message, dict) and message.get("images"):
             message = dict(message)
             images = message["images"]
-            message["images"] = [f"<image {len(i)} chars {digest(i)}>" if isinstance(i, str) else i for i in images]
+            message["images"] = [_placeholder(i) if isinstance(i, str) else i for i in images]
         if isinstance(message, dict) and isinstance(message.get("content"), list):
             message = dict(message)
             message["content"] = [_without_image_part(p) for p in message["content"]]
@@ -37,19 +37,34 @@ def _without_images(messages: list[Any]) -> list[Any]:
     return cleaned
 
 
+def _placeholder(data: str) -> str:
+    return f"<image {len(data)} chars {digest(data)}>"
+
+
 def _without_image_part(part: Any) -> Any:
-    if isinstance(part, dict) and part.get("type") == "image_url":
+    """A content part with its inline image data replaced: OpenAI ``image_url``, Responses ``input_image``,
+    Anthropic ``image`` (also inside a ``tool_result``'s content)."""
+    if not isinstance(part, dict):
+        return part
+    kind = part.get("type")
+    if kind == "image_url":
         url = (part.get("image_url") or {}).get("url", "")
         if isinstance(url, str) and url.startswith("data:"):
-            return {"type": "image_url", "image_url": {"url": f"<image {len(url)} chars {digest(url)}>"}}
+            return {"type": "image_url", "image_url": {"url": _placeholder(url)}}
+    elif kind == "input_image":
+        url = part.get("image_url")
+        if isinstance(url, str) and url.startswith("data:"):
+            return {**part, "image_url": _placeholder(url)}
+    elif kind == "image":
+        source = part.get("source")
+        if isinstance(source, dict) and isinstance(source.get("data"), str):
+            return {**part, "source": {**source, "data": _placeholder(source["data"])}}
+    elif kind == "tool_result" and isinstance(part.get("content"), list):
+        return {**part, "content": [_without_image_part(p) for p in part["content"]]}
     return part
 
 
 IMAGE_PLACEHOLDER = re.compile(r"<image \d+ chars sha256:[0-9a-f]{64}>")
-
-
-def _placeholder(data: str) -> str:
-    return f"<image {len(data)} chars {digest(data)}>"
 
 
 def _images_replaced(value: Any) -> tuple[Any, bool]:
