@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from analyzer.cli.options import moment_option
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.replay.client import TargetError, parse_target, probe
-from analyzer.replay.compare_text import printable
 from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map, parse_options
 from analyzer.replay.run import Outcome, Pace, Progress, default_label, run_replay
 from analyzer.sources import SourceError, read_sources
@@ -68,7 +68,7 @@ def _print_plan(plan: ReplayPlan, target: str, pace: Pace) -> None:
         f"{'at most ' + str(cap) + ' at once' if cap else 'as many at once as recorded'}: "
         f"about {_clock(pace.duration_s(plan))} (recorded span {_clock(plan.recorded_span_s)})"
     )
-    rows = [(printable(model), printable(endpoint), count) for model, endpoint, count in plan.counts()]
+    rows = [(for_terminal(model), for_terminal(endpoint), count) for model, endpoint, count in plan.counts()]
     width = max([len("model"), *(len(m) for m, _, _ in rows)])
     click.echo(f"  {'model':{width}}  {'requests':>8}  endpoint")
     for model, endpoint, count in rows:
@@ -83,12 +83,12 @@ def _print_skipped(plan: ReplayPlan) -> None:
 def _summary(outcome: Outcome, target: str, label: str, log_dir: Path, planned: int) -> str:
     ok = len(outcome.records) - outcome.failed
     text = (
-        f"replayed {len(outcome.records)} of {planned} requests to {target} (label {printable(label)}) → {log_dir}: "
+        f"replayed {len(outcome.records)} of {planned} requests to {target} (label {for_terminal(label)}) → {log_dir}: "
         f"{ok} ok"
     )
     if outcome.failed:
         worst = sorted(outcome.errors.items(), key=lambda i: -i[1])[:3]
-        common = ", ".join(f"{n}× {printable(message)}" for message, n in worst)
+        common = ", ".join(f"{n}× {for_terminal(message)}" for message, n in worst)
         text += f", {outcome.failed} failed ({common})"
     return text
 
