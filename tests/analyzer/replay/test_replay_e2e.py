@@ -385,3 +385,24 @@ def test_the_commands_a_finding_prints_measure_the_change(
     assert result["pairs"] >= BURST and "queueing" in result["findings"]["resolved"]
     # a finding whose suggestion names no setting or option prints none
     assert all(f["try"] == [] for f in found if f["code"] in ("stall", "capture_loss"))
+
+
+def test_the_newer_apis_replay_too(tmp_path: Path) -> None:
+    """Anthropic messages and OpenAI responses are replayable by their kind: sent, answered, paired."""
+    log_dir = tmp_path / "log"
+    with emulator(**PACING) as source, Mitmdump(source.url, "127.0.0.1", log_dir, tmp_path / "console.txt") as proxy:
+        anthropic = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "anthropic hi"}]}
+        httpx.post(proxy.url + "/v1/messages", json=anthropic, timeout=30).raise_for_status()
+        responses = {"model": MODEL, "input": "responses hi", "stream": True}
+        httpx.post(proxy.url + "/v1/responses", json=responses, timeout=30).raise_for_status()
+        recorded = proxy.wait_for("hi", count=2)
+    assert {r.kind for r in recorded} == {"messages", "responses"}
+    bodies = tmp_path / "bodies"
+    with emulator(body_log=str(bodies), **PACING) as running:
+        done = run("replay", str(log_dir), "--target", running.url, "--log-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    replayed = {r.kind: r for r in read_log(tmp_path / "out")}
+    assert set(replayed) == {"messages", "responses"}
+    assert all(r.status == 200 and r.complete and r.response_text for r in replayed.values())
+    sent = Counter(hashlib.sha256((r.request_body or "").encode()).hexdigest() for r in recorded)
+    assert Counter(e["sha256"] for e in body_log(bodies)) == sent
