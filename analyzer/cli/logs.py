@@ -11,7 +11,15 @@ from pathlib import Path
 import click
 
 from analyzer.cli.options import moment_option
-from analyzer.cli.output import condense_warnings, emit_records, emit_rows, output_options, save_sqlite
+from analyzer.cli.output import (
+    FILE_FORMATS,
+    condense_warnings,
+    emit_records,
+    emit_rows,
+    note,
+    output_options,
+    save_sqlite,
+)
 from analyzer.protocol.record import COLUMNS, InteractionRecord, scalar_row
 from analyzer.resources.cost import (
     COST_COLUMNS,
@@ -133,7 +141,7 @@ def logs(
     finally:
         progress.close()
     for message in condense_warnings(warnings):
-        click.echo(f"warning: {message}", err=True)
+        note(f"warning: {message}")
     unfiltered = model is None and since is None and not errors_only
     if warnings and unfiltered and not chosen and not stats:
         raise click.ClickException(f"{log_dir}: no interaction records, only {len(warnings)} line(s) that are not")
@@ -174,11 +182,11 @@ def logs(
         return text_table(listed, (*LISTING_COLUMNS, *COST_COLUMNS))
 
     newest = chosen  # already the newest ``count`` (or every match)
-    if prices is not None and fmt in ("csv", "jsonl", "json"):
+    if prices is not None and fmt in FILE_FORMATS:
         if sqlite_path is not None:
             save_sqlite(newest, sqlite_path)
         priced = [
-            (scalar_row(r) if fmt == "csv" else r.to_dict()) | cost_columns(r, prices)
+            (scalar_row(r) if fmt.startswith("csv") else r.to_dict()) | cost_columns(r, prices)
             for r in sorted(newest, key=lambda r: r.started_at)
         ]
         emit_rows(priced, (*COLUMNS, *COST_COLUMNS), fmt, output, table=lambda: "")

@@ -18,7 +18,7 @@ import click
 
 from analyzer.cli.logs import missing_log_message
 from analyzer.cli.options import moment_option
-from analyzer.cli.output import write_output
+from analyzer.cli.output import note, write_output
 from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
@@ -144,9 +144,9 @@ def load_analysis(
     except OSError as exc:
         raise click.ClickException(f"{exc.filename or 'source'}: cannot read: {exc.strerror or exc}") from exc
     for message in warnings[:20]:
-        click.echo(f"warning: {message}", err=True)
+        note(f"warning: {message}")
     if len(warnings) > 20:
-        click.echo(f"warning: … and {len(warnings) - 20} more skipped lines", err=True)
+        note(f"warning: … and {len(warnings) - 20} more skipped lines")
     with progress("analyzing"):
         analysis = analyze_requests(requests, unreadable, prices)
     return analysis, chosen

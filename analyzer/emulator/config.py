@@ -47,6 +47,7 @@ class EmulatorConfig:
     included. Scheduler: ``load_ms`` (first use of a model), ``keep_alive_s`` (negative: forever),
     ``num_parallel`` and ``max_loaded_models`` (0: unlimited), ``memory`` (bytes), ``num_ctx``, ``profiles``
     (model name → ``ModelProfile`` or a dict of its fields; named models are added to ``models``).
+    ``any_model``: every model name exists (no 404), as a server where a client may name anything.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -69,6 +70,7 @@ class EmulatorConfig:
     stall_after: int | None = None
     stall_ms: float = 0.0
     profiles: Mapping[str, ModelProfile] = field(default_factory=dict)
+    any_model: bool = False  # answer every model name as if it had been pulled (tests of hostile/many names)
     max_queue: int = 0  # OLLAMA_MAX_QUEUE: requests waiting for the scheduler beyond this get 503 (0: unlimited)
 
     def __post_init__(self) -> None:
@@ -78,7 +80,7 @@ class EmulatorConfig:
 
     def has_model(self, name: str) -> bool:
         """Whether ``name`` exists, with Ollama's rule that a missing tag means ``:latest``."""
-        return resolve_model(name, self.models) is not None
+        return self.any_model or resolve_model(name, self.models) is not None
 
     def profile(self, name: str) -> ModelProfile:
         """The profile of model ``name`` (the default one when none was given)."""

@@ -30,8 +30,9 @@ class ServerState:
         self.scheduler = Scheduler(self.config)
 
     def resolve(self, name: str) -> str | None:
-        """The existing model ``name`` refers to, or None."""
-        return resolve_model(name, self.models)
+        """The existing model ``name`` refers to, or None (every name exists with ``any_model``)."""
+        found = resolve_model(name, self.models)
+        return name if found is None and self.config.any_model else found
 
     def add_model(self, name: str) -> None:
         """Make ``name`` exist (after a pull or create)."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analyzer.export import semconv as sc
+from analyzer.export.labels import LabelLimiter
 from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_ERROR_MID_STREAM,
@@ -256,11 +257,17 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
     )
 
 
-def measurements(record: InteractionRecord) -> list[Measurement]:
-    """What one finished inference interaction adds to the histograms (nothing for pull, tags, ...)."""
+def measurements(record: InteractionRecord, labels: LabelLimiter | None = None) -> list[Measurement]:
+    """What one finished inference interaction adds to the histograms (nothing for pull, tags, ...).
+
+    ``labels`` bounds the attributes taken from traffic (the model, ...): every exporter of live metrics passes
+    one, so no client can grow the number of series (``analyzer.export.labels``).
+    """
     if operation_name(record) not in sc.INFERENCE_OPERATIONS:
         return []
     attributes = metric_attributes(record)
+    if labels is not None:
+        attributes = labels.bound(attributes)
     out: list[Measurement] = []
 
     def add(metric: str, value: float | None, extra: Attributes | None = None) -> None:

@@ -92,6 +92,8 @@ OLLAMA_MODEL_LOAD_DURATION = "ollama.model.load.duration"
 OLLAMA_REQUESTS_IN_FLIGHT = "ollama.requests.in_flight"
 OLLAMA_EXPORT_DROPPED = "ollama.export.dropped"
 DROPPED_SIGNAL = "signal"  # attribute of ollama.export.dropped: traces | metrics | records
+OLLAMA_LABEL_VALUES_FOLDED = "ollama.export.label_values_folded"
+FOLDED_LABEL = "label"  # attribute of ollama.export.label_values_folded: the attribute whose value was folded
 
 # Explicit bucket boundaries (the convention's advice; the SDK's defaults would be milliseconds-shaped).
 DURATION_BUCKETS = tuple(round(0.01 * 2**i, 2) for i in range(14))  # 0.01, 0.02, 0.04, ... 81.92 s
@@ -135,4 +137,5 @@ PROMETHEUS_NAMES: dict[str, str] = {
     OLLAMA_MODEL_LOAD_DURATION: "ollama_model_load_duration_seconds",
     OLLAMA_REQUESTS_IN_FLIGHT: "ollama_requests_in_flight",
     OLLAMA_EXPORT_DROPPED: "ollama_export_dropped_total",
+    OLLAMA_LABEL_VALUES_FOLDED: "ollama_export_label_values_folded_total",
 }

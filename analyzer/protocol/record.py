@@ -75,7 +75,7 @@ GROUPS: dict[str, str] = {
 }
 
 # -- views: consumers that read a subset of the columns (every column is in the log, CSV, SQLite and pandas) -----
-SUMMARY = "summary"  # `logs --summary` reads it: store/digest.py's fast path captures it from each line
+SUMMARY = "summary"  # `logs --summary` reads it (store/digest.py `_columns`; kept in the per-day summary cache)
 REPORT = "report"  # the report reads it (report/load.py decodes it; report/derive.py Request carries or derives it)
 SPAN = "span"  # exported as the span attribute `ollama.<name>` (export/mapping.py; ms columns in seconds)
 VIEWS: dict[str, str] = {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions
 
+from analyzer.export.labels import DEFAULT_LABEL_LIMIT
 from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 from analyzer.protocol.observer import ObserverHub
 from analyzer.protocol.record import format_address
@@ -24,12 +25,14 @@ if TYPE_CHECKING:
     from analyzer.export.observer import ExportObserver
 
 logger = logging.getLogger(__name__)
-OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_content")
+OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_content", "ollama_label_limit")
 SHUTDOWN_TIMEOUT_S = 3.0
 
 
 def option_problem(name: str, value: object) -> str | None:
     """What is wrong with ``value`` for one of this addon's options, or None (also for other options)."""
+    if name == "ollama_label_limit":
+        return None if isinstance(value, int) and value >= 1 else "must be a whole number, at least 1"
     try:
         if name == "ollama_otlp_endpoint" and str(value).strip():
             signal_endpoint(str(value).strip(), "traces")
@@ -73,6 +76,14 @@ class OllamaExport:
             "Put prompts and responses (after ollama_redact) on exported spans as gen_ai.input.messages / "
             "gen_ai.output.messages. Off: spans carry numbers and names only.",
         )
+        loader.add_option(
+            "ollama_label_limit",
+            int,
+            DEFAULT_LABEL_LIMIT,
+            "Distinct values kept per metric label taken from traffic (the model, error.type, server.address); "
+            "later new values are recorded as 'other' and counted in ollama.export.label_values_folded, so no "
+            "client can grow the number of series.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not updated.intersection(OPTION_NAMES):
@@ -89,7 +100,10 @@ class OllamaExport:
 
         try:
             live = ExportObserver(
-                otlp_endpoint=endpoint, prometheus_address=prometheus, content=ctx.options.ollama_export_content
+                otlp_endpoint=endpoint,
+                prometheus_address=prometheus,
+                content=ctx.options.ollama_export_content,
+                label_limit=ctx.options.ollama_label_limit,
             )
         except ExportConfigError as exc:
             # Logged, not raised: at startup mitmproxy then exits with this one line (a raise would print a

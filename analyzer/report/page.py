@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from analyzer.protocol.untrusted import clip, for_terminal
 from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
@@ -17,6 +18,7 @@ from analyzer.report.finding import Finding
 from analyzer.report.machine import energy, energy_unit, usd
 
 MAX_LINKS_PER_FINDING = 20
+MODEL_WIDTH = 80  # a model name in a table cell is cut here (clients choose model names)
 
 
 @cache
@@ -37,7 +39,9 @@ def _json_for_script(value: Any) -> str:
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: HTML-escaped, and control/bidi characters and newlines shown as escapes (``\x1b``,
+    ``\u202e``, ``\n``), so text from traffic can neither inject markup nor reorder what is shown around it."""
+    return html.escape(for_terminal(str(value)), quote=True)
 
 
 def _anchor(request_id: str) -> str:
@@ -193,7 +197,8 @@ def _model_table(rows: Sequence[dict[str, Any]]) -> str:
         "<th class=num>tokens in</th><th class=num>tokens out</th></tr>"
     )
     body = "".join(
-        f"<tr><td>{_e(r['model'])}</td><td class=num>{_n(r['requests'])}</td><td class=num>{_n(r['errors'])}</td>"
+        f"<tr><td>{_e(clip(r['model'], MODEL_WIDTH))}</td><td class=num>{_n(r['requests'])}</td>"
+        f"<td class=num>{_n(r['errors'])}</td>"
         f"<td class=num>{_n(r['ttft_p50_ms'], 0, 'ms')}</td><td class=num>{_n(r['ttft_p95_ms'], 0, 'ms')}</td>"
         f"<td class=num>{_n(r['tokens_per_s_p50'], 1)}</td><td class=num>{_n(r['tokens_per_s_p95'], 1)}</td>"
         f"<td class=num>{_n(r['tokens_in'])}</td><td class=num>{_n(r['tokens_out'])}</td></tr>"
@@ -258,7 +263,7 @@ def _resource_table(head: dict[str, Any]) -> str:
         + "".join(f"<th class=num>{_e(name)}</th>" for name, _ in columns)
         + "</tr>"
         + "".join(
-            f"<tr><td>{_e(r['model'])}</td>"
+            f"<tr><td>{_e(clip(r['model'], MODEL_WIDTH))}</td>"
             + "".join(f"<td class=num>{_e(cell(r))}</td>" for _, cell in columns)
             + "</tr>"
             for r in rows
@@ -318,7 +323,7 @@ def _evidence_table(requests: Sequence[Request], codes: dict[str, list[str]]) ->
     for r in requests:
         rows.append(
             f'<tr id="{_anchor(r.id)}"><td><code>{_e(r.id)}</code></td><td class=when>{_e(_when(r.started_at))}</td>'
-            f"<td>{_e(r.model)}</td><td>{_e(', '.join(codes.get(r.id, [])))}</td>"
+            f"<td>{_e(clip(r.model or '', MODEL_WIDTH))}</td><td>{_e(', '.join(codes.get(r.id, [])))}</td>"
             f"<td class=num>{_e(r.status or '–')}</td><td class=num>{_n(r.ttft_ms)}</td>"
             f"<td class=num>{_n(r.total_ms)}</td><td class=num>{_n(r.load_ms)}</td>"
             f"<td class=num>{_n(r.hidden_wait_ms)}</td><td class=num>{_n(r.prompt_eval_ms)}</td>"

@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.inputs import CAPTURE_SUFFIXES
 from analyzer.protocol.record import InteractionRecord, record_from_row
+from analyzer.protocol.untrusted import csv_uncell
 from analyzer.store.log import LogError, iter_file_dicts, iter_log_dicts, log_files
 from analyzer.store.select import select
 
@@ -66,20 +67,29 @@ def _jsonl_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:
         raise SourceError(str(exc)) from exc
 
 
+# The largest cell a record can hold: request bodies are read up to 32 MiB (a model name can be that long).
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+
+
 def _csv_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:
     try:
         fh = path.open(encoding="utf-8", errors="replace", newline="")
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     with fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or "started_at" not in reader.fieldnames:
-            raise SourceError(f"{path}: not a CSV of interaction records (no started_at column)")
-        for number, row in enumerate(reader, 2):
-            try:
-                yield record_from_row(row)
-            except ValueError as exc:
-                warn(f"{path}:{number}: skipped a row ({exc})")
+        try:
+            if not reader.fieldnames or "started_at" not in reader.fieldnames:
+                raise SourceError(f"{path}: not a CSV of interaction records (no started_at column)")
+            for number, row in enumerate(reader, 2):
+                try:
+                    # --csv guarded formula-like cells with a ' (csv_cell); undo it so the text is exact again
+                    yield record_from_row({name: csv_uncell(text) for name, text in row.items() if text is not None})
+                except ValueError as exc:
+                    warn(f"{path}:{number}: skipped a row ({exc})")
+        except csv.Error as exc:
+            raise SourceError(f"{path}: line {reader.line_num}: not readable as CSV ({exc})") from exc
 
 
 def _capture_records(path: Path, ports: tuple[int, ...]) -> Iterator[InteractionRecord]:

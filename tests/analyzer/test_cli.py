@@ -280,3 +280,12 @@ def test_cli_reference_is_up_to_date() -> None:
     """docs/cli.md is generated from --help: regenerate with `python docs/generate_cli.py`."""
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "generate_cli.py"), "--check"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_error_lines_show_control_characters_escaped(tmp_path: Path) -> None:
+    """An ``Error:`` line quoting a name (a file's, the traffic's) never sends a raw escape to the terminal."""
+    from analyzer.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["findings", str(tmp_path / "gone\x1b]0;OWNED\x07")])
+    assert result.exit_code == 1
+    assert "gone\\x1b]0;OWNED\\x07" in result.output and "\x1b" not in result.output

@@ -83,8 +83,8 @@ def _table(title: str, columns: tuple[str, ...], body: list[tuple], empty: str) 
             continue
         widest = max([len(column), *(Text(str(cells[index])).cell_len for cells in body)])
         table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=min(widest, MAX_CELL))
-    for cells in body:
-        table.add_row(*cells)
+    for cells in body:  # plain strings would be parsed as Rich markup: every cell goes in as Text
+        table.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in cells))
     return table
 
 
