@@ -178,10 +178,8 @@ def plan_reply(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConf
     sent = text.prompt_token_count(key)
     evaluated = min(sent, num_ctx) if num_ctx > 0 else sent
     if endpoint in NATIVE_ENDPOINTS and num_ctx > 0:
-        # Ollama's runner: truncate=false refuses a prompt longer than the context (HTTP 400); shift=false
-        # stops generating when the context is full instead of shifting it (done_reason "length").
-        if body.get("truncate") is False and sent > num_ctx:
-            raise PlanError(INPUT_TOO_LONG)
+        # shift=false stops generating when the context is full instead of shifting it (done_reason "length").
+        # (truncate=false refusing a long prompt is answered by native_generate.prepare: it has Ollama's framing.)
         room = max(0, num_ctx - evaluated)
         if body.get("shift") is False and count > room:
             count, reason = room, "length"
