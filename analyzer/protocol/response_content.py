@@ -114,18 +114,25 @@ class ResponseContent:
             self.done = True
             reason = obj.get("done_reason")
             self.done_reason = reason if isinstance(reason, str) else self.done_reason
-            for name in (
-                "total_duration",
-                "load_duration",
-                "prompt_eval_duration",
-                "eval_duration",
-                "prompt_eval_count",
-                "eval_count",
-            ):
-                value = _int_or_none(obj.get(name))
-                if value is not None:
-                    self.counters[name] = value
+            self._take_counters(obj)
+        elif "done" not in obj and isinstance(obj.get("embeddings"), list):
+            # /api/embed's body has no ``done``: it carries total_duration, load_duration and prompt_eval_count
+            # (Ollama's EmbedResponse), which show embedding-model loads like any other.
+            self._take_counters(obj)
         return token
+
+    def _take_counters(self, obj: dict[str, Any]) -> None:
+        for name in (
+            "total_duration",
+            "load_duration",
+            "prompt_eval_duration",
+            "eval_duration",
+            "prompt_eval_count",
+            "eval_count",
+        ):
+            value = _int_or_none(obj.get(name))
+            if value is not None:
+                self.counters[name] = value
 
     # -- OpenAI-compatible --------------------------------------------------------------------
     def apply_openai(self, obj: dict[str, Any]) -> bool:

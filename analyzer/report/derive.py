@@ -1,7 +1,7 @@
 """Derived timings: what the record's own columns imply but Ollama never reports.
 
-``hidden_wait_ms = total_duration − load_duration − prompt_eval_duration − eval_duration`` (never negative):
-Ollama takes ``load_duration`` from the handler's start to the moment the scheduler hands out a runner, and
+``hidden_wait_ms`` is :func:`analyzer.protocol.durations.hidden_wait_ms` (one definition, per endpoint): Ollama
+takes ``load_duration`` from the handler's start to the moment the scheduler hands out a runner, and
 ``total_duration`` from the handler's start to the final object. Waiting for a free slot of a busy runner
 (``OLLAMA_NUM_PARALLEL``) happens after that hand-out and before prompt evaluation, so it is in neither load
 nor prompt evaluation: it is the bulk of the hidden wait. Prompt templating, tokenizing (and truncation) and the
@@ -13,29 +13,18 @@ Ollama's HTTP handling before and after its own clock add. See docs/record.md ("
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from analyzer.protocol.durations import hidden_wait_ms
 from analyzer.protocol.record import RESOURCE_COLUMNS, InteractionRecord
 from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
 PREVIEW_CHARS = 100
-
-
-def hidden_wait_ms(record: InteractionRecord | Any) -> float | None:
-    """Ollama's total minus its load, prompt-eval and eval durations (≥ 0); None without ``total_duration``."""
-    total = record.total_duration_ms
-    if total is None:
-        return None
-    return max(
-        0.0,
-        total
-        - (record.load_duration_ms or 0.0)
-        - (record.prompt_eval_duration_ms or 0.0)
-        - (record.eval_duration_ms or 0.0),
-    )
 
 
 def wire_overhead_ms(record: InteractionRecord | Any) -> float | None:
@@ -57,6 +46,26 @@ def prompt_chars(record: InteractionRecord | Any) -> int:
                 total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
         return total
     return len(record.prompt or "") + len(record.system or "")
+
+
+def _role_and_text(message: Any) -> tuple[str, str]:
+    if not isinstance(message, dict):
+        return "", ""
+    content = message.get("content")
+    if not isinstance(content, str):
+        content = json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
+    return str(message.get("role") or ""), content
+
+
+def conversation(record: InteractionRecord | Any) -> tuple[str | None, int]:
+    """A chat's conversation key and its number of messages: requests whose first non-system message is the same
+    (same role and text) for the same model continue one conversation. (None, 0) for a request without messages."""
+    messages = [m for m in (record.messages or []) if _role_and_text(m)[0] not in ("system", "developer")]
+    if not messages:
+        return None, 0
+    role, text = _role_and_text(messages[0])
+    digest = hashlib.blake2b(f"{record.model}\0{role}\0{text}".encode(), digest_size=8).hexdigest()
+    return digest, len(messages)
 
 
 def epoch_seconds(started_at: str | None) -> float | None:
@@ -81,6 +90,7 @@ class Request:
     """One record reduced to what the report needs, with absolute times (POSIX seconds)."""
 
     id: str
+    api: str
     start: float
     end: float
     first_token: float | None
@@ -119,6 +129,22 @@ class Request:
     joules_per_token: float | None = None
     server_cpu_ms: float | None = None
     server_rss_max_mb: float | None = None
+    energy_source: str | None = None
+    gpu_mem_source: str | None = None
+    opt_num_ctx: int | None = None  # the request's own options.num_ctx, when recorded
+    opt_keep_alive: str | None = None
+    conversation: str | None = None  # derive.conversation: chats continuing one conversation share it
+    turns: int = 0  # the conversation's non-system messages in this request
+
+    @property
+    def decode_start(self) -> float | None:
+        """When the model started generating this answer (POSIX s): the first token of a stream, else the end minus
+        Ollama's eval_duration; None when neither is known."""
+        if self.stream and self.first_token is not None:
+            return self.first_token
+        if self.eval_ms is not None:
+            return max(self.start, self.end - self.eval_ms / 1000.0)
+        return self.first_token
 
     @property
     def sampled(self) -> bool:
@@ -139,8 +165,10 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         return None
     total = record.total_ms
     flags = tuple(str(flag) for flag in record.flags or ())
+    key, turns = conversation(record)
     return Request(
         id=record.id or "",
+        api=getattr(record, "api", None) or "",
         start=start,
         end=start + (total or 0.0) / 1000.0,
         first_token=None if record.ttft_ms is None else start + record.ttft_ms / 1000.0,
@@ -179,4 +207,10 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         joules_per_token=record.joules_per_token,
         server_cpu_ms=record.server_cpu_ms,
         server_rss_max_mb=record.server_rss_max_mb,
+        energy_source=record.energy_source,
+        gpu_mem_source=record.gpu_mem_source,
+        opt_num_ctx=record.opt_num_ctx,
+        opt_keep_alive=record.opt_keep_alive,
+        conversation=key,
+        turns=turns,
     )

@@ -32,6 +32,7 @@ class ReportColumns(msgspec.Struct):
     id: str | None = None
     started_at: str | None = None
     model: str | None = None
+    api: str | None = None
     kind: str | None = None
     status: int | None = None
     stream: bool | None = None
@@ -62,6 +63,10 @@ class ReportColumns(msgspec.Struct):
     joules_per_token: float | None = None
     server_cpu_ms: float | None = None
     server_rss_max_mb: float | None = None
+    energy_source: str | None = None
+    gpu_mem_source: str | None = None
+    opt_num_ctx: int | None = None
+    opt_keep_alive: str | None = None
 
 
 _DECODER = msgspec.json.Decoder(ReportColumns)

@@ -152,7 +152,11 @@ def _cards(head: dict[str, Any]) -> str:
         ("tokens in", _n(head.get("tokens_in")), ""),
         ("tokens out", _n(head.get("tokens_out")), ""),
         ("spent loading models", _duration(head.get("load_ms") or 0.0), ""),
-        ("hidden wait (queueing)", _duration(head.get("hidden_wait_ms") or 0.0), ""),
+        (
+            "hidden wait (queueing behind the same model)",
+            "–" if head.get("hidden_wait_ms") is None else _duration(head["hidden_wait_ms"]),
+            "",
+        ),
     ]
     if head.get("sampled_requests"):
         if head.get("energy_j") is None:  # sampled without an energy source (no GPU/power meter): RSS and CPU only
