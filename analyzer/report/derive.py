@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analyzer.protocol.durations import hidden_wait_ms
-from analyzer.protocol.record import RESOURCE_COLUMNS, InteractionRecord
+from analyzer.protocol.record import FLAG_REMOTE_MODEL, RESOURCE_COLUMNS, InteractionRecord
 from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
@@ -133,6 +133,7 @@ class Request:
     gpu_mem_source: str | None = None
     opt_num_ctx: int | None = None  # the request's own options.num_ctx, when recorded
     opt_keep_alive: str | None = None
+    remote: bool = False  # served by a remote (cloud) model: its time is not the local machine's
     conversation: str | None = None  # derive.conversation: chats continuing one conversation share it
     turns: int = 0  # the conversation's non-system messages in this request
 
@@ -211,6 +212,7 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         gpu_mem_source=record.gpu_mem_source,
         opt_num_ctx=record.opt_num_ctx,
         opt_keep_alive=record.opt_keep_alive,
+        remote=bool(getattr(record, "remote", None)) or FLAG_REMOTE_MODEL in flags,
         conversation=key,
         turns=turns,
     )

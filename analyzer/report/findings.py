@@ -33,6 +33,8 @@ from analyzer.report.overlap import behind_same_model, by_model, concurrent_deco
 COLD_LOAD_MS = 1000.0
 COLD_LOAD_MIN_MS = 150.0
 COLD_LOAD_RATIO = 5.0
+# done_reason of Ollama's preload / unload requests (an empty prompt): a deliberate load is not a cold load.
+MANAGEMENT_DONE_REASONS = frozenset({"load", "unload"})
 # Ollama's default keep_alive (OLLAMA_KEEP_ALIVE unset): a model idle longer than this was unloaded by expiry.
 DEFAULT_KEEP_ALIVE_S = 300.0
 # model_thrash: at least this many reloads (a model loaded before, loaded again after another model's load, within
@@ -116,7 +118,7 @@ class LoadJudge:
     def __init__(self, requests: Sequence[Request]) -> None:
         lowest: dict[str, float] = {}
         for r in requests:
-            if r.inference and r.load_ms is not None:
+            if r.inference and not r.remote and r.load_ms is not None:
                 lowest[r.model] = min(lowest.get(r.model, r.load_ms), r.load_ms)
         self.warm = {model: low for model, low in lowest.items() if low < COLD_LOAD_MS}
         self.server_warm = min(self.warm.values(), default=None)
@@ -132,7 +134,7 @@ class LoadJudge:
         return min(COLD_LOAD_MS, max(COLD_LOAD_MIN_MS, COLD_LOAD_RATIO * reference))
 
     def is_load(self, r: Request) -> bool:
-        return r.inference and r.load_ms is not None and r.load_ms >= self.threshold(r.model)
+        return r.inference and not r.remote and r.load_ms is not None and r.load_ms >= self.threshold(r.model)
 
 
 _GO_DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -214,7 +216,7 @@ _CAUSE_TEXT = {
 def cold_load(requests: Sequence[Request]) -> list[Finding]:
     """Requests whose load_duration is far above their model's warm one (LoadJudge), each told apart by cause."""
     judge = LoadJudge(requests)
-    hit = [r for r in requests if judge.is_load(r)]
+    hit = [r for r in requests if judge.is_load(r) and r.done_reason not in MANAGEMENT_DONE_REASONS]
     if not hit:
         return []
     loads = [r.load_ms or 0.0 for r in hit]
@@ -473,7 +475,8 @@ def stall(requests: Sequence[Request]) -> list[Finding]:
     hit = [
         r
         for r in requests
-        if r.gap_max_ms is not None
+        if not r.remote
+        and r.gap_max_ms is not None
         and r.gap_p50_ms is not None
         and not r.tool_calls
         and r.gap_max_ms >= STALL_MIN_GAP_MS

@@ -67,6 +67,7 @@ class ReportColumns(msgspec.Struct):
     gpu_mem_source: str | None = None
     opt_num_ctx: int | None = None
     opt_keep_alive: str | None = None
+    remote: bool | None = None
 
 
 _DECODER = msgspec.json.Decoder(ReportColumns)

@@ -18,10 +18,10 @@ DECODE_OVERLAP_SHARE = 0.25
 
 
 def by_model(requests: Iterable[Request]) -> dict[str, list[Request]]:
-    """Inference requests per model, oldest first."""
+    """Local inference requests per model, oldest first (a remote model's time is not this machine's)."""
     grouped: dict[str, list[Request]] = defaultdict(list)
     for r in sorted(requests, key=lambda r: r.start):
-        if r.inference:
+        if r.inference and not r.remote:
             grouped[r.model].append(r)
     return grouped
 

@@ -322,3 +322,11 @@ def test_headline_hidden_wait_counts_only_real_waits() -> None:
     assert analyze(clean_night()).headline["hidden_wait_ms"] == 0.0
     openai_only = [replace(r, api="openai", path="/v1/chat/completions") for r in clean_night()]
     assert analyze(openai_only).headline["hidden_wait_ms"] is None
+
+
+def test_preloads_and_remote_models_are_no_cold_load() -> None:
+    preload = rec("preload", 400, prompt="", eval_count=None, done_reason="load", load_duration_ms=3000.0)
+    remote = rec(
+        "cloud", 410, model="gpt-oss:120b-cloud", remote=True, load_duration_ms=3000.0, total_duration_ms=3600.0
+    )
+    assert codes_and_ids([*clean_night(), preload, remote]) == {}
