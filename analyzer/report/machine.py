@@ -51,12 +51,19 @@ def resource_numbers(rows: Sequence[Request]) -> dict[str, Any]:
     the server's CPU time. A number is None when no request carried its column."""
     energy_rows = [r for r in rows if r.energy_j is not None]
     energy = sum(r.energy_j or 0.0 for r in energy_rows)
-    tokens = sum(r.eval_count or 0 for r in energy_rows)
+    # J/token over the requests whose energy *and* output tokens are known: an unknown count is not 0 tokens
+    per_token = [r for r in energy_rows if r.eval_count]
+    token_energy = sum(r.energy_j or 0.0 for r in per_token)
+    tokens = sum(r.eval_count or 0 for r in per_token)
     cpu = [r.server_cpu_ms for r in rows if r.server_cpu_ms is not None]
     return {
         "sampled_requests": sum(1 for r in rows if r.sampled),
         "energy_j": round(energy, 3) if energy_rows else None,
-        "joules_per_token": round(energy / tokens, 4) if tokens else None,
+        "joules_per_token": round(token_energy / tokens, 4) if tokens else None,
+        "energy_sources": sorted({r.energy_source for r in energy_rows if r.energy_source}),
+        "gpu_mem_sources": sorted(
+            {r.gpu_mem_source for r in rows if r.gpu_mem_max_mb is not None and r.gpu_mem_source}
+        ),
         "gpu_util_mean_pct": _weighted_mean(rows, "gpu_util_mean_pct"),
         "power_mean_w": _weighted_mean(rows, "power_mean_w"),
         "gpu_mem_max_mb": _max(rows, "gpu_mem_max_mb"),
