@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from analyzer.protocol.durations import hidden_wait_ms
-from analyzer.protocol.record import FLAG_REMOTE_MODEL, RESOURCE_COLUMNS, InteractionRecord
+from analyzer.protocol.record import (
+    FLAG_REMOTE_MODEL,
+    REPORT,
+    RESOURCE_COLUMNS,
+    Column,
+    InteractionRecord,
+    columns_in,
+)
 from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
@@ -86,26 +95,20 @@ def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
 
 
 @dataclass(slots=True)
-class Request:
-    """One record reduced to what the report needs, with absolute times (POSIX seconds)."""
+class DerivedColumns:
+    """What the report computes from a record (absolute times in POSIX seconds, the prompt's preview, ...).
+
+    A :data:`Request` has these and, as they are, the record columns the schema's ``report`` view names
+    (:data:`CARRIED`): adding a column to that view puts it on every request."""
 
     id: str
-    api: str
     start: float
     end: float
     first_token: float | None
     model: str
     kind: str
-    status: int | None
-    stream: bool | None
-    done_reason: str | None
-    error: str | None
     flags: tuple[str, ...]
-    prompt: str
-    ttft_ms: float | None
-    total_ms: float | None
-    eval_count: int | None
-    prompt_eval_count: int | None
+    prompt: str  # a one-line preview
     request_bytes: int
     prompt_chars: int
     tool_calls: bool  # the response called tools (Ollama holds back tool-call tokens until a call is parsed)
@@ -114,34 +117,18 @@ class Request:
     load_ms: float | None
     prompt_eval_ms: float | None
     eval_ms: float | None
-    total_duration_ms: float | None
     hidden_wait_ms: float | None
     wire_overhead_ms: float | None
-    wire_tokens_per_s: float | None
-    eval_tokens_per_s: float | None
-    gap_p50_ms: float | None
-    gap_max_ms: float | None
-    started_at: str
-    gpu_util_mean_pct: float | None = None
-    gpu_mem_max_mb: float | None = None
-    power_mean_w: float | None = None
-    energy_j: float | None = None
-    joules_per_token: float | None = None
-    server_cpu_ms: float | None = None
-    server_rss_max_mb: float | None = None
-    energy_source: str | None = None
-    gpu_mem_source: str | None = None
-    opt_num_ctx: int | None = None  # the request's own options.num_ctx, when recorded
-    opt_keep_alive: str | None = None
-    remote: bool = False  # served by a remote (cloud) model: its time is not the local machine's
-    conversation: str | None = None  # derive.conversation: chats continuing one conversation share it
-    turns: int = 0  # the conversation's non-system messages in this request
+    served_remotely: bool  # a remote (cloud) model (column remote or flag remote_model): not this machine's time
+    conversation: str | None  # derive.conversation: chats continuing one conversation share it
+    turns: int  # the conversation's non-system messages in this request
 
     @property
     def decode_start(self) -> float | None:
         """When the model started generating this answer (POSIX s): the first token of a stream, else the end minus
         Ollama's eval_duration; None when neither is known."""
-        if self.stream and self.first_token is not None:
+        stream: bool | None = getattr(self, "stream")  # noqa: B009  (a carried column)
+        if stream and self.first_token is not None:
             return self.first_token
         if self.eval_ms is not None:
             return max(self.start, self.end - self.eval_ms / 1000.0)
@@ -155,7 +142,39 @@ class Request:
     @property
     def tokens_per_s(self) -> float | None:
         """Ollama's own generation rate, else the rate the client saw."""
-        return self.eval_tokens_per_s if self.eval_tokens_per_s is not None else self.wire_tokens_per_s
+        rate: float | None = getattr(self, "eval_tokens_per_s")  # noqa: B009  (a carried column)
+        return rate if rate is not None else getattr(self, "wire_tokens_per_s")  # noqa: B009
+
+
+# Columns the formulas read but a request does not keep: whole texts (a request keeps counts and a preview).
+_READ_ONLY = frozenset({"system", "messages"})
+CARRIED: tuple[Column, ...] = tuple(
+    c for c in columns_in(REPORT) if c.name not in _READ_ONLY and c.name not in DerivedColumns.__dataclass_fields__
+)
+"""The record columns every request carries as they are, in record order."""
+
+if TYPE_CHECKING:
+
+    class Request(DerivedColumns):
+        """One record reduced to what the report needs: :class:`DerivedColumns` plus :data:`CARRIED`."""
+
+        def __getattr__(self, name: str) -> Any: ...  # the CARRIED columns (typed by the record's declaration)
+
+else:
+    Request = make_dataclass(
+        "Request",
+        [(c.name, Any) for c in CARRIED] + [(f.name, f.type) for f in dataclass_fields(DerivedColumns)],
+        slots=True,
+        namespace={
+            "__doc__": "One record reduced to what the report needs: DerivedColumns plus the CARRIED columns.",
+            "__module__": __name__,
+            "sampled": DerivedColumns.sampled,
+            "decode_start": DerivedColumns.decode_start,
+            "tokens_per_s": DerivedColumns.tokens_per_s,
+        },
+    )
+_carried_values = attrgetter(*(c.name for c in CARRIED))
+_new_request: Any = Request
 
 
 def to_request(record: InteractionRecord | Any) -> Request | None:
@@ -167,24 +186,16 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
     total = record.total_ms
     flags = tuple(str(flag) for flag in record.flags or ())
     key, turns = conversation(record)
-    return Request(
+    return _new_request(  # type: ignore[no-any-return]
+        *_carried_values(record),
         id=record.id or "",
-        api=getattr(record, "api", None) or "",
         start=start,
         end=start + (total or 0.0) / 1000.0,
         first_token=None if record.ttft_ms is None else start + record.ttft_ms / 1000.0,
         model=record.model or "",
         kind=record.kind or "",
-        status=record.status,
-        stream=record.stream,
-        done_reason=record.done_reason,
-        error=record.error,
         flags=flags,
         prompt=preview(record.prompt),
-        ttft_ms=record.ttft_ms,
-        total_ms=total,
-        eval_count=record.eval_count,
-        prompt_eval_count=record.prompt_eval_count,
         request_bytes=record.request_bytes or 0,
         prompt_chars=prompt_chars(record),
         tool_calls=bool(record.tool_calls),
@@ -193,26 +204,9 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         load_ms=record.load_duration_ms,
         prompt_eval_ms=record.prompt_eval_duration_ms,
         eval_ms=record.eval_duration_ms,
-        total_duration_ms=record.total_duration_ms,
         hidden_wait_ms=hidden_wait_ms(record),
         wire_overhead_ms=wire_overhead_ms(record),
-        wire_tokens_per_s=record.wire_tokens_per_s,
-        eval_tokens_per_s=record.eval_tokens_per_s,
-        gap_p50_ms=record.gap_p50_ms,
-        gap_max_ms=record.gap_max_ms,
-        started_at=record.started_at,
-        gpu_util_mean_pct=record.gpu_util_mean_pct,
-        gpu_mem_max_mb=record.gpu_mem_max_mb,
-        power_mean_w=record.power_mean_w,
-        energy_j=record.energy_j,
-        joules_per_token=record.joules_per_token,
-        server_cpu_ms=record.server_cpu_ms,
-        server_rss_max_mb=record.server_rss_max_mb,
-        energy_source=record.energy_source,
-        gpu_mem_source=record.gpu_mem_source,
-        opt_num_ctx=record.opt_num_ctx,
-        opt_keep_alive=record.opt_keep_alive,
-        remote=bool(getattr(record, "remote", None)) or FLAG_REMOTE_MODEL in flags,
+        served_remotely=bool(getattr(record, "remote", None)) or FLAG_REMOTE_MODEL in flags,
         conversation=key,
         turns=turns,
     )

@@ -118,7 +118,7 @@ class LoadJudge:
     def __init__(self, requests: Sequence[Request]) -> None:
         lowest: dict[str, float] = {}
         for r in requests:
-            if r.inference and not r.remote and r.load_ms is not None:
+            if r.inference and not r.served_remotely and r.load_ms is not None:
                 lowest[r.model] = min(lowest.get(r.model, r.load_ms), r.load_ms)
         self.warm = {model: low for model, low in lowest.items() if low < COLD_LOAD_MS}
         self.server_warm = min(self.warm.values(), default=None)
@@ -134,7 +134,7 @@ class LoadJudge:
         return min(COLD_LOAD_MS, max(COLD_LOAD_MIN_MS, COLD_LOAD_RATIO * reference))
 
     def is_load(self, r: Request) -> bool:
-        return r.inference and not r.remote and r.load_ms is not None and r.load_ms >= self.threshold(r.model)
+        return r.inference and not r.served_remotely and r.load_ms is not None and r.load_ms >= self.threshold(r.model)
 
 
 _GO_DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -475,7 +475,7 @@ def stall(requests: Sequence[Request]) -> list[Finding]:
     hit = [
         r
         for r in requests
-        if not r.remote
+        if not r.served_remotely
         and r.gap_max_ms is not None
         and r.gap_p50_ms is not None
         and not r.tool_calls

@@ -21,7 +21,7 @@ def by_model(requests: Iterable[Request]) -> dict[str, list[Request]]:
     """Local inference requests per model, oldest first (a remote model's time is not this machine's)."""
     grouped: dict[str, list[Request]] = defaultdict(list)
     for r in sorted(requests, key=lambda r: r.start):
-        if r.inference and not r.remote:
+        if r.inference and not r.served_remotely:
             grouped[r.model].append(r)
     return grouped
 

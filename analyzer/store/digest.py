@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from analyzer.protocol.record import InteractionRecord, record_problem
+from analyzer.protocol.record import SCHEMA, SUMMARY, Column, InteractionRecord, record_problem
 from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
 
@@ -38,31 +38,74 @@ CACHE_VERSION = 3
 
 Warn = Callable[[str], object] | None
 
-# One line exactly as ``InteractionRecord.to_json`` writes it, capturing what a summary needs. Inside a JSON
-# string a quote is always escaped, so ``,"done_reason":`` with a bare quote can only be a key, and the last one
-# on a line is the record's own (after it come only scalars and the flags list). Anything else does not match
-# and goes through ``json.loads``.
+# One line as ``InteractionRecord.to_json`` writes it, capturing the columns of the schema's ``summary`` view;
+# ``_line_pattern`` derives it from the declaration. The summary columns must be there, in declaration order; any
+# other column may be missing (a log written before it existed), never out of order. Inside a JSON string a quote
+# is always escaped, so a key with bare quotes can only be a key; lists (messages, tool calls) may hold objects
+# with any keys, so the stretch from the last summary column before the first list to the first summary column
+# after the last list is skipped greedily: the last ``,"<that column>":`` on the line is the record's own, since
+# after it come only scalars and strings. Anything else does not match and goes through ``json.loads``.
 _STR = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
-_VALUE = rb"[^,\n]*"
-_NUMBER = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|null"  # JSON syntax: float() takes exactly these
-_INTEGER = rb"-?(?:0|[1-9]\d*)|null"
-_LINE = re.compile(
-    (
-        rb'^\{"id":STR,"source":STR,"started_at":"([^"\\\n]*)","client":STR,"server":STR,"method":STR,"path":STR,'
-        rb'"status":(INT),"api":STR,"kind":STR,"model":(null|"[^"\\\n]*"),"stream":[^\n]*,'
-        rb'"done_reason":(?:null|STR),"error":(null|STR),"complete":(?:true|false),"flags":\[[^\]\n]*\],'
-        rb'"ttfb_ms":VAL,"ttft_ms":(NUM),"total_ms":VAL,"gen_ms":VAL,"chunks":\d+,"wire_tokens_per_s":(NUM),'
-        rb'"gap_p50_ms":VAL,"gap_p95_ms":VAL,"gap_max_ms":VAL,"prompt_eval_count":VAL,"eval_count":(INT),'
-        rb'"total_duration_ms":VAL,"load_duration_ms":VAL,"prompt_eval_duration_ms":VAL,"eval_duration_ms":VAL,'
-        rb'"eval_tokens_per_s":(NUM)[,}][^\n]*$'
-    )
-    .replace(b"STR", _STR)
-    .replace(b"VAL", _VALUE)
-    .replace(b"NUM", _NUMBER)
-    .replace(b"INT", _INTEGER),
-    re.MULTILINE,
-)
+_NUMBER = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?"  # JSON syntax: float() takes exactly these
+_INTEGER = rb"-?(?:0|[1-9]\d*)"
+_LIST_OF_STR = rb"\[(?:" + _STR + rb"(?:," + _STR + rb")*)?\]"
+_VALUE = {str: _STR, int: _INTEGER, float: _NUMBER, bool: rb"(?:true|false)"}
+
+
+def _value_pattern(spec: Column) -> bytes:
+    """What ``to_json`` writes for one column (null only where the declaration allows it)."""
+    if spec.value_type is list:
+        value = _LIST_OF_STR if spec.item is str else rb"(?:null|\[[^\n]*?\])"
+    else:
+        value = _VALUE[spec.value_type]
+    return rb"(?:null|" + value + rb")" if spec.optional else value
+
+
+def _line_pattern(schema: tuple[Column, ...] = SCHEMA) -> tuple[re.Pattern[bytes], tuple[str, ...]]:
+    """The fast-path regular expression for ``schema`` and the names of its groups (the ``summary`` view)."""
+    names = [spec.name for spec in schema]
+    wanted = [i for i, spec in enumerate(schema) if SUMMARY in spec.views]
+    # lists that may hold objects, before the last summary column (after it nothing is matched)
+    lists = [i for i, spec in enumerate(schema) if spec.value_type is list and spec.item is not str and i < wanted[-1]]
+    skip_from = anchor = len(schema)  # columns skip_from .. anchor - 1 are skipped; anchor is a summary column
+    if lists:
+        before = [i for i in wanted if i < lists[0]]
+        skip_from = before[-1] + 1 if before else 1
+        anchor = next(i for i in wanted if i > lists[-1])
+        inside = [names[i] for i in wanted if skip_from <= i < anchor]
+        if inside:
+            raise ValueError(f"summary columns {inside} lie between list columns: the fast path cannot find them")
+    parts = [rb"^"]
+    for i, spec in enumerate(schema[: wanted[-1] + 1]):
+        key = (rb"{" if i == 0 else rb",") + b'"' + spec.name.encode() + b'":'
+        value = _value_pattern(spec)
+        if skip_from <= i < anchor:
+            if i == skip_from:
+                parts.append(rb",[^\n]*")  # greedy: backs up to the last ``,"<anchor>":`` on the line
+        elif i in wanted:
+            parts.append(key + b"(" + value + b")")
+        elif i == 0:
+            parts.append(key + value)
+        else:
+            parts.append(b"(?:" + key + value + b")?")  # absent from logs written before the column existed
+    parts.append(rb"[,}][^\n]*$")
+    return re.compile(b"".join(parts), re.MULTILINE), tuple(names[i] for i in wanted)
+
+
+_LINE, _LINE_GROUPS = _line_pattern()
 _RECORD_START = b'{"id":"'
+
+
+class DecodeCounts:
+    """Lines decoded by the fast path and by a full ``json.loads`` in this process (workers count their own): a
+    record written by today's ``to_json`` should never need the slow path, and tests check that it does not."""
+
+    def __init__(self) -> None:
+        self.fast = 0
+        self.full = 0
+
+
+DECODED = DecodeCounts()
 
 
 class SummaryFields(NamedTuple):
@@ -103,18 +146,45 @@ class NotARecord(ValueError):
     """A line that ``read_log`` would skip; the message is its warning text (without the location)."""
 
 
+_STARTED, _STATUS, _MODEL, _ERROR, _TTFT, _WIRE_RATE, _EVAL_COUNT, _RATE = (
+    _LINE_GROUPS.index(name)
+    for name in (
+        "started_at",
+        "status",
+        "model",
+        "error",
+        "ttft_ms",
+        "wire_tokens_per_s",
+        "eval_count",
+        "eval_tokens_per_s",
+    )
+)
+
+
+def _text(token: bytes) -> str | None:
+    """A JSON string (or null) the fast path matched."""
+    if token == b"null":
+        return None
+    if b"\\" in token:
+        text: str = json.loads(token)
+        return text
+    return token[1:-1].decode("utf-8")
+
+
 def _from_match(match: re.Match[bytes]) -> SummaryFields:
     """The fields of a line ``_LINE`` matched (its numbers are JSON numbers); ValueError for a glued line."""
-    started, status, model, error_token, ttft, wire_rate, eval_count, rate_token = match.groups()
+    groups = match.groups()
     if match.string.find(_RECORD_START, match.start() + 1, match.end()) >= 0:
         raise ValueError("a second record glued onto this line")
+    error_token, rate_token, wire_rate, status = groups[_ERROR], groups[_RATE], groups[_WIRE_RATE], groups[_STATUS]
     error = error_token != b"null" and error_token != b'""'
     rate = None if rate_token == b"null" else float(rate_token)
     if rate is None and wire_rate != b"null":
         rate = float(wire_rate)
+    ttft, eval_count = groups[_TTFT], groups[_EVAL_COUNT]
     return SummaryFields(
-        started=_epoch(started.decode("utf-8")),
-        model=None if model == b"null" else model[1:-1].decode("utf-8"),
+        started=_epoch(_text(groups[_STARTED]) or ""),
+        model=_text(groups[_MODEL]),
         error=error,
         failed=error or (status != b"null" and int(status) >= 400),
         ttft_ms=None if ttft == b"null" else float(ttft),
@@ -128,7 +198,9 @@ def fields_from_line(line: bytes) -> SummaryFields:
     match = _LINE.match(line.rstrip(b"\r\n"))
     if match is not None:
         try:
-            return _from_match(match)
+            fields = _from_match(match)
+            DECODED.fast += 1
+            return fields
         except (UnicodeDecodeError, ValueError):
             pass
     return _slow(line)
@@ -140,7 +212,7 @@ def decode_lines(data: bytes, first_number: int = 1) -> tuple[list[SummaryFields
     only lines it does not match are handled one by one."""
     rows: list[SummaryFields] = []
     problems: list[str] = []
-    number, position = first_number, 0
+    number, position, fast = first_number, 0, 0
 
     def one_by_one(block: bytes) -> None:
         nonlocal number
@@ -157,16 +229,19 @@ def decode_lines(data: bytes, first_number: int = 1) -> tuple[list[SummaryFields
             one_by_one(data[position : match.start()])
         try:
             rows.append(_from_match(match))
+            fast += 1
         except (UnicodeDecodeError, ValueError):
             one_by_one(data[match.start() : match.end() + 1])
             number -= 1
         number += 1
         position = match.end() + 1
     one_by_one(data[position:])
+    DECODED.fast += fast
     return rows, problems
 
 
 def _slow(line: bytes) -> SummaryFields:
+    DECODED.full += 1
     try:
         data = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
