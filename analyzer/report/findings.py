@@ -28,10 +28,11 @@ from analyzer.report.overlap import behind_same_model, by_model, concurrent_deco
 
 # cold_load: a load_duration that means the request waited for a load (or for the scheduler): at least
 # COLD_LOAD_RATIO × the model's warm load_duration and at least COLD_LOAD_MIN_MS; with no warm request to compare
-# with, at least COLD_LOAD_MS. Warm load_duration is Ollama's look-ups of an already loaded model (tens of ms); a
-# small model's load can take well under a second (SmolLM2-135M on CPU), so a fixed second alone misses real loads.
+# with, at least COLD_LOAD_MS. Warm load_duration is Ollama's look-ups of an already loaded model: 36-131 ms measured
+# on real Ollama v0.24.0 on a loaded 2-core machine; a small model's load takes well under a second (SmolLM2-135M
+# on CPU: 430-830 ms), so a fixed second alone misses real loads.
 COLD_LOAD_MS = 1000.0
-COLD_LOAD_MIN_MS = 150.0
+COLD_LOAD_MIN_MS = 250.0
 COLD_LOAD_RATIO = 5.0
 # done_reason of Ollama's preload / unload requests (an empty prompt): a deliberate load is not a cold load.
 MANAGEMENT_DONE_REASONS = frozenset({"load", "unload"})
@@ -69,7 +70,7 @@ CHAT_FILL_SHARE = 0.5
 # stall: a gap between tokens at least this long (ms) and this many times the stream's median gap. Responses with
 # tool calls are left out: Ollama sends nothing while the model writes a call, until the call is parsed.
 STALL_MIN_GAP_MS = 1000.0
-STALL_GAP_RATIO = 20.0
+STALL_GAP_RATIO = 10.0
 # slow_generation: among a model's requests decoded with the same number of concurrent decoders of that model
 # (batching splits the runner between them), a run of at least SLOW_MIN_RUN consecutive ones (each with at least
 # SLOW_MIN_TOKENS generated) at most SLOW_FRACTION of that group's median tokens/s, when the group has at least
