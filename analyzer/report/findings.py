@@ -21,6 +21,7 @@ from analyzer.protocol.record import (
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_GAP_IN_CAPTURE,
 )
+from analyzer.protocol.timing import percentile
 from analyzer.report import errors
 from analyzer.report.derive import Request
 from analyzer.report.finding import ERROR, INFO, SEVERITY_ORDER, WARNING, Finding, make_finding
@@ -28,12 +29,14 @@ from analyzer.report.overlap import behind_same_model, by_model, concurrent_deco
 
 # cold_load: a load_duration that means the request waited for a load (or for the scheduler): at least
 # COLD_LOAD_RATIO × the model's warm load_duration and at least COLD_LOAD_MIN_MS; with no warm request to compare
-# with, at least COLD_LOAD_MS. Warm load_duration is Ollama's look-ups of an already loaded model: 36-131 ms measured
-# on real Ollama v0.24.0 on a loaded 2-core machine; a small model's load takes well under a second (SmolLM2-135M
-# on CPU: 430-830 ms), so a fixed second alone misses real loads.
+# with, at least COLD_LOAD_MS. The warm load_duration is the lower quartile (WARM_LOAD_PERCENTILE) of the model's
+# load_durations under COLD_LOAD_MS. Warm load_duration is Ollama's look-ups of an already loaded model: 36-205 ms
+# measured on real Ollama v0.24.0 on a 2-core machine at load average 12; a small model's load takes well under a
+# second (SmolLM2-135M on CPU: 430-830 ms, more when the machine is busy), so a fixed second alone misses loads.
 COLD_LOAD_MS = 1000.0
-COLD_LOAD_MIN_MS = 250.0
+COLD_LOAD_MIN_MS = 400.0
 COLD_LOAD_RATIO = 5.0
+WARM_LOAD_PERCENTILE = 25.0
 # done_reason of Ollama's preload / unload requests (an empty prompt): a deliberate load is not a cold load.
 MANAGEMENT_DONE_REASONS = frozenset({"load", "unload"})
 # Ollama's default keep_alive (OLLAMA_KEEP_ALIVE unset): a model idle longer than this was unloaded by expiry.
@@ -117,11 +120,12 @@ class LoadJudge:
     load_duration, else the server's, else the absolute COLD_LOAD_MS."""
 
     def __init__(self, requests: Sequence[Request]) -> None:
-        lowest: dict[str, float] = {}
+        warm_looking: dict[str, list[float]] = defaultdict(list)
         for r in requests:
-            if r.inference and not r.served_remotely and r.load_ms is not None:
-                lowest[r.model] = min(lowest.get(r.model, r.load_ms), r.load_ms)
-        self.warm = {model: low for model, low in lowest.items() if low < COLD_LOAD_MS}
+            if r.inference and not r.served_remotely and r.load_ms is not None and r.load_ms < COLD_LOAD_MS:
+                warm_looking[r.model].append(r.load_ms)
+        # the lower quartile: robust to a warm look-up slowed by a busy machine and to up to 3 loads in 4 requests
+        self.warm = {model: percentile(sorted(values), WARM_LOAD_PERCENTILE) for model, values in warm_looking.items()}
         self.server_warm = min(self.warm.values(), default=None)
 
     def reference(self, model: str) -> float | None:

@@ -30,6 +30,9 @@ from tests.support.real_ollama import RealOllama
 
 pytestmark = pytest.mark.timeout(600)
 
+# Answers that end by themselves (done_reason stop): the first sentence, bounded; only the length test cuts one.
+NATURAL = {"temperature": 0, "seed": 7, "num_predict": 96, "stop": [".", "\n", "!", "?", ","]}
+
 
 def report(proxy: Mitmdump) -> dict[str, list[str]]:
     """``ollama-wire report LOG --json``: finding code → evidence ids."""
@@ -65,7 +68,7 @@ def generate(url: str, model: str, prompt: str, **options: Any) -> str:
     keep_alive = options.pop("keep_alive", None)
     try:
         parts = ollama_client(url).generate(
-            model=model, prompt=prompt, stream=True, options={**SHORT, **options}, keep_alive=keep_alive
+            model=model, prompt=prompt, stream=True, options={**NATURAL, **options}, keep_alive=keep_alive
         )
         return "".join(p.response or "" for p in parts)
     except ollama.ResponseError as exc:
@@ -103,10 +106,12 @@ def test_clean_run_has_no_findings(real_ollama_server, real_proxy):
     m = mark()
     for i in range(3):
         generate(proxy.url, server.model, f"{m} say a colour {i}")
-    ollama_client(proxy.url).chat(model=server.model, messages=[{"role": "user", "content": f"{m} hi"}], options=SHORT)
+    ollama_client(proxy.url).chat(
+        model=server.model, messages=[{"role": "user", "content": f"{m} hi"}], options=NATURAL
+    )
     records = settled(proxy, 4)
     assert all(r.status == 200 and r.complete for r in records)
-    assert report(proxy) == {}
+    assert report(proxy) == {}, [(r.kind, r.load_duration_ms, r.total_duration_ms) for r in records]
 
 
 def test_cold_load_first_use_and_keep_alive_zero(real_ollama_server, real_proxy):
@@ -130,7 +135,7 @@ def test_model_thrash_two_models_alternating(real_ollama_server, real_proxy):
     m = mark()
     order = [server.model, server.model, server.twin_model, server.twin_model] * 2
     for i, model in enumerate(order):
-        generate(proxy.url, model, f"{m} turn {i}", num_predict=2)
+        generate(proxy.url, model, f"{m} turn {i}: name a colour")
     records = settled(proxy, len(order))
     assert [r.model for r in records] == order
     loads = [records[i].id for i in (0, 2, 4, 6)]  # every first request after a switch loads its model
@@ -143,7 +148,9 @@ def test_queueing_one_slot_several_streams(real_ollama_server, real_proxy):
     preload(server)
     proxy = real_proxy(server)
     m = mark()
-    concurrently(*[lambda i=i: generate(proxy.url, server.model, f"{m} stream {i}", num_predict=16) for i in range(3)])
+    concurrently(
+        *[lambda i=i: generate(proxy.url, server.model, f"{m} stream {i}: describe the sea") for i in range(3)]
+    )
     records = settled(proxy, 3)
     # the wait is in total_duration only (hidden), not in load_duration
     assert all((r.load_duration_ms or 0) < 250 for r in records), [r.load_duration_ms for r in records]
@@ -156,7 +163,7 @@ def test_parallelism_collapsed_when_forced_to_one_slot(real_ollama_server, real_
     proxy = real_proxy(parallel)
     m = mark()
     concurrently(
-        *[lambda i=i: generate(proxy.url, parallel.model, f"{m} together {i}", num_predict=12) for i in range(2)]
+        *[lambda i=i: generate(proxy.url, parallel.model, f"{m} together {i}: describe the sea") for i in range(2)]
     )
     together = settled(proxy, 2)
     port = parallel.port
@@ -164,7 +171,9 @@ def test_parallelism_collapsed_when_forced_to_one_slot(real_ollama_server, real_
     # the same server, now with one slot (what Ollama does under memory pressure), behind the same proxy
     single = real_ollama_server(num_parallel=1, port=port)
     preload(single)
-    concurrently(*[lambda i=i: generate(proxy.url, single.model, f"{m} serial {i}", num_predict=12) for i in range(4)])
+    concurrently(
+        *[lambda i=i: generate(proxy.url, single.model, f"{m} serial {i}: describe the sea") for i in range(4)]
+    )
     records = settled(proxy, 6)
     serial = [r for r in records if "serial" in (r.prompt or "")]
     waited = served_after_first(serial)
@@ -184,22 +193,18 @@ def test_context_truncated_generate_and_chat(real_ollama_server, real_proxy):
     # what each turn's whole prompt counts, with room for it (directly on the server: not recorded)
     direct = ollama_client(server.url)
     full = [
-        direct.chat(
-            model=server.model, messages=t, options={**SHORT, "num_ctx": 4096, "num_predict": 1}
-        ).prompt_eval_count
+        direct.chat(model=server.model, messages=t, options={**NATURAL, "num_ctx": 4096}).prompt_eval_count
         for t in turns
     ]
     preload(server, num_ctx=256)
     proxy = real_proxy(server)
     client = ollama_client(proxy.url)
     counts = [
-        client.chat(
-            model=server.model, messages=t, options={**SHORT, "num_ctx": 256, "num_predict": 1}
-        ).prompt_eval_count
+        client.chat(model=server.model, messages=t, options={**NATURAL, "num_ctx": 256}).prompt_eval_count
         for t in turns
     ]
     for words in (200, 300, 400, 520):
-        generate(proxy.url, server.model, f"{m} long " + "word " * words, num_ctx=256, num_predict=1)
+        generate(proxy.url, server.model, f"{m} long " + "word " * words, num_ctx=256)
     records = settled(proxy, len(turns) + 4)
     chats, gens = records[: len(turns)], records[len(turns) :]
     cut_chats = [r.id for r, f, c in zip(chats, full, counts, strict=True) if (f or 0) > 256 and (c or 0) < (f or 0)]
@@ -214,13 +219,11 @@ def test_length_stall_not_found_aborted_context_exceeded(real_ollama_server, rea
     proxy = real_proxy(server)
     m = mark()
     client = ollama_client(proxy.url)
-    generate(proxy.url, server.model, f"{m} natural", num_predict=3)  # stops at num_predict: done_reason length
+    generate(proxy.url, server.model, f"{m} natural", num_predict=3, stop=[])  # cut by num_predict: "length"
     # a stall: the runner stopped for 2 s mid-stream
     (runner,) = server.runner_pids()
     parts = client.generate(model=server.model, prompt=f"{m} stalls", stream=True, options={**SHORT, "num_predict": 24})
-    seen = 0
-    for _ in parts:
-        seen += 1
+    for seen, _ in enumerate(parts, 1):
         if seen == 6:
             os.kill(runner, signal.SIGSTOP)
             time.sleep(2.0)
@@ -256,7 +259,7 @@ def test_server_busy_while_a_model_loads(real_ollama_server, real_proxy):
     answers: dict[int, str] = {}
 
     def send(i: int) -> None:
-        answers[i] = generate(proxy.url, server.model, f"{m} burst {i}", num_predict=2)
+        answers[i] = generate(proxy.url, server.model, f"{m} burst {i}: name a colour")
 
     concurrently(*[lambda i=i: send(i) for i in range(5)], spacing_s=0.02)  # all while the first loads the model
     records = settled(proxy, 5)
