@@ -153,13 +153,29 @@ def cost_line(head: dict[str, Any]) -> str | None:
     return "cost: " + ("; ".join(parts) if parts else "the prices file names no kwh and no models")
 
 
+SOURCE_LABELS = {
+    "nvml_counter": "NVML energy counter",
+    "power_integral": "integrated power readings",
+    "macmon": "macmon power, integrated",
+    "powermetrics": "powermetrics energy",
+    "nvml": "NVML",
+    "ollama_ps": "Ollama /api/ps size_vram",
+}
+
+
+def sources_text(names: Any) -> str:
+    """``names`` (provenance values) as words for a label: ``NVML energy counter``; empty when none is known."""
+    return ", ".join(SOURCE_LABELS.get(str(n), str(n)) for n in names or [])
+
+
 def energy_line(head: dict[str, Any]) -> str | None:
     """One line on the energy the sampled requests used (None when none was sampled)."""
     if not head.get("sampled_requests"):
         return None
     parts = [f"{head['sampled_requests']:,} of {head['requests']:,} requests sampled"]
     if head.get("energy_j") is not None:
-        parts.append(f"energy {energy(head['energy_j'])}")
+        source = sources_text(head.get("energy_sources"))
+        parts.append(f"energy {energy(head['energy_j'])}" + (f" ({source})" if source else ""))
     if head.get("joules_per_token") is not None:
         parts.append(f"{head['joules_per_token']:.3g} J/token")
     if head.get("power_mean_w") is not None:
