@@ -25,7 +25,7 @@ from analyzer.protocol.timing import percentile
 from analyzer.report import errors
 from analyzer.report.derive import Request
 from analyzer.report.finding import ERROR, INFO, SEVERITY_ORDER, WARNING, Finding, make_finding
-from analyzer.report.overlap import behind_same_model, by_model, concurrent_decoders, decoding_pairs
+from analyzer.report.overlap import by_model, concurrent_decoders, decoding_pairs, waited_for_a_slot
 
 # cold_load: a load_duration that means the request waited for a load (or for the scheduler): at least
 # COLD_LOAD_RATIO × the model's warm load_duration and at least COLD_LOAD_MIN_MS; with no warm request to compare
@@ -298,9 +298,10 @@ def model_thrash(requests: Sequence[Request]) -> list[Finding]:
 
 
 def queueing(requests: Sequence[Request]) -> list[Finding]:
-    """Requests that arrived while an earlier request of the *same model* ran and waited for its slot: hidden wait
-    (not load) ≥ QUEUE_WAIT_MS and ≥ QUEUE_WAIT_SHARE of Ollama's total."""
-    behind = behind_same_model(requests)
+    """Requests that arrived while earlier requests of the *same model* ran and began generating only once one of
+    them finished (overlap.waited_for_a_slot), with a hidden wait (not load) ≥ QUEUE_WAIT_MS and ≥
+    QUEUE_WAIT_SHARE of Ollama's total."""
+    behind = waited_for_a_slot(requests)
     hit = [
         r
         for r in requests
@@ -319,9 +320,9 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Requests queued for a busy model",
-            f"{_n(len(hit), 'request')} arrived while another request of the same model was running and waited for "
-            f"a free slot: hidden wait (total − load − prompt eval − eval) median {_ms(statistics.median(waits))}, "
-            f"max {_ms(max(waits))}; per model: {_per_model(hit)}.",
+            f"{_n(len(hit), 'request')} arrived while other requests of the same model were running and began only "
+            f"when one of them finished (waited for a free slot): hidden wait (total − load − prompt eval − eval) "
+            f"median {_ms(statistics.median(waits))}, max {_ms(max(waits))}; per model: {_per_model(hit)}.",
             "Raise OLLAMA_NUM_PARALLEL (costs memory per slot), or send fewer requests at once from the clients.",
             hit,
             {"requests": len(hit), "median_wait_ms": statistics.median(waits), "max_wait_ms": max(waits)},

@@ -15,6 +15,9 @@ from analyzer.report.derive import Request
 # Two answers decoded together (one batch) when their generation intervals share at least this part of the
 # shorter one: a few ms of overlap at the edges is the hand-over from one request to the next, not batching.
 DECODE_OVERLAP_SHARE = 0.25
+# A request that got the slot another one freed starts generating after that one's last byte; the proxy's and the
+# client's clocks may put the two this close (s) the other way round.
+SLOT_HANDOVER_S = 0.05
 
 
 def by_model(requests: Iterable[Request]) -> dict[str, list[Request]]:
@@ -35,6 +38,23 @@ def behind_same_model(requests: Sequence[Request]) -> set[int]:
             if r.start < latest_end:
                 found.add(id(r))
             latest_end = max(latest_end, r.end)
+    return found
+
+
+def waited_for_a_slot(requests: Sequence[Request]) -> set[int]:
+    """The requests (by ``id()``) that arrived while earlier requests of the same model ran and began generating only
+    once one of those had finished (a slot freed). One that decoded alongside them had a slot: whatever it waited
+    for (the runner's batches), it was not a free slot. Without a known generation start, arriving behind is taken
+    as waiting."""
+    found: set[int] = set()
+    for rows in by_model(requests).values():
+        running: list[Request] = []
+        for r in rows:
+            running = [o for o in running if o.end > r.start]
+            start = r.decode_start
+            if running and (start is None or any(o.end <= start + SLOT_HANDOVER_S for o in running)):
+                found.add(id(r))
+            running.append(r)
     return found
 
 

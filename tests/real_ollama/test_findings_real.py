@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from analyzer.cli.main import cli
+from analyzer.protocol.durations import hidden_wait_ms
 from analyzer.protocol.record import InteractionRecord
 from tests.real_ollama.conftest import SHORT, ollama_client
 from tests.support.processes import Mitmdump
@@ -99,6 +100,16 @@ def _epoch(record: InteractionRecord) -> float:
     return value
 
 
+def describe(records: list[InteractionRecord]) -> list[tuple[object, ...]]:
+    """What a failing assertion shows: per record its prompt's tag, start, TTFT, load, hidden wait, total."""
+    t0 = min(_epoch(r) for r in records)
+    return [
+        ((r.prompt or "")[:24], round(_epoch(r) - t0, 2), r.ttft_ms, r.load_duration_ms, hidden_wait_ms(r),
+         r.total_duration_ms, r.done_reason, r.status)
+        for r in sorted(records, key=lambda r: r.started_at)
+    ]  # fmt: skip
+
+
 def test_clean_run_has_no_findings(real_ollama_server, real_proxy):
     server = real_ollama_server(num_parallel=1)
     preload(server)
@@ -152,9 +163,11 @@ def test_queueing_one_slot_several_streams(real_ollama_server, real_proxy):
         *[lambda i=i: generate(proxy.url, server.model, f"{m} stream {i}: describe the sea") for i in range(3)]
     )
     records = settled(proxy, 3)
-    # the wait is in total_duration only (hidden), not in load_duration
-    assert all((r.load_duration_ms or 0) < 250 for r in records), [r.load_duration_ms for r in records]
-    assert report(proxy) == {"queueing": served_after_first(records)}
+    waited = served_after_first(records)
+    # the wait is in total_duration only (hidden), far more than in load_duration
+    hidden = {r.id: (hidden_wait_ms(r) or 0, r.load_duration_ms or 0) for r in records}
+    assert all(hidden[i][0] > 2 * hidden[i][1] for i in waited), describe(records)
+    assert report(proxy) == {"queueing": waited}, describe(records)
 
 
 def test_parallelism_collapsed_when_forced_to_one_slot(real_ollama_server, real_proxy):
@@ -178,7 +191,7 @@ def test_parallelism_collapsed_when_forced_to_one_slot(real_ollama_server, real_
     serial = [r for r in records if "serial" in (r.prompt or "")]
     waited = served_after_first(serial)
     assert {r.id for r in together} | {r.id for r in serial} == {r.id for r in records}
-    assert report(proxy) == {"parallelism_collapsed": waited, "queueing": waited}
+    assert report(proxy) == {"parallelism_collapsed": waited, "queueing": waited}, describe(records)
 
 
 def test_context_truncated_generate_and_chat(real_ollama_server, real_proxy):
@@ -186,31 +199,38 @@ def test_context_truncated_generate_and_chat(real_ollama_server, real_proxy):
     m = mark()
     turns: list[list[dict[str, str]]] = []
     messages = [{"role": "system", "content": "be brief"}]
-    for turn in range(6):
+    for turn in range(5):
         messages.append({"role": "user", "content": f"{m} turn {turn}: " + "tell me about the sea and its waves " * 8})
         turns.append(list(messages))
         messages.append({"role": "assistant", "content": "the sea is large and blue " * 8})
     # what each turn's whole prompt counts, with room for it (directly on the server: not recorded)
     direct = ollama_client(server.url)
     full = [
-        direct.chat(model=server.model, messages=t, options={**NATURAL, "num_ctx": 4096}).prompt_eval_count
+        direct.chat(
+            model=server.model, messages=t, options={**SHORT, "num_predict": 1, "num_ctx": 4096}
+        ).prompt_eval_count
         for t in turns
     ]
     preload(server, num_ctx=256)
     proxy = real_proxy(server)
     client = ollama_client(proxy.url)
     counts = [
-        client.chat(model=server.model, messages=t, options={**NATURAL, "num_ctx": 256}).prompt_eval_count
+        client.chat(
+            model=server.model, messages=t, options={**SHORT, "num_predict": 1, "num_ctx": 256}
+        ).prompt_eval_count
         for t in turns
     ]
     for words in (200, 300, 400, 520):
-        generate(proxy.url, server.model, f"{m} long " + "word " * words, num_ctx=256)
+        generate(proxy.url, server.model, f"{m} long " + "word " * words, num_ctx=256, num_predict=1)
     records = settled(proxy, len(turns) + 4)
     chats, gens = records[: len(turns)], records[len(turns) :]
     cut_chats = [r.id for r, f, c in zip(chats, full, counts, strict=True) if (f or 0) > 256 and (c or 0) < (f or 0)]
     assert len(cut_chats) >= 2, (full, counts)
     assert [r.prompt_eval_count for r in gens] == [256] * 4
-    assert report(proxy) == {"context_truncated": cut_chats + [r.id for r in gens]}
+    found = report(proxy)
+    # one token each, for speed: the server says which stopped at num_predict
+    assert found.pop("length_cutoff", []) == [r.id for r in records if r.done_reason == "length"]
+    assert found == {"context_truncated": cut_chats + [r.id for r in gens]}, describe(records)
 
 
 def test_length_stall_not_found_aborted_context_exceeded(real_ollama_server, real_proxy):
@@ -238,9 +258,11 @@ def test_length_stall_not_found_aborted_context_exceeded(real_ollama_server, rea
     with pytest.raises(ollama.ResponseError) as too_long:
         client.embed(model=server.model, input=f"{m} " + "word " * 400, truncate=False, options={"num_ctx": 128})
     assert too_long.value.status_code == 400
-    records = {
-        (r.prompt or str(r.messages or "")).split(" ", 2)[1] if r.prompt else "embed": r for r in settled(proxy, 5)
-    }
+    got = settled(proxy, 5)
+    records = {"embed" if r.kind == "embed" else (r.prompt or "").split(" ", 2)[1]: r for r in got}
+    assert set(records) == {"natural", "stalls", "missing", "hang", "embed"}, [
+        (r.kind, r.prompt, r.status) for r in got
+    ]
     by = {k: v.id for k, v in records.items()}
     assert records["natural"].done_reason == "length" and records["stalls"].done_reason == "length"
     assert report(proxy) == {
@@ -249,7 +271,7 @@ def test_length_stall_not_found_aborted_context_exceeded(real_ollama_server, rea
         "model_not_found": [by["missing"]],
         "context_exceeded": [by["embed"]],
         "client_aborted": [by["hang"]],
-    }
+    }, describe(got)
 
 
 def test_server_busy_while_a_model_loads(real_ollama_server, real_proxy):

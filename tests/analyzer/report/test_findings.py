@@ -73,9 +73,14 @@ def test_model_thrash_needs_two_reloads() -> None:
 def test_queueing_needs_overlap_and_a_large_hidden_wait() -> None:
     wait = QUEUE_WAIT_MS + 700
     first = rec("q1", 100.0, total_ms=600.0)
-    second = rec("q2", 100.1, total_duration_ms=575.0 + wait, total_ms=590.0 + wait)
-    third = rec("q3", 100.2, total_duration_ms=575.0 + 2 * wait, total_ms=590.0 + 2 * wait)
+    # each starts generating once the one before it finished: its first token comes after the wait
+    second = rec("q2", 100.1, total_duration_ms=575.0 + wait, total_ms=590.0 + wait, ttft_ms=80.0 + wait)
+    third = rec("q3", 100.2, total_duration_ms=575.0 + 2 * wait, total_ms=590.0 + 2 * wait, ttft_ms=80.0 + 2 * wait)
     assert codes_and_ids([*clean_night(), first, second, third]) == {"queueing": ["q2", "q3"]}
+    # the same hidden waits on requests that decoded alongside the first one (two slots, slow batches): no slot
+    # was waited for
+    batched = [replace(second, ttft_ms=120.0), replace(third, ttft_ms=160.0)]
+    assert codes_and_ids([*clean_night(), first, *batched]) == {}
     # The same hidden wait without any overlapping request is not queueing.
     alone = rec("alone", 900.0, total_duration_ms=575.0 + wait, total_ms=590.0 + wait)
     assert codes_and_ids([*clean_night(), alone]) == {}
