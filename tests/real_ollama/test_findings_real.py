@@ -220,7 +220,7 @@ def test_context_truncated_generate_and_chat(real_ollama_server, real_proxy):
         ).prompt_eval_count
         for t in turns
     ]
-    for words in (200, 300, 400, 520):
+    for words in (300, 380, 460, 560):  # each over 256 tokens
         generate(proxy.url, server.model, f"{m} long " + "word " * words, num_ctx=256, num_predict=1)
     records = settled(proxy, len(turns) + 4)
     chats, gens = records[: len(turns)], records[len(turns) :]
@@ -281,7 +281,7 @@ def test_server_busy_while_a_model_loads(real_ollama_server, real_proxy):
     answers: dict[int, str] = {}
 
     def send(i: int) -> None:
-        answers[i] = generate(proxy.url, server.model, f"{m} burst {i}: name a colour")
+        answers[i] = generate(proxy.url, server.model, f"{m} burst {i}: describe the sea")
 
     concurrently(*[lambda i=i: send(i) for i in range(5)], spacing_s=0.02)  # all while the first loads the model
     records = settled(proxy, 5)
@@ -291,6 +291,6 @@ def test_server_busy_while_a_model_loads(real_ollama_server, real_proxy):
     loaded = [r for r in records if r.status == 200]
     found = report(proxy)
     assert found.pop("server_busy") == busy
-    # the first request loaded the model; one more waited in the queue for that load
+    # the first request loaded the model; the one the queue held waited for that load, then for the slot
     assert found.pop("cold_load") == [r.id for r in loaded]
-    assert found == {}
+    assert found == ({"queueing": served_after_first(loaded)} if len(loaded) > 1 else {}), describe(records)
