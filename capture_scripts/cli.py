@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from analyzer.protocol.untrusted import for_terminal
 from capture_scripts import agent as agent_mod
 from capture_scripts import install
 from capture_scripts.config import (
@@ -101,7 +102,8 @@ def cli() -> None:
 @click.option("--max-duration", type=click.IntRange(1, HELPER_MAX_DURATION), default=HELPER_MAX_DURATION,
               show_default=True, help="Longest snapshot the helper accepts, in seconds.")  # fmt: skip
 @click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
-              help="A port the helper may capture (default 11434); repeatable; machine-wide.")  # fmt: skip
+              help=f"A port the helper may capture (default {DEFAULT_PORTS[0]}); "
+                   "repeatable; machine-wide.")  # fmt: skip
 @click.option("--allow-ephemeral-port", is_flag=True,
               help="Allow a --port in the ephemeral port range (other connections may use it).")  # fmt: skip
 @click.option("--max-outbox-files", type=click.IntRange(min=1), default=install.DEFAULT_MAX_OUTBOX_FILES,
@@ -241,7 +243,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
     ]
     if config.analyze:
         lines.append(f"analyzed:       {state.get('analyzed_records', 0)} records into {config.log_dir}")
-    click.echo("\n".join(lines))
+    # the last error can quote a capture's contents (the analyzer's message): one escaped line each
+    click.echo("\n".join(for_terminal(line) for line in lines))
 
 
 @cli.group()

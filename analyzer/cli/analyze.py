@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
 
-from analyzer.cli.output import STREAMING_FORMATS, emit_records, output_options
-from analyzer.pcap.analyze import (
-    DEFAULT_PORTS,
-    ENGINES,
-    AnalyzeOptions,
-    CaptureResult,
-    analyze_paths,
-    iter_capture,
-)
-from analyzer.pcap.batch import analyze_into_log_results, by_start
+from analyzer.cli.output import STREAMING_FORMATS, emit_records, note, output_options
+from analyzer.pcap.analyze import DEFAULT_PORTS, ENGINES, AnalyzeOptions, CaptureResult
+from analyzer.pcap.batch import analyze_records
 from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.resources.join import join_timeline
 from analyzer.resources.timeline import timeline_path
 from analyzer.store.log import LogError
@@ -29,7 +24,8 @@ from analyzer.store.tables import LISTING_COLUMNS, listing_rows, text_table
 
 EXIT_BAD_INPUT = 1
 
-TIMING_COLUMNS = (*LISTING_COLUMNS[:6], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[6:])
+_AFTER_TTFT = LISTING_COLUMNS.index("ttft_ms") + 1
+TIMING_COLUMNS = (*LISTING_COLUMNS[:_AFTER_TTFT], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[_AFTER_TTFT:])
 
 
 def timing_table(records: Sequence[InteractionRecord]) -> str:
@@ -47,25 +43,37 @@ def _compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+BODY_INDENT = "  "
+
+
+def _body(text: str) -> str:
+    """A text block of ``--responses``: escaped for the terminal (newlines kept), every line indented, so no
+    text from traffic can start a line with a block's ``===``/``---`` head (or drive the terminal)."""
+    return "\n".join(BODY_INDENT + line for line in for_terminal(text, keep_newlines=True).split("\n"))
+
+
 def responses_text(records: Sequence[InteractionRecord]) -> str:
-    """Every interaction's reassembled texts, one block each (system, prompt, thinking, response, tool calls)."""
+    """Every interaction's reassembled texts, one block each (system, prompt, thinking, response, tool calls).
+
+    Heads are ours and start at the margin; the texts (from traffic) are indented and escaped (``_body``).
+    """
     blocks = []
     for r in records:
         head = f"=== {r.started_at} {r.method} {r.path} {r.model or '-'} {r.status or '-'}"
         if r.flags:
             head += " [" + ",".join(r.flags) + "]"
-        parts = [head]
+        parts = [for_terminal(head)]
         if r.system:
-            parts.append(f"--- system\n{r.system}")
+            parts.append(f"--- system\n{_body(r.system)}")
         if r.prompt:
-            parts.append(f"--- prompt\n{r.prompt}")
+            parts.append(f"--- prompt\n{_body(r.prompt)}")
         if r.thinking_text:
-            parts.append(f"--- thinking\n{r.thinking_text}")
-        parts.append(f"--- response\n{r.response_text}")
+            parts.append(f"--- thinking\n{_body(r.thinking_text)}")
+        parts.append(f"--- response\n{_body(r.response_text)}")
         if r.tool_calls:
-            parts.append(f"--- tool_calls\n{_compact(r.tool_calls)}")
+            parts.append(f"--- tool_calls\n{_body(_compact(r.tool_calls))}")
         if r.error:
-            parts.append(f"--- error\n{r.error}")
+            parts.append(f"--- error\n{_body(r.error)}")
         blocks.append("\n".join(parts))
     return "\n\n".join(blocks) + "\n"
 
@@ -88,14 +96,14 @@ def _with_progress(results: Iterator[CaptureResult], total: int) -> Iterator[Cap
 def _report(result: CaptureResult, ports: Sequence[int]) -> bool:
     """Warnings and errors of one file on stderr; True when the file could not be analyzed."""
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        note(f"warning: {warning}")
     if result.error:
-        click.echo(f"error: {result.error}", err=True)
+        note(f"error: {result.error}")
         return True
     if not result.stats.connections:
         # most often the wrong --port (Ollama behind a proxy, a non-default OLLAMA_HOST)
         listed = ", ".join(str(p) for p in ports)
-        click.echo(f"note: {result.path}: no TCP traffic on port(s) {listed}", err=True)
+        note(f"note: {result.path}: no TCP traffic on port(s) {listed}")
     if result.stats.stalled_connections:  # the HTTP parser's work bound tripped: a parser bug, never silent
         click.echo(
             f"warning: {result.path}: gave up on {result.stats.stalled_connections} connection(s) whose HTTP "
@@ -108,7 +116,7 @@ def _report(result: CaptureResult, ports: Sequence[int]) -> bool:
     if result.non_ollama_requests:
         skipped.append(f"{result.non_ollama_requests} HTTP request(s) that were not Ollama API calls")
     if skipped:
-        click.echo(f"note: {result.path}: skipped " + " and ".join(skipped), err=True)
+        note(f"note: {result.path}: skipped " + " and ".join(skipped))
     return False
 
 
@@ -119,30 +127,17 @@ class _Tally:
         self.ports = ports
         self.failed = 0
 
-    def records(self, results: Iterable[CaptureResult]) -> Iterator[InteractionRecord]:
-        """Each file's records in ``started_at`` order, files in the order given."""
-        for result in results:
-            self.failed += _report(result, self.ports)
-            join_resources(result)
-            yield from by_start(result.records)
-
-    def streamed(self, files: Sequence[Path], options: AnalyzeOptions) -> Iterator[InteractionRecord]:
-        """Each record as soon as its exchange completes, file after file: nothing is held (a file with a
-        resource timeline beside it is held whole, since sharing needs every request that overlapped)."""
-        for path in files:
-            result = CaptureResult(path=path)
-            if timeline_path(path).exists():
-                result.records = list(iter_capture(path, options, result))
-                join_resources(result)
-                yield from result.records
-            else:
-                yield from iter_capture(path, options, result)
-            self.failed += _report(result, self.ports)
+    def __call__(self, result: CaptureResult) -> None:
+        self.failed += _report(result, self.ports)
 
 
 def join_resources(result: CaptureResult) -> None:
     """Fill resource columns from ``NAME.resources.jsonl`` beside the capture (``ollama-capture run`` saves it)."""
-    join_timeline(result.path, result.records, warn=lambda message: click.echo(f"warning: {message}", err=True))
+    join_timeline(result.path, result.records, warn=lambda message: note(f"warning: {message}"))
+
+
+def has_timeline(capture: Path) -> bool:
+    return timeline_path(capture).exists()
 
 
 @click.command(name="analyze-pcap")
@@ -152,7 +147,7 @@ def join_resources(result: CaptureResult) -> None:
     "ports",
     type=click.IntRange(1, 65535),
     multiple=True,
-    help="An Ollama server port (default 11434); repeat for more.",
+    help=f"An Ollama server port (default {OLLAMA_PORT}); repeat for more.",
 )
 @click.option("--responses", is_flag=True, help="Print the reassembled prompts and responses instead of a table.")
 @click.option(
@@ -231,7 +226,7 @@ def analyze_pcap(
     missing: list[str] = []
 
     def bad_input(message: str) -> None:
-        click.echo(f"error: {message}", err=True)
+        note(f"error: {message}")
         missing.append(message)
 
     files = sort_by_capture_time(expand_paths(paths, on_error=bad_input))
@@ -246,30 +241,33 @@ def analyze_pcap(
     )
     watched = options.ports + (options.tls_ports if tls_keylog is not None else ())
     tally = _Tally(tuple(dict.fromkeys(watched)))
-    results: Iterator[CaptureResult]
     if log_dir is not None:
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise click.ClickException(f"{log_dir}: cannot write: {exc.strerror or exc}") from exc
 
-        def note_skipped(count: int) -> None:
-            if count:
-                click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
+    def note_skipped(count: int) -> None:
+        if count:
+            note(f"note: {count} capture(s) already in {log_dir}, skipped")
 
-        results = analyze_into_log_results(
-            files, log_dir, options, jobs=jobs, on_skip=note_skipped, enrich=join_resources
-        )
-        records = tally.records(_with_progress(results, len(files)))
-    elif fmt in STREAMING_FORMATS and sqlite_path is None and jobs == 1 and not _wants_progress(len(files)):
-        records = tally.streamed(files, options)
-    else:
-        records = tally.records(_with_progress(analyze_paths(files, options, jobs=jobs), len(files)))
+    records = analyze_records(
+        files,
+        options,
+        jobs=jobs,
+        log_dir=log_dir,
+        # CSV and JSONL can take each record as its exchange completes (memory stays flat over many captures)
+        completion_order=fmt in STREAMING_FORMATS and sqlite_path is None and not _wants_progress(len(files)),
+        enrich=join_resources,
+        held_whole=has_timeline,
+        on_result=tally,
+        on_skip=note_skipped,
+        watch=lambda results: _with_progress(results, len(files)),
+    )
 
     def render(rows: Sequence[InteractionRecord]) -> str:
         return responses_text(rows) if responses else timing_table(rows)
 
-    # CSV and JSONL stream (memory stays flat over many captures); the rest need every record first.
     try:
         emit_records(records, fmt, output, sqlite_path, table=render)
     except LogError as exc:

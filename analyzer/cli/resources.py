@@ -8,15 +8,17 @@ from pathlib import Path
 
 import click
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.resources.base import Sampler
-from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_sources, parse_spec
+from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_samplers, parse_spec
 from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_file
 
 
 def _server(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:11434", ctx=ctx, param=param)
+        raise click.BadParameter(f"expected HOST:PORT, e.g. 127.0.0.1:{OLLAMA_PORT}", ctx=ctx, param=param)
     return host.strip("[]"), int(port)
 
 
@@ -51,7 +53,7 @@ def _shown(value: float) -> str:
 )
 @click.option(
     "--server",
-    default="127.0.0.1:11434",
+    default=f"127.0.0.1:{OLLAMA_PORT}",
     show_default=True,
     callback=_server,
     help="The Ollama server (its listening port finds the process; /api/ps is asked there).",
@@ -85,7 +87,7 @@ def resources(
     if not check and record_path is None:
         raise click.UsageError("give --check (what every sampler sees now) or --record FILE")
     target = Target(host=server[0], port=server[1], interval_ms=interval)
-    opened = open_sources(sources, target, auto_skips=() if check else AUTO_SKIPS)
+    opened = open_samplers(sources, target, auto_skips=() if check else AUTO_SKIPS)
     try:
         if record_path is not None:
             _record(opened.samplers, record_path, duration, interval)
@@ -112,12 +114,12 @@ def resources(
         return
     for name in [n for n in SOURCE_NAMES if n in readings or n in opened.unavailable]:
         if name in opened.unavailable:
-            click.echo(f"{name:13} unavailable: {opened.unavailable[name]}")
+            click.echo(for_terminal(f"{name:13} unavailable: {opened.unavailable[name]}"))
             continue
         values = "  ".join(f"{k}={_shown(v)}" for k, v in sorted(readings[name].items())) or "(no values yet)"
-        click.echo(f"{name:13} ok  {values}")
+        click.echo(for_terminal(f"{name:13} ok  {values}"))  # /api/ps names models: a client chose them
         for key, value in details[name].items():
-            click.echo(f"{'':13}     {key}: {value}")
+            click.echo(for_terminal(f"{'':13}     {key}: {value}"))
 
 
 def _record(samplers: list[Sampler], path: Path, duration: int, interval: int) -> None:

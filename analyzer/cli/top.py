@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from analyzer.cli.options import replays_option
 from analyzer.live.paths import OFF, socket_path
+from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL
 from analyzer.store.log import DEFAULT_LOG_DIR
 
 
@@ -34,7 +36,7 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     metavar="URL",
     default=None,
     help="The Ollama server to ask for loaded models (/api/ps) and to find the server process by its port. "
-    "[default: $OLLAMA_HOST or http://127.0.0.1:11434]",
+    f"[default: $OLLAMA_HOST or {DEFAULT_OLLAMA_URL}]",
 )
 @click.option("--once", is_flag=True, help="Print one snapshot of the screen as text and exit (for scripts).")
 @click.option("--width", type=click.IntRange(60, 400), default=None, help="Columns of the --once snapshot.")
@@ -55,6 +57,7 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     "of the window. Default: 'prices' in the config file ($OLLAMA_WIRE_CONFIG or "
     "~/.config/ollama-wire/config.yaml), if set.",
 )
+@replays_option
 def top(
     live: str,
     log_dir: Path,
@@ -64,6 +67,7 @@ def top(
     notify: bool,
     bell: bool,
     prices_path: Path | None,
+    include_replays: bool,
 ) -> None:
     """Watch Ollama traffic live: requests in flight (tokens, tok/s, pulls), recent ones, per-model latency,
     the models Ollama has loaded and the machine's memory, CPU and GPU (utilisation, memory, power where a GPU
@@ -74,7 +78,7 @@ def top(
     addon comes back. Keys: q quit, p pause, e errors only, w last 5 min / hour, / filter by model,
     enter details, ? help.
     """
-    from analyzer.live.top.sources import default_ollama_url
+    from analyzer.live.top.pollers import default_ollama_url
     from analyzer.resources.cost import PricesError, load_prices, prices_from_config
 
     try:
@@ -87,7 +91,8 @@ def top(
         from analyzer.live.top.snapshot import gather, render
 
         columns = width or shutil.get_terminal_size((140, 40)).columns
-        click.echo(render(gather(path, log_dir, url, prices=prices), width=columns), nl=False)
+        state = gather(path, log_dir, url, prices=prices, include_replays=include_replays)
+        click.echo(render(state, width=columns), nl=False)
         return
     from analyzer.live.top.alerts import Alerts
     from analyzer.live.top.app import TopApp
@@ -95,4 +100,6 @@ def top(
     alerts = Alerts(notify=notify, bell=bell)
     if notify and alerts.command is None:
         click.echo("top: --notify: neither notify-send nor osascript found; notifications are off", err=True)
-    TopApp(live_path=path, log_dir=log_dir, ollama_url=url, alerts=alerts, prices=prices).run()
+    TopApp(
+        live_path=path, log_dir=log_dir, ollama_url=url, alerts=alerts, prices=prices, include_replays=include_replays
+    ).run()

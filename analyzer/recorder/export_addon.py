@@ -4,7 +4,7 @@
         --set ollama_prometheus=127.0.0.1:9464
 
 It observes the recorder through the shared :class:`~analyzer.protocol.observer.ObserverHub`; all the work
-(``analyzer.export.live``) runs on its own threads behind a bounded queue, so a collector that is down, slow or
+(``analyzer.export.observer``) runs on its own threads behind a bounded queue, so a collector that is down, slow or
 failing costs drops (counted, reported), never a slower stream. Both exports are off by default.
 """
 
@@ -16,20 +16,23 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions
 
+from analyzer.export.labels import DEFAULT_LABEL_LIMIT
 from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 from analyzer.protocol.observer import ObserverHub
 from analyzer.protocol.record import format_address
 
 if TYPE_CHECKING:
-    from analyzer.export.live import LiveExport
+    from analyzer.export.observer import ExportObserver
 
 logger = logging.getLogger(__name__)
-OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_content")
+OPTION_NAMES = ("ollama_otlp_endpoint", "ollama_prometheus", "ollama_export_content", "ollama_label_limit")
 SHUTDOWN_TIMEOUT_S = 3.0
 
 
 def option_problem(name: str, value: object) -> str | None:
     """What is wrong with ``value`` for one of this addon's options, or None (also for other options)."""
+    if name == "ollama_label_limit":
+        return None if isinstance(value, int) and value >= 1 else "must be a whole number, at least 1"
     try:
         if name == "ollama_otlp_endpoint" and str(value).strip():
             signal_endpoint(str(value).strip(), "traces")
@@ -45,11 +48,11 @@ def option_problem(name: str, value: object) -> str | None:
 
 
 class OllamaExport:
-    """Builds (and rebuilds on option changes) one :class:`LiveExport` and adds it to the hub."""
+    """Builds (and rebuilds on option changes) one :class:`ExportObserver` and adds it to the hub."""
 
     def __init__(self, hub: ObserverHub) -> None:
         self.hub = hub
-        self.live: LiveExport | None = None
+        self.live: ExportObserver | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -73,6 +76,14 @@ class OllamaExport:
             "Put prompts and responses (after ollama_redact) on exported spans as gen_ai.input.messages / "
             "gen_ai.output.messages. Off: spans carry numbers and names only.",
         )
+        loader.add_option(
+            "ollama_label_limit",
+            int,
+            DEFAULT_LABEL_LIMIT,
+            "Distinct values kept per metric label taken from traffic (the model, error.type, server.address); "
+            "later new values are recorded as 'other' and counted in ollama.export.label_values_folded, so no "
+            "client can grow the number of series.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not updated.intersection(OPTION_NAMES):
@@ -85,11 +96,14 @@ class OllamaExport:
         self.stop()
         if not endpoint and not prometheus:
             return
-        from analyzer.export.live import LiveExport  # the SDK loads only when export is on
+        from analyzer.export.observer import ExportObserver  # the SDK loads only when export is on
 
         try:
-            live = LiveExport(
-                otlp_endpoint=endpoint, prometheus_address=prometheus, content=ctx.options.ollama_export_content
+            live = ExportObserver(
+                otlp_endpoint=endpoint,
+                prometheus_address=prometheus,
+                content=ctx.options.ollama_export_content,
+                label_limit=ctx.options.ollama_label_limit,
             )
         except ExportConfigError as exc:
             # Logged, not raised: at startup mitmproxy then exits with this one line (a raise would print a

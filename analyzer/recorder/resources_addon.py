@@ -26,7 +26,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from analyzer.resources.attribution import Activity, activity_of, apply_columns, resource_columns
-from analyzer.resources.registry import Target, open_sources, parse_spec
+from analyzer.resources.registry import Target, open_samplers, parse_spec
 from analyzer.resources.timeline import DEFAULT_INTERVAL_MS, SamplingThread, Timeline
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class ResourcesAddon:
     def _open(self, spec: str, target: Target, generation: int) -> None:
         """Open the sources, start sampling, then keep retrying the server's sources until they appear
         (Ollama started after the proxy, or restarted on another port's process)."""
-        opened = open_sources(spec, target)
+        opened = open_samplers(spec, target)
         retry = [name for name in opened.unavailable if name in RETRIED]
         with self._lock:
             if generation != self._generation:  # stopped or restarted meanwhile
@@ -180,7 +180,7 @@ class ResourcesAddon:
                 if generation != self._generation:
                     return
                 time.sleep(0.5)
-            again = open_sources(",".join(retry), target)
+            again = open_samplers(",".join(retry), target)
             with self._lock:
                 if generation != self._generation:
                     for sampler in again.samplers:

@@ -26,6 +26,7 @@ from analyzer.report import errors
 from analyzer.report.derive import Request
 from analyzer.report.finding import ERROR, INFO, SEVERITY_ORDER, WARNING, Finding, make_finding
 from analyzer.report.overlap import by_model, concurrent_decoders, decoding_pairs, waited_for_a_slot
+from analyzer.report.thinking import long_thinking
 
 # cold_load: a load_duration that means the request waited for a load (or for the scheduler): at least
 # COLD_LOAD_RATIO × the model's warm load_duration and at least COLD_LOAD_MIN_MS; with no warm request to compare
@@ -54,7 +55,10 @@ QUEUE_WAIT_SHARE = 0.25
 # CONTEXT_MIN_GROWTH. Tokens a prompt needs: a straight line (tokens = a + b × characters) fitted to the model's
 # other requests when at least CONTEXT_MIN_FIT of them with different sizes exist, else characters /
 # TYPICAL_CHARS_PER_TOKEN. With the request's own num_ctx recorded, one request at that ceiling whose prompt needs
-# CONTEXT_TEXT_RATIO × num_ctx is enough (the ceiling is known, not inferred).
+# CONTEXT_OWN_RATIO × num_ctx is enough: the ceiling is known, not inferred, so the prompt need only evidently exceed
+# it (English runs 4-5 characters per token: 1.25 covers a text the typical ratio over-counts). Turns of a chat
+# found cut (below) are left out of the fit: their counts say nothing of tokens per character.
+CONTEXT_OWN_RATIO = 1.25
 CONTEXT_MIN_PINNED = 3
 CONTEXT_PIN_TOLERANCE = 0.01
 CONTEXT_MIN_CEILING = 32
@@ -365,14 +369,14 @@ def _pinned_at_ceiling(rows: Sequence[Request]) -> tuple[list[Request], int | No
 
 
 def _at_own_num_ctx(rows: Sequence[Request]) -> list[Request]:
-    """Requests whose prompt_eval_count reached their own recorded num_ctx while the prompt needs far more."""
+    """Requests whose prompt_eval_count reached their own recorded num_ctx while the prompt needs more."""
     needed = _token_estimator([r for r in rows if r.opt_num_ctx is None or (r.prompt_eval_count or 0) < r.opt_num_ctx])
     return [
         r
         for r in rows
         if r.opt_num_ctx
         and (r.prompt_eval_count or 0) >= r.opt_num_ctx * (1 - CONTEXT_PIN_TOLERANCE)
-        and needed(r.prompt_chars) >= CONTEXT_TEXT_RATIO * r.opt_num_ctx
+        and needed(r.prompt_chars) >= CONTEXT_OWN_RATIO * r.opt_num_ctx
     ]
 
 
@@ -415,9 +419,11 @@ def context_truncated(requests: Sequence[Request]) -> list[Finding]:
     ceilings: dict[str, int] = {}
     ways: Counter[str] = Counter()
     for model, rows in grouped.items():
+        history = _dropped_history(rows)
+        dropped = {id(r) for r in history}
+        rows = [r for r in rows if id(r) not in dropped]  # a cut conversation says nothing of tokens per character
         own = _at_own_num_ctx(rows)
         pinned, ceiling = _pinned_at_ceiling(rows)
-        history = _dropped_history(rows)
         for way, found in (("num_ctx", own), ("ceiling", pinned), ("history", history)):
             for r in found:
                 if id(r) not in hit:
@@ -749,6 +755,7 @@ RULES: tuple[Rule, ...] = (
     length_cutoff,
     stall,
     slow_generation,
+    long_thinking,
     capture_loss,
 )
 

@@ -195,7 +195,7 @@ def test_parallelism_collapsed_when_forced_to_one_slot(real_ollama_server, real_
 
 
 def test_context_truncated_generate_and_chat(real_ollama_server, real_proxy):
-    server = real_ollama_server(num_parallel=1)
+    server = real_ollama_server(num_parallel=1, keep_alive="1h")  # slow on a busy machine: never expire meanwhile
     m = mark()
     turns: list[list[dict[str, str]]] = []
     messages = [{"role": "system", "content": "be brief"}]
@@ -207,7 +207,7 @@ def test_context_truncated_generate_and_chat(real_ollama_server, real_proxy):
     direct = ollama_client(server.url)
     full = [
         direct.chat(
-            model=server.model, messages=t, options={**SHORT, "num_predict": 1, "num_ctx": 4096}
+            model=server.model, messages=t, options={**SHORT, "num_predict": 1, "num_ctx": 1024}
         ).prompt_eval_count
         for t in turns
     ]

@@ -15,9 +15,10 @@ from rich.text import Text
 
 from analyzer.live.subscriber import read_events
 from analyzer.live.top import rows
-from analyzer.live.top.sources import GpuReader, LogTail, MachineSampler, ask_ollama
+from analyzer.live.top.pollers import GpuReader, MachineSampler, ask_ollama
 from analyzer.live.top.state import TopState
 from analyzer.resources.cost import Prices
+from analyzer.store.tail import LogFollower
 
 ATTACH_S = 0.4  # how long to listen to the feed: hello and the in-flight state arrive at once, then progress
 RECENT_LINES = 10
@@ -47,11 +48,12 @@ def gather(
     listen_s: float = ATTACH_S,
     prices: Prices | None = None,
     gpu: GpuReader | None = None,
+    include_replays: bool = False,
 ) -> TopState:
     """One reading of every source."""
     state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
     state.prices = prices
-    for record in LogTail(log_dir).poll():
+    for record in LogFollower(log_dir, include_replays=include_replays).poll():
         state.add_finished(record)
     if live_path is None:
         state.feed_problem = "live feed turned off (--live off)"
@@ -82,8 +84,8 @@ def _table(title: str, columns: tuple[str, ...], body: list[tuple], empty: str) 
             continue
         widest = max([len(column), *(Text(str(cells[index])).cell_len for cells in body)])
         table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=min(widest, MAX_CELL))
-    for cells in body:
-        table.add_row(*cells)
+    for cells in body:  # plain strings would be parsed as Rich markup: every cell goes in as Text
+        table.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in cells))
     return table
 
 

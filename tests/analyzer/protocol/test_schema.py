@@ -138,22 +138,39 @@ def test_an_empty_csv_row_gives_the_declared_defaults() -> None:
 
 def test_summary_fast_path_reads_a_full_record_and_agrees_with_a_full_decode() -> None:
     record = full_record()
-    record.model = 'm\\"odel'  # escapes inside a captured string
+    record.model = 'm\\"odel'  # escapes inside a string the summary keeps
     line = record.to_json().encode() + b"\n"
+    shuffled = json.dumps(dict(reversed(list(record.to_dict().items())))).encode() + b"\n"  # any key order
     before = (digest.DECODED.fast, digest.DECODED.full)
-    rows, problems = digest.decode_lines(line * 3)
+    rows, problems = digest.decode_lines(line * 2 + shuffled)
     assert (digest.DECODED.fast - before[0], digest.DECODED.full - before[1]) == (3, 0)
     assert problems == []
     assert rows == [digest.fields_of(record)] * 3
-    assert tuple(c.name for c in columns_in(SUMMARY)) == digest._LINE_GROUPS
 
 
-def test_a_summary_column_between_list_columns_is_refused_not_silently_slow() -> None:
-    moved = list(SCHEMA)
-    ttft = moved.pop(COLUMNS.index("ttft_ms"))
-    moved.insert(COLUMNS.index("tool_calls"), ttft)  # between messages and tool_calls
-    with pytest.raises(ValueError, match="ttft_ms"):
-        digest._line_pattern(tuple(moved))
+@pytest.mark.parametrize("spec", SCHEMA, ids=lambda c: c.name)
+def test_summary_fast_path_refuses_what_record_problem_refuses(spec: Column) -> None:
+    data = full_record().to_dict()
+    wrong: Any = {str: 1, int: "1", float: "1.5", bool: 1, list: "x"}[spec.value_type]
+    line = json.dumps({**data, spec.name: wrong}).encode() + b"\n"
+    before = digest.DECODED.full
+    rows, problems = digest.decode_lines(full_record().to_json().encode() + b"\n" + line, first_number=7)
+    assert digest.DECODED.full == before + 1  # the bad line took the slow path, and was skipped as read_log does
+    assert len(rows) == 1 and problems == [
+        f"8: skipped a line that is not a record ({spec.name} is {type(wrong).__name__})"
+    ]
+
+
+def test_the_summary_view_names_exactly_what_the_summary_reads() -> None:
+    read: set[str] = set()
+
+    class Spy:
+        def __getattr__(self, name: str) -> None:
+            read.add(name)
+            return None
+
+    digest._columns([Spy()], [None])
+    assert read | {"started_at"} == {c.name for c in columns_in(SUMMARY)}
 
 
 def test_report_columns_and_requests_follow_the_report_view(tmp_path: Path) -> None:
@@ -189,6 +206,11 @@ def test_span_attributes_follow_the_span_view() -> None:
         "source": sc.OLLAMA_SOURCE,
         "chunks": sc.OLLAMA_CHUNKS,
         "complete": sc.OLLAMA_COMPLETE,
+        "ttft_thinking_ms": sc.OLLAMA_TTFT_THINKING,
+        "ttft_content_ms": sc.OLLAMA_TTFT_CONTENT,
+        "thinking_ms": sc.OLLAMA_THINKING,
+        "ttft_tool_ms": sc.OLLAMA_TTFT_TOOL,
+        "remote": sc.OLLAMA_REMOTE,
     }
     assert {name: sc.column_attribute(name, BY_NAME[name].unit) for name in named} == named
     assert {c.name for c in columns_in(SPAN)} == set(named)

@@ -306,6 +306,14 @@ def test_own_num_ctx_is_a_known_ceiling() -> None:
     assert codes_and_ids([*clean_night(), cut]) == {"context_truncated": ["cut"]}
     fits = rec("fits", 400, prompt_eval_count=2048, opt_num_ctx=2048, prompt="word " * 1900)
     assert codes_and_ids([*clean_night(), fits]) == {}
+    # with chats cut in the same model's traffic, their plateaued counts must not bend the tokens-per-character fit
+    counts = [300, 560, 820, 1000, 760, 1010, 880]
+    chats = [_chat(f"t{i}", 300 + i * 20, i, c) for i, c in enumerate(counts)]
+    gens = [
+        rec(f"g{i}", 500 + i, prompt_eval_count=256, opt_num_ctx=256, prompt="word " * w)
+        for i, w in enumerate((300, 460))
+    ]
+    assert codes_and_ids([*chats, *gens]) == {"context_truncated": ["t4", "t5", "t6", "g0", "g1"]}
 
 
 def test_parallelism_collapsed_needs_parallel_decoding_first() -> None:

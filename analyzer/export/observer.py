@@ -1,4 +1,4 @@
-"""The live feed: an interaction observer that exports records off the traffic path.
+"""The export observer: watches interactions on the traffic path and exports their records off it.
 
 On the traffic path it only does O(1) work: note an interaction as open (for ``ollama.requests.in_flight``),
 and hand a finished record to a bounded queue — ``put_nowait``, a full queue drops the record and counts it
@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from analyzer.export import semconv as sc
+from analyzer.export.labels import DEFAULT_LABEL_LIMIT
 from analyzer.export.mapping import measurements, span_data
 from analyzer.export.telemetry import Telemetry
 
@@ -30,7 +31,7 @@ WARN_EVERY_S = 10.0
 DRAIN_EVERY_S = 0.5
 
 
-class LiveExport:
+class ExportObserver:
     """Watches the recorder (an ``InteractionObserver``) and exports every finished record."""
 
     def __init__(
@@ -40,6 +41,7 @@ class LiveExport:
         prometheus_address: str = "",
         content: bool = False,
         queue_size: int = DEFAULT_QUEUE,
+        label_limit: int = DEFAULT_LABEL_LIMIT,
     ) -> None:
         self.otlp_endpoint = otlp_endpoint
         self.content = content
@@ -51,7 +53,10 @@ class LiveExport:
         self._warned_at = 0.0
         self.exported = 0
         self.telemetry = Telemetry(
-            otlp_endpoint=otlp_endpoint, prometheus_address=prometheus_address, in_flight=self.in_flight
+            otlp_endpoint=otlp_endpoint,
+            prometheus_address=prometheus_address,
+            in_flight=self.in_flight,
+            label_limit=label_limit,
         )
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="ollama-export", daemon=True)
@@ -103,7 +108,7 @@ class LiveExport:
         try:
             if self.telemetry.tracer_provider is not None:
                 self.telemetry.record_span(span_data(record, content=self.content))
-            self.telemetry.record_measurements(measurements(record))
+            self.telemetry.record_measurements(measurements(record, self.telemetry.labels))
             self.exported += 1
         except Exception:
             logger.warning("ollama_export: could not export record %s", record.id, exc_info=True)
