@@ -69,10 +69,13 @@ def test_content_only_on_opt_in() -> None:
     assert attributes[sc.SYSTEM_INSTRUCTIONS] == '[{"type":"text","content":"be brief"}]'
 
 
-def test_hidden_wait_is_clamped_at_zero() -> None:
+def test_hidden_wait_is_clamped_at_zero_and_per_endpoint() -> None:
     assert hidden_wait_s(chat()) == 0.005
     assert hidden_wait_s(chat(total_duration_ms=20.0)) == 0.0
-    assert hidden_wait_s(chat(load_duration_ms=None)) is None
+    # native chat: Go's omitempty dropped a zero load_duration, so it is 0, not unknown (the report agrees)
+    assert hidden_wait_s(chat(load_duration_ms=None)) == 0.01
+    # the OpenAI API never reports the parts: unknown, however Ollama's total would read
+    assert hidden_wait_s(chat(api="openai", path="/v1/chat/completions")) is None
 
 
 def test_error_types() -> None:
