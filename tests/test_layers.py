@@ -34,8 +34,21 @@ ALLOWED: dict[str, frozenset[str]] = {
     "live": frozenset({"protocol", "store", "resources"}),
     "export": frozenset({"protocol", "store", "sources", "resources"}),
     "recorder": frozenset({"protocol", "store", "live", "export", "resources"}),
+    "replay": frozenset({"protocol", "store", "pcap", "sources", "resources", "report"}),
     "cli": frozenset(
-        {"protocol", "store", "pcap", "resources", "sources", "report", "live", "export", "recorder", "emulator"}
+        {
+            "protocol",
+            "store",
+            "pcap",
+            "resources",
+            "sources",
+            "report",
+            "live",
+            "export",
+            "recorder",
+            "emulator",
+            "replay",
+        }
     ),
 }
 

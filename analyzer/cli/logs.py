@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.options import moment_option
+from analyzer.cli.options import moment_option, replays_option
 from analyzer.cli.output import (
     FILE_FORMATS,
     condense_warnings,
@@ -80,6 +80,7 @@ def missing_log_message(log_dir: Path) -> str:
     "adds cost_energy_usd and cost_api_usd, derived now, never stored. Default: 'prices' in the config file "
     "($OLLAMA_WIRE_CONFIG or ~/.config/ollama-wire/config.yaml), if set.",
 )
+@replays_option
 @output_options
 def logs(
     log_dir: Path,
@@ -89,6 +90,7 @@ def logs(
     errors_only: bool,
     summary: bool,
     prices_path: Path | None,
+    include_replays: bool,
     fmt: str,
     output: Path | None,
     sqlite_path: Path | None,
@@ -125,6 +127,7 @@ def logs(
                 with_records=sqlite_path is not None or prices is not None,
                 warn=warnings.append,
                 progress=progress,
+                include_replays=include_replays,
             )
         else:
             chosen = matching_records(
@@ -135,6 +138,7 @@ def logs(
                 errors_only=errors_only,
                 warn=warnings.append,
                 progress=progress,
+                include_replays=include_replays,
             )
     except LogError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "top": ("analyzer.cli.top", "top"),
     "export": ("analyzer.cli.export", "export"),
     "resources": ("analyzer.cli.resources", "resources"),
+    "replay": ("analyzer.cli.replay", "replay"),
+    "compare": ("analyzer.cli.compare", "compare"),
 }
 
 

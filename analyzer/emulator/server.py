@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 from analyzer.emulator import anthropic, native_generate, native_misc, offline, openai_compat, responses
@@ -67,6 +71,25 @@ async def _not_found(state: ServerState, request: Request, response: ResponseWri
     await response.send(404, "text/plain", b"404 page not found")
 
 
+def log_body(path: str, request: Request) -> None:
+    """Append what arrived to the body log (``--body-log``): when, method, path, body size and sha256 — so a test
+    can tell that a client sent byte-identical bodies, and when, without keeping the prompts themselves."""
+    line = json.dumps(
+        {
+            "at": time.time(),
+            "method": request.method,
+            "path": request.target,
+            "bytes": len(request.body),
+            "sha256": hashlib.sha256(request.body).hexdigest(),
+        }
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 class EmulatorServer:
     """An emulated ``ollama serve`` bound to one address, run on the current event loop."""
 
@@ -119,6 +142,8 @@ class EmulatorServer:
                 return
             if request is None:
                 return
+            if self.config.body_log:
+                log_body(self.config.body_log, request)
             response = ResponseWriter(request, writer)
             handler = route(request.method, request.path) or _not_found
             try:

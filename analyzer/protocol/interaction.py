@@ -23,11 +23,14 @@ from analyzer.protocol.body_readers import (
 )
 from analyzer.protocol.endpoints import API_OLLAMA, KIND_LOAD, KIND_UNLOAD, Endpoint, classify
 from analyzer.protocol.record import (
+    FLAG_CAPTURE_ENDED_MID_REQUEST,
     FLAG_CAPTURE_ENDED_MID_RESPONSE,
+    FLAG_CAPTURE_STARTED_MID_REQUEST,
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_CLIENT_ABORTED,
     FLAG_ENCODED_BODY,
     FLAG_ERROR_MID_STREAM,
+    FLAG_GAP_IN_CAPTURE,
     FLAG_NO_RESPONSE,
     FLAG_REMOTE_MODEL,
     FLAG_SHUTDOWN,
@@ -55,6 +58,9 @@ _INCOMPLETE_FLAGS = frozenset(
     {FLAG_CLIENT_ABORTED, FLAG_UPSTREAM_FAILED, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_SHUTDOWN, FLAG_NO_RESPONSE}
 )
 
+
+# Flags after which the request body kept may not be the one sent (a capture that missed part of it).
+_PARTIAL_REQUEST = frozenset({FLAG_CAPTURE_STARTED_MID_REQUEST, FLAG_CAPTURE_ENDED_MID_REQUEST, FLAG_GAP_IN_CAPTURE})
 
 _FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59 UTC
 
@@ -208,7 +214,9 @@ class InteractionBuilder:
         self._request_bytes = 0
         self._request_decoder: _Decoder | None = None
         self._request_zstd: ZstdBody | None = None  # zstd: kept compressed, decoded (bounded) when read
-        self._request_type: str | None = None
+        self._request_unusable = False  # cut at the cap or not decodable: what is kept is not what was sent
+        self._request_content_type: str | None = None
+        self._request_content_encoding: str | None = None
         # response
         self.status: int | None = None
         self._response_at: float | None = None
@@ -233,14 +241,16 @@ class InteractionBuilder:
         self.method = method
         self.path = path
         self.endpoint = classify(path)
-        self._request_type = _header(headers, "content-type")
+        self._request_content_type = _header(headers, "content-type")
         encoding = (_header(headers, "content-encoding") or "").strip().lower()
+        self._request_content_encoding = encoding or None
         if encoding in ("gzip", "deflate"):
             self._request_decoder = _Decoder(encoding)
         elif encoding == "zstd":
             self._request_zstd = ZstdBody(self._max_request)
         elif encoding and encoding != "identity":
             self.add_flags([FLAG_ENCODED_BODY])
+            self._request_unusable = True
 
     def request_body(self, data: bytes, at: float) -> None:
         """A fragment of the (de-chunked) request body."""
@@ -254,8 +264,10 @@ class InteractionBuilder:
             data = self._request_decoder.decode(data, limit=room + 1)
             if self._request_decoder.failed:
                 self.add_flags([FLAG_ENCODED_BODY])
+                self._request_unusable = True
         if len(data) > room:
             self.add_flags([FLAG_TRUNCATED_BODY])
+            self._request_unusable = True
             data = data[: max(room, 0)]
         self._request_body += data
 
@@ -417,6 +429,9 @@ class InteractionBuilder:
             remote=remote,
             remote_model=valid_unicode(content.remote_model),
             remote_host=valid_unicode(content.remote_host),
+            request_body=self._request_text(),
+            request_content_type=valid_unicode(self._request_content_type),
+            request_content_encoding=valid_unicode(self._request_content_encoding),
         )
         for name, value in (*self._token_timings(started, streaming).items(), *request.options.columns().items()):
             setattr(record, name, valid_unicode(value))
@@ -445,6 +460,23 @@ class InteractionBuilder:
         if content.done and content.detected_api == API_OLLAMA and content.detected_kind in ("generate", "chat"):
             return False
         return None
+
+    def _request_text(self) -> str | None:
+        """The request body (after content decoding) as text, for replay; None when it is not all there or
+        not UTF-8 (a cut body, an encoding we cannot undo), so that a replay never sends something else."""
+        body, problems = self._decoded_request()
+        if not body or problems or self._request_unusable or not self._flags.keys().isdisjoint(_PARTIAL_REQUEST):
+            return None
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def _decoded_request(self) -> tuple[bytes, list[str]]:
+        """The request body after content decoding, and the flags decoding it raised."""
+        if self._request_zstd is not None:
+            return self._request_zstd.decoded()
+        return bytes(self._request_body), []
 
     def _protocol_ended(self) -> bool:
         """The body said it was finished: ``done:true``, ``data: [DONE]``, or a whole JSON body."""
@@ -500,11 +532,9 @@ class InteractionBuilder:
 
     def request_so_far(self) -> RequestContent:
         """The request body read so far (model, prompt, messages); unredacted — apply ``redaction`` yourself."""
-        body = bytes(self._request_body)
-        if self._request_zstd is not None:
-            body, problems = self._request_zstd.decoded()
-            self.add_flags(problems)
-        return parse_request(self.endpoint, body, self._request_type) or RequestContent()
+        body, problems = self._decoded_request()
+        self.add_flags(problems)
+        return parse_request(self.endpoint, body, self._request_content_type) or RequestContent()
 
     def response_tail(self, max_chars: int) -> str:
         """The last ``max_chars`` characters of the response text so far (O(max_chars), not O(text))."""

@@ -122,7 +122,13 @@ class InteractionRecord:
         default="",
         views=(REPORT,),
     )
-    source: str = column(IDENTITY, "`proxy` or `pcap`", default="", views=(SPAN,))
+    source: str = column(
+        IDENTITY,
+        "`proxy`, `pcap`, or `replay` (written by `ollama-wire replay`; reading commands leave those out unless"
+        " `--include-replays`)",
+        default="",
+        views=(SPAN, SUMMARY, REPORT),
+    )
     started_at: str = column(
         IDENTITY,
         "ISO-8601 UTC (`2026-11-28T21:53:29.366097Z`) of the first request byte; if a capture missed the request,"
@@ -451,7 +457,11 @@ class InteractionRecord:
     )
     opt_tools: int | None = column(OPTIONS, "how many tools the request offered (any API)", views=(REPORT,))
     # what replay needs to send the same request again, and what a replayed record replays
-    request_body: str | None = column(REPLAY, "the request body as sent (after redaction)")
+    request_body: str | None = column(
+        REPLAY,
+        "the request body as sent (gzip/deflate undone), after redaction (see Request bodies below); empty when not"
+        " kept whole",
+    )
     request_content_type: str | None = column(REPLAY, "the request's `Content-Type`")
     request_content_encoding: str | None = column(REPLAY, "the request's `Content-Encoding` (the body is decoded)")
     replay_of: str | None = column(REPLAY, "`id` of the record this request replays", views=(REPORT,))

@@ -152,10 +152,13 @@ class ResponseContent:
                 self.layers[digest] = [_int_or_none(obj.get("completed")) or 0, total]
             if status == "success":
                 self.done = True
-        if obj.get("done") is True:
+        done = obj.get("done") is True
+        if done:
             self.done = True
             reason = obj.get("done_reason")
             self.done_reason = reason if isinstance(reason, str) else self.done_reason
+        # /api/embed's one object has no `done` but carries total/load duration and prompt_eval_count.
+        if done or isinstance(obj.get("embeddings"), list):
             for name in (
                 "total_duration",
                 "load_duration",

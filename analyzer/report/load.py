@@ -106,9 +106,11 @@ def load_requests(
     models: Sequence[str] = (),
     warn: Warn | None = None,
     ports: tuple[int, ...] = DEFAULT_PORTS,
+    include_replays: bool = False,
 ) -> tuple[list[Request], int]:
     """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
-    record id once; and how many records had no readable ``started_at``. Raises SourceError for a bad source."""
+    record id once; and how many records had no readable ``started_at``. Records a replay wrote only with
+    ``include_replays``. Raises SourceError for a bad source."""
     report: Warn = warn or (lambda _message: None)
     low = since.timestamp() if since else None
     high = until.timestamp() if until else None
@@ -119,7 +121,7 @@ def load_requests(
 
     def keep(rows: Iterable[Any]) -> None:
         nonlocal unreadable
-        for row in wanted_once(rows, wanted, seen):
+        for row in wanted_once(rows, wanted, seen, include_replays):
             request = to_request(row)
             if request is None:
                 unreadable += 1
@@ -132,7 +134,16 @@ def load_requests(
         path = Path(source)
         files = _fast_files(path)
         if files is None:
-            keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports))
+            chosen = read_sources(
+                [path],
+                since=since,
+                until=until,
+                models=models,
+                warn=report,
+                ports=ports,
+                include_replays=include_replays,
+            )
+            keep(chosen)
             continue
         with _no_cyclic_gc():  # only around our own decoding: captures go through the packet engines
             for file in files:

@@ -109,6 +109,7 @@ tr:target{background:#fff3bf}
 td.prompt{min-width:260px;color:#444}
 td.when{white-space:nowrap}
 footer{color:#777;font-size:12px;text-align:center;padding:10px}
+pre.try{margin:4px 0 4px 18px;background:#eef0f4;padding:6px 10px;border-radius:4px;white-space:pre-wrap;font-size:12px}
 """
 
 SCRIPT = """
@@ -307,7 +308,13 @@ def _finding_html(finding: Finding, evidence_rows: set[str]) -> str:
         "</summary>"
         f"<p>{_e(finding.detail)}</p>"
         f"<p><b>What to change:</b> {_e(finding.suggestion)}</p>"
-        f'<p class="evidence"><b>Evidence:</b> {"".join(links)}</p>'
+        + (
+            "<p><b>Try it on this traffic</b> (replay the period against the changed server, then compare):</p>"
+            f'<pre class="try">{_e(chr(10).join(finding.try_commands))}</pre>'
+            if finding.try_commands
+            else ""
+        )
+        + f'<p class="evidence"><b>Evidence:</b> {"".join(links)}</p>'
         "</details>"
     )
 

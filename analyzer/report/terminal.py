@@ -52,4 +52,6 @@ def render_findings(analysis: Analysis, width: int = 100) -> str:
         when = finding.first if finding.first == finding.last else f"{finding.first} – {finding.last}"
         lines.append(f"  {'when':8}{for_terminal(when)}")
         lines.append(f"  {'records':8}{shown}{more}")
+        for number, command in enumerate(finding.try_commands):
+            lines.append(f"  {'try it' if number == 0 else '':8}$ {for_terminal(command)}")
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from analyzer.pcap.inputs import CAPTURE_SUFFIXES
 from analyzer.protocol.record import InteractionRecord, record_from_row
 from analyzer.protocol.untrusted import csv_uncell
 from analyzer.store.log import LogError, iter_file_dicts, iter_log_dicts, log_files
-from analyzer.store.select import select
+from analyzer.store.select import counts_as_traffic, select
 
 Warn = Callable[[str], None]
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
@@ -28,14 +28,22 @@ class Identified(Protocol):
     @property
     def model(self) -> str | None: ...
 
+    @property
+    def source(self) -> str | None: ...
+
 
 Row = TypeVar("Row", bound=Identified)
 
 
-def wanted_once(rows: Iterable[Row], models: Sequence[str] | set[str], seen: set[str]) -> Iterator[Row]:
+def wanted_once(
+    rows: Iterable[Row], models: Sequence[str] | set[str], seen: set[str], include_replays: bool = False
+) -> Iterator[Row]:
     """The rows of ``models`` (all when empty), each record id once: ``seen`` holds the ids met so far (pass the
-    same set across sources, so a record found in a log and again in a CSV export counts once)."""
+    same set across sources, so a record found in a log and again in a CSV export counts once). Rows
+    ``ollama-wire replay`` wrote only with ``include_replays`` (``counts_as_traffic``)."""
     for row in rows:
+        if not counts_as_traffic(row.source, include_replays):
+            continue
         if models and row.model not in models:
             continue
         if row.id:
@@ -145,9 +153,12 @@ def read_sources(
     models: Sequence[str] = (),
     warn: Warn | None = None,
     ports: tuple[int, ...] = DEFAULT_PORTS,
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
     """The records of every source within [since, until) and of the given models (all when empty), oldest
     first, each record id once (a record found in a log and again in a CSV export counts once). ``ports``: the
-    server ports whose traffic a capture is analyzed for."""
-    unique = list(wanted_once(iter_source_records(sources, warn=warn, ports=ports), set(models), set()))
-    return select(unique, since=since, until=until)
+    server ports whose traffic a capture is analyzed for. Records ``ollama-wire replay`` wrote only with
+    ``include_replays``."""
+    records = iter_source_records(sources, warn=warn, ports=ports)
+    unique = list(wanted_once(records, set(models), set(), include_replays))
+    return select(unique, since=since, until=until, include_replays=include_replays)

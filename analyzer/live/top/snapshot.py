@@ -48,11 +48,12 @@ def gather(
     listen_s: float = ATTACH_S,
     prices: Prices | None = None,
     gpu: GpuReader | None = None,
+    include_replays: bool = False,
 ) -> TopState:
     """One reading of every source."""
     state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
     state.prices = prices
-    for record in LogFollower(log_dir).poll():
+    for record in LogFollower(log_dir, include_replays=include_replays).poll():
         state.add_finished(record)
     if live_path is None:
         state.feed_problem = "live feed turned off (--live off)"
