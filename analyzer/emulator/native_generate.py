@@ -6,7 +6,7 @@ from typing import Any
 
 from analyzer.emulator.http11 import Request, ResponseWriter
 from analyzer.emulator.pacing import Fault, Timing, Token, paced_tokens
-from analyzer.emulator.plan import INPUT_TOO_LONG, Endpoint, PlanError, ReplyPlan, plan_reply
+from analyzer.emulator.plan import Endpoint, PlanError, ReplyPlan, plan_reply
 from analyzer.emulator.replies import NDJSON_TYPE, RequestFailed, fail_message, pace_whole_reply, parse_body, send_json
 from analyzer.emulator.state import ServerState
 from analyzer.emulator.wire import go_json, rfc3339_nano
@@ -57,7 +57,7 @@ def prepare(state: ServerState, endpoint: Endpoint, request: Request) -> tuple[d
     ):
         # Ollama's runner refuses (errorInputTooLong); the handler has already begun its streaming reply then.
         streamed = body.get("stream", True) is not False
-        raise RequestFailed(400, INPUT_TOO_LONG, stream_framed=streamed)
+        raise RequestFailed(400, "the input length exceeds the context length", stream_framed=streamed)
     if plan.fail_status:
         raise RequestFailed(plan.fail_status, fail_message(plan.fail_status))
     return body, plan
