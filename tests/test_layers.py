@@ -24,9 +24,22 @@ ALLOWED: dict[str, frozenset[str]] = {
     "report": frozenset({"protocol", "store", "pcap", "sources", "resources"}),
     "live": frozenset({"protocol", "store", "resources"}),
     "export": frozenset({"protocol", "store", "sources", "resources"}),
-    "recorder": frozenset({"protocol", "store", "live", "export", "resources"}),
+    "companion": frozenset({"protocol", "store", "live", "export", "resources"}),
+    "recorder": frozenset({"protocol", "store", "live", "companion"}),
     "cli": frozenset(
-        {"protocol", "store", "pcap", "resources", "sources", "report", "live", "export", "recorder", "emulator"}
+        {
+            "protocol",
+            "store",
+            "pcap",
+            "resources",
+            "sources",
+            "report",
+            "live",
+            "export",
+            "recorder",
+            "emulator",
+            "companion",
+        }
     ),
 }
 

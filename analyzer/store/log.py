@@ -33,6 +33,11 @@ def _day_of(record: InteractionRecord) -> datetime:
         return datetime.now(UTC)
 
 
+def file_for_record(log_dir: Path, record: InteractionRecord) -> Path:
+    """The daily file ``record`` belongs to (by its ``started_at``; today's when that does not parse)."""
+    return log_file_for(log_dir, _day_of(record))
+
+
 class InteractionLog:
     """Appends records to the daily JSONL files under ``log_dir``.
 
@@ -52,7 +57,7 @@ class InteractionLog:
         """Append records (grouped by their UTC day); returns the last file written."""
         by_file: dict[Path, list[str]] = {}
         for record in records:
-            by_file.setdefault(log_file_for(self.log_dir, _day_of(record)), []).append(record.to_json() + "\n")
+            by_file.setdefault(file_for_record(self.log_dir, record), []).append(record.to_json() + "\n")
         path = log_file_for(self.log_dir, datetime.now(UTC))
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
