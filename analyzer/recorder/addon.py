@@ -168,6 +168,7 @@ class OllamaLog:
 
     def __init__(self) -> None:
         self.builders: dict[str, InteractionBuilder] = {}
+        self.start_bounds: dict[str, float | None] = {}  # flow id -> how sure its started_at is (ms; None: unknown)
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
         self.arrival = ArrivalClock()  # when a connection's first request really began to arrive
@@ -320,6 +321,12 @@ class OllamaLog:
         except Exception:  # never raise into mitmproxy
             logger.warning("ollama_log: could not note request %s", flow.request.path, exc_info=True)
 
+    def client_connected(self, client: Any) -> None:
+        try:
+            self.arrival.client_connected(client)
+        except Exception:  # never raise into mitmproxy: the record keeps a later start time, unbounded
+            logger.debug("ollama_log: kernel arrival time not read", exc_info=True)
+
     def client_disconnected(self, client: Any) -> None:
         self.arrival.client_disconnected(client)
 
@@ -392,7 +399,7 @@ class OllamaLog:
             record_id=flow.id,
             redaction=ctx.options.ollama_redact,
         )
-        builder.request_started(self.arrival.started_at(flow), request.method, request.path, request.headers)
+        builder.request_started(self.arrival.started_at(flow)[0], request.method, request.path, request.headers)
         if request.raw_content:
             builder.request_body(request.raw_content, request.timestamp_end or request.timestamp_start)
         return builder
@@ -408,7 +415,8 @@ class OllamaLog:
             redaction=ctx.options.ollama_redact,
         )
         # The builder reads no request header: mitmproxy's Headers object is passed as it is, not copied.
-        builder.request_started(self.arrival.started_at(flow), request.method, request.path, request.headers)
+        started, self.start_bounds[flow.id] = self.arrival.started_at(flow)
+        builder.request_started(started, request.method, request.path, request.headers)
         body = request.raw_content
         if body:
             builder.request_body(body, request.timestamp_end or request.timestamp_start)
@@ -443,6 +451,7 @@ class OllamaLog:
         if builder is None:
             return
         record = builder.finish(at, error=error)
+        record.start_bound_ms = self.start_bounds.pop(flow_id, None)
         self._write(record)
 
     def _write(self, record: InteractionRecord) -> None:

@@ -58,6 +58,7 @@ def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Po
 
 LISTENING = re.compile(r"listening at \[?([0-9A-Za-z.:-]+?)\]?:(\d+)\.")
 # The recorder's line once its feeds' companion runs (or that none is needed): companion_link.py's wording.
+RECORDER_SCRIPTS = ("mitmproxy_script.py", "ollama_log.py")  # scripts that load the recorder
 FEEDS_READY = re.compile(r"ollama_feeds: running in their companion process \(pid (\d+)\)")
 FEEDS_SETTLED = re.compile(r"ollama_feeds: |feeds' companion|Traceback")
 
@@ -127,8 +128,8 @@ class MitmdumpProcess:
             match = LISTENING.search(self.console())
             if match and wait_for_port(self.host, int(match.group(2)), 1.0, self.process):
                 self.port = int(match.group(2))
-                if self.addon is not None:
-                    self._wait_for_feeds(deadline)  # a script that is not the recorder just costs the wait
+                if self.addon is not None and self.addon.name in RECORDER_SCRIPTS:
+                    self._wait_for_feeds(deadline)
                 return self
             time.sleep(0.05)
         output = self.console()
