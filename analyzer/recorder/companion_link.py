@@ -47,6 +47,7 @@ RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 30.0
 UNWATCHED_PROGRESS_S = 1.0  # progress for resource sampling only: once a second per interaction is enough
 EDGE_BYTES = 64 * 1024
+COALESCE_S = 0.02  # the sender waits this long after the first message so a burst shares one write
 COMPANION_READY = "running in their companion process"  # the console line tests and benchmarks wait for
 NO_COMPANION = "every feed is off: no companion process, the proxy writes the log"
 
@@ -181,7 +182,8 @@ class CompanionLink:
             self._seq += 1
             session.unacked[self._seq] = record
             session.out.append((self._seq, record))
-            self._cond.notify_all()
+            if len(session.out) == 1:  # the sender is idle: wake it (later messages join its batch)
+                self._cond.notify_all()
         return True
 
     def flag_and_write(self, record: InteractionRecord) -> None:
@@ -225,7 +227,8 @@ class CompanionLink:
                 return
             session.events += 1
             session.out.append(data)
-            self._cond.notify_all()
+            if len(session.out) == 1:
+                self._cond.notify_all()
 
     # -- threads -----------------------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -285,6 +288,8 @@ class CompanionLink:
             with self._cond:
                 while not session.out and not self._closing and not session.ended:
                     self._cond.wait(1.0)
+                if not self._closing and not session.ended:
+                    self._cond.wait(COALESCE_S)  # let a burst of finishing flows share one write
                 items = list(session.out)
                 session.out.clear()
                 session.events = 0

@@ -196,3 +196,18 @@ def test_a_request_body_with_undecodable_bytes_crosses_the_pipe_unchanged() -> N
     builder.request_body(body, 1.0)
     message = json.loads(wire.start_message(builder, body))
     assert wire.body_bytes(message["body"]) == body and message["size"] == len(body)
+
+
+def test_the_proxy_encodes_a_record_exactly_as_the_log_does() -> None:
+    builder = InteractionBuilder(source="proxy", record_id="enc")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": 'héllo \u2028 "q" \x00'}]})
+    builder.request_started(1.0, "POST", "/api/chat", None)
+    builder.request_body(body.encode(), 1.0)
+    builder.response_started(1.1, 200, {"content-type": "application/x-ndjson"})
+    line = {"message": {"role": "assistant", "content": "ü\n", "tool_calls": [{"function": {"name": "f"}}]}}
+    builder.response_body(json.dumps(line).encode() + b"\n" + b'{"done":true,"eval_count":3}\n', 1.2)
+    record = builder.finish(1.3)
+    record.flags.append("x")
+    assert wire.record_json(record) == record.to_json()
+    message = json.loads(wire.record_line(3, record))
+    assert message["seq"] == 3 and InteractionRecord.from_dict(message["r"]) == record
