@@ -119,8 +119,8 @@ class ArrivalClock:
         tls_done = getattr(conn, "timestamp_tls_setup", None)
         if kernel is not None and tls_done is None:
             at, bound = kernel
-            if at <= parsed:
-                return float(at), float(bound)
+            # TCP_INFO counts in ticks: its estimate may fall after the parse, which the true arrival cannot
+            return min(float(at), parsed), float(bound)
         first = flow.metadata.get(METADATA_KEY)
         if first is None:
             return parsed, None
