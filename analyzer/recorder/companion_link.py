@@ -47,7 +47,7 @@ RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 30.0
 UNWATCHED_PROGRESS_S = 1.0  # progress for resource sampling only: once a second per interaction is enough
 EDGE_BYTES = 64 * 1024
-COALESCE_S = 0.02  # the sender waits this long after the first message so a burst shares one write
+COALESCE_S = 0.02  # the sender writes what was queued this often: a burst shares one write, no per-message wake-up
 COMPANION_READY = "running in their companion process"  # the console line tests and benchmarks wait for
 NO_COMPANION = "every feed is off: no companion process, the proxy writes the log"
 
@@ -86,7 +86,6 @@ class _Session:
     heard_at: float = field(default_factory=time.monotonic)
     out: deque[bytes | tuple[int, InteractionRecord]] = field(default_factory=deque)
     unacked: dict[int, InteractionRecord] = field(default_factory=dict)
-    events: int = 0  # start/progress messages in ``out``
     ended: bool = False
 
 
@@ -112,7 +111,7 @@ class CompanionLink:
         self.flows: dict[str, _Watched] = {}
         self.pending: set[str] = set()
         self._seq = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # between the link's threads only: the event loop never takes it
         self._session: _Session | None = None
         self._closing = False
         self._wake = threading.Event()
@@ -130,10 +129,9 @@ class CompanionLink:
 
     def close(self, timeout_s: float = CLOSE_S) -> None:
         """Let the companion write what it holds (bounded), then stop it; what it did not write, the proxy does."""
-        with self._cond:
+        with self._lock:
             self._closing = True
             session = self._session
-            self._cond.notify_all()
         self._wake.set()
         if self._supervisor is not None:
             self._supervisor.join(5.0)
@@ -172,19 +170,21 @@ class CompanionLink:
             self._event(wire.forget_message(record_id))
 
     def finished(self, record: InteractionRecord) -> bool:
-        """Hand ``record`` to the companion; False when it cannot take it (the caller writes it, flagged)."""
+        """Hand ``record`` to the companion; False when it cannot take it (the caller writes it, flagged).
+
+        No lock (the event loop must not wait on the link's threads): single dict and deque operations are atomic,
+        and a session that ended meanwhile either took the record into its leftovers or gives it back here."""
         self.flows.pop(record.id, None)
         self.pending.discard(record.id)
-        with self._cond:
-            session = self._session
-            if session is None or len(session.unacked) >= MAX_UNACKED:
-                return False
-            self._seq += 1
-            session.unacked[self._seq] = record
-            session.out.append((self._seq, record))
-            if len(session.out) == 1:  # the sender is idle: wake it (later messages join its batch)
-                self._cond.notify_all()
-        return True
+        session = self._session
+        if session is None or session.ended or len(session.unacked) >= MAX_UNACKED:
+            return False
+        self._seq += 1
+        seq = self._seq
+        session.unacked[seq] = record
+        session.out.append((seq, record))
+        # It ended as we handed over and did not take the record into its leftovers: the caller writes it.
+        return not (session.ended and session.unacked.pop(seq, None) is not None)
 
     def flag_and_write(self, record: InteractionRecord) -> None:
         """Write ``record`` with the proxy's own writer: without resource columns, which the record says."""
@@ -218,17 +218,13 @@ class CompanionLink:
             self._event(wire.progress_message(builder.record_id, builder.in_flight(), tail))
 
     def _event(self, data: bytes) -> None:
-        with self._cond:
-            session = self._session
-            if session is None:
-                return
-            if session.events >= MAX_EVENTS:
-                self.dropped_events += 1
-                return
-            session.events += 1
-            session.out.append(data)
-            if len(session.out) == 1:
-                self._cond.notify_all()
+        session = self._session
+        if session is None or session.ended:
+            return
+        if len(session.out) >= MAX_EVENTS:
+            self.dropped_events += 1
+            return
+        session.out.append(data)
 
     # -- threads -----------------------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -270,7 +266,7 @@ class CompanionLink:
             logger.warning("ollama_log: cannot start the feeds' companion (%s); the proxy writes the log", exc)
             return False
         session = _Session(process)
-        with self._cond:
+        with self._lock:
             if self._closing:
                 process.kill()
                 return False
@@ -281,27 +277,28 @@ class CompanionLink:
         return True
 
     def _send(self, session: _Session) -> None:
+        """Every ``COALESCE_S``, write what the event loop queued (one write for a burst; no wake-up per message)."""
         stdin = session.process.stdin
         assert stdin is not None
         fd = stdin.fileno()
+        out = session.out
         while True:
-            with self._cond:
-                while not session.out and not self._closing and not session.ended:
-                    self._cond.wait(1.0)
-                if not self._closing and not session.ended:
-                    self._cond.wait(COALESCE_S)  # let a burst of finishing flows share one write
-                items = list(session.out)
-                session.out.clear()
-                session.events = 0
-                if not items and (self._closing or session.ended):
-                    break
-            data = b"".join(item if isinstance(item, bytes) else wire.record_line(*item) for item in items)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            except OSError:
-                break  # the companion is gone: the reader sees its end and hands the records back
+            last_round = self._closing or session.ended
+            items = []
+            while out:
+                items.append(out.popleft())
+            if items:
+                data = b"".join(item if isinstance(item, bytes) else wire.record_line(*item) for item in items)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError:
+                    break  # the companion is gone: the reader sees its end and hands the records back
+            elif last_round:
+                break
+            if not last_round:
+                time.sleep(COALESCE_S)
         with contextlib.suppress(OSError):
             stdin.close()
 
@@ -316,10 +313,9 @@ class CompanionLink:
                 continue
             acked = message.get("ack")
             if acked:
-                with self._cond:
-                    for seq in acked:
-                        if session.unacked.pop(seq, None) is not None:
-                            self.handed += 1
+                for seq in acked:
+                    if session.unacked.pop(seq, None) is not None:
+                        self.handed += 1
             elif "watching" in message:
                 self.watching = bool(message["watching"])
             elif "ready" in message:
@@ -329,18 +325,21 @@ class CompanionLink:
 
     def _ended(self, session: _Session) -> None:
         """The companion is gone: the records it did not acknowledge are written by the proxy (once)."""
-        with self._cond:
+        with self._lock:
             if session.ended:
                 return
-            session.ended = True
-            left = [record for _, record in sorted(session.unacked.items())]
-            session.unacked.clear()
-            session.out.clear()
+            session.ended = True  # first: finished() checks it after handing over (see there)
+            taken: list[tuple[int, InteractionRecord]] = []
+            while True:  # one atomic pop at a time: a record handed over meanwhile is either taken or given back
+                try:
+                    taken.append(session.unacked.popitem())
+                except KeyError:
+                    break
+            left = [record for _, record in sorted(taken, key=lambda item: item[0])]
             if self._session is session:
                 self._session = None
             self.watching = False
             closing = self._closing
-            self._cond.notify_all()
             now = time.monotonic()
             self._back_off(now, now - session.started)
         self._wake.set()
