@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     spied = {row["id"]: row for row in map(json.loads, seen_path.read_text().splitlines())}
     ttft_diff, start_diff = [], []
     bounds: dict[str, int] = {}
+    by_bound: dict[str, list[float]] = {}
     beyond_bound = 0
     estimators: dict[str, list[float]] = {"parse (mitmproxy)": [], "accept": [], "first bytes read": []}
     for prompt, record in logged.items():
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         wire_start = seconds(seen.started_at)
         start_diff.append((seconds(record.started_at) - wire_start) * 1000)
         bounds[str(record.start_bound_ms)] = bounds.get(str(record.start_bound_ms), 0) + 1
+        by_bound.setdefault(str(record.start_bound_ms), []).append(start_diff[-1])
         if record.start_bound_ms is not None and abs(start_diff[-1]) > record.start_bound_ms:
             beyond_bound += 1
         row = spied.get(record.id)
@@ -151,6 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     print()
     shown = ", ".join(f"{count} with {bound}" for bound, count in sorted(bounds.items()))
     print(f"start_bound_ms: {shown}; {beyond_bound} start(s) farther from the capture than their bound")
+    for bound, diffs in sorted(by_bound.items()):
+        print(
+            f"  bound {bound}: started_at − capture median {statistics.median(diffs):+.3f} ms, "
+            f"min {min(diffs):+.3f}, max {max(diffs):+.3f}"
+        )
     verdict = "OK" if median_abs <= 2 and max_abs <= 10 else "MISSED"
     print(f"|proxy ttft − capture ttft|: median {median_abs:.3f} ms (target <= 2), max {max_abs:.3f} ms (target <= 10)")
     print(verdict)

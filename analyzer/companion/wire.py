@@ -18,7 +18,7 @@ Both pipes belong to the two processes only: nothing is reachable from outside (
 from __future__ import annotations
 
 import json
-from dataclasses import astuple
+from dataclasses import fields
 from typing import Any
 
 from analyzer.protocol.interaction import InFlight, InteractionBuilder
@@ -44,8 +44,11 @@ def body_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def start_message(builder: InteractionBuilder, body: bytes | None, *, pending: bool = False) -> bytes:
-    """``start`` for ``builder`` (``body``: the request body to pass on, or None when nobody watches)."""
+def start_message(
+    builder: InteractionBuilder, body: bytes | None, *, pending: bool = False, size: int | None = None
+) -> bytes:
+    """``start`` for ``builder`` (``body``: the request body to pass on, or None when nobody watches; ``size``:
+    the body's length when the caller knows it)."""
     message: dict[str, Any] = {
         "t": START,
         "id": builder.record_id,
@@ -55,7 +58,7 @@ def start_message(builder: InteractionBuilder, body: bytes | None, *, pending: b
         "method": builder.method,
         "path": builder.path,
         "redaction": builder.redaction,
-        "size": builder.in_flight().request_bytes,
+        "size": builder.in_flight().request_bytes if size is None else size,
     }
     if body is not None:
         message["body"] = body_text(body)
@@ -64,8 +67,13 @@ def start_message(builder: InteractionBuilder, body: bytes | None, *, pending: b
     return line(message)
 
 
+_IN_FLIGHT_FIELDS = tuple(f.name for f in fields(InFlight))
+
+
 def progress_message(record_id: str, state: InFlight, tail: str | None) -> bytes:
-    message: dict[str, Any] = {"t": PROGRESS, "id": record_id, "s": astuple(state)}
+    # the fields in order, as they are (``astuple`` would deep-copy each one first)
+    values = [getattr(state, name) for name in _IN_FLIGHT_FIELDS]
+    message: dict[str, Any] = {"t": PROGRESS, "id": record_id, "s": values}
     if tail is not None:
         message["tail"] = tail
     return line(message)

@@ -422,7 +422,7 @@ class OllamaLog:
             builder.request_body(body, request.timestamp_end or request.timestamp_start)
         self.builders[flow.id] = builder
         if self.link is not None:
-            self.link.started(builder)
+            self.link.started(builder, len(body) if body else 0)
         return builder
 
     def _stream_callable(

@@ -118,6 +118,7 @@ class CompanionLink:
         self._supervisor: threading.Thread | None = None
         self._pause = RESTART_FIRST_S
         self._next_start = 0.0
+        self._swept_at = 0.0  # the ticker's last sweep over the interactions in flight
 
     # -- life ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -153,11 +154,13 @@ class CompanionLink:
         return self._session is not None
 
     # -- the traffic path (mitmproxy's event loop): O(1), never blocks -----------------------------------------
-    def started(self, builder: InteractionBuilder) -> None:
+    def started(self, builder: InteractionBuilder, size: int) -> None:
+        """``builder`` began (``size``: its request body's length)."""
         watched = _Watched(builder, body_sent=self.watching)
         self.flows[builder.record_id] = watched
         self.pending.discard(builder.record_id)
-        self._event(wire.start_message(builder, feed_body(builder) if watched.body_sent else None))
+        body = feed_body(builder) if watched.body_sent else None
+        self._event(wire.start_message(builder, body, size=size))
 
     def request_pending(self, builder: InteractionBuilder) -> None:
         """A request whose response has not started, shown as waiting while someone watches."""
@@ -202,13 +205,16 @@ class CompanionLink:
         if not watching and not self.settings.wants_resources:
             return  # nobody needs progress: export reads only records
         every = DEFAULT_INTERVAL_S if watching else UNWATCHED_PROGRESS_S
+        if now - self._swept_at < every * 0.8:  # the ticker runs every ~DEFAULT_INTERVAL_S
+            return
+        self._swept_at = now
         for watched in list(self.flows.values()):
             builder = watched.builder
             if watching and not watched.body_sent:
                 watched.body_sent = True
                 self._event(wire.start_message(builder, feed_body(builder)))
             chunks = builder.chunks
-            if (chunks == watched.chunks and builder.status == watched.status) or now - watched.sent_at < every:
+            if chunks == watched.chunks and builder.status == watched.status:
                 continue
             watched.chunks, watched.status, watched.sent_at = chunks, builder.status, now
             tail = None
