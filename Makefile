@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup sysdeps lint bench clean compat-mitmproxy12 fuzz
+.PHONY: demo test setup sysdeps lint bench clean compat-mitmproxy12 fuzz real-ollama real-ollama-test
 
 setup: $(VENV)/.installed
 
@@ -24,8 +24,25 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup sysdeps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not real_ollama"
 	$(MAKE) compat-mitmproxy12
+	$(MAKE) real-ollama-test
+
+# A real Ollama v0.24.0 (built with Go from the module proxy) and two small models, cached in
+# ~/.cache/ollama-wire: built once, reused later (tests/support/real_ollama.py; docs/real-ollama.md).
+real-ollama: setup sysdeps
+	$(BIN)/python -m tests.support.real_ollama build
+
+# The real_ollama tier runs in a network namespace with only loopback, so nothing can leave the machine:
+# `unshare -n` as root, `unshare -rn` (a user namespace) otherwise.
+REAL_OLLAMA_PYTEST ?= $(BIN)/pytest -p no:cacheprovider -m real_ollama
+real-ollama-test: setup sysdeps
+	$(BIN)/python -m tests.support.real_ollama build --skip-without-go
+	@if [ "$$(id -u)" -eq 0 ]; then ns="unshare -n"; else ns="unshare -rn"; fi; \
+	$$ns true 2>/dev/null || { echo "real-ollama-test: no network namespace here ($$ns failed): tier skipped, see docs/real-ollama.md"; exit 0; }; \
+	start=$$(date +%s); \
+	$$ns sh -c 'ip link set lo up && exec $(REAL_OLLAMA_PYTEST) $(REAL_OLLAMA_ARGS)'; rc=$$?; \
+	echo "real-ollama-test: tier took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # The addon must keep working on mitmproxy 12.x, which needs Python 3.12: run its tests there too when a
 # Python 3.12 is around (pyenv or PATH); otherwise say so and skip.

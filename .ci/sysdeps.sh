@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# System packages the tests use: tshark (pyshark's engine), tcpdump (captures), sudo (the capture rule).
-# Installs them when running as root; otherwise says what is missing (those tests then skip).
+# Installs the system packages listed in .ci/sysdeps.txt (the one list; `make test` and `.ci/run` call this).
+# As root with apt-get: installs whatever is missing. Otherwise: one line naming what is missing (the tests that
+# need it then skip) and exit 0, so `make test` still runs the rest.
 set -euo pipefail
+list="$(dirname "$0")/sysdeps.txt"
 missing=()
-for tool in tshark tcpdump sudo editcap visudo; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
+while read -r package probes; do
+    case "$package" in '' | '#'*) continue ;; esac
+    for probe in ${probes%%#*}; do
+        if [[ "$probe" == /* ]] && [ -e "$probe" ]; then continue; fi
+        if [[ "$probe" != /* ]] && command -v "$probe" >/dev/null 2>&1; then continue; fi
+        missing+=("$package")
+        break
+    done
+done <"$list"
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing system packages for: ${missing[*]}"
+    echo "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump sudo >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    echo "warning: missing ${missing[*]}; install tshark, tcpdump and sudo (as root) or those tests skip" >&2
+    echo "warning: missing system packages: ${missing[*]} (as root: make sysdeps; until then the tests that need them skip)" >&2
 fi

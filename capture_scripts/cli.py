@@ -101,7 +101,8 @@ def cli() -> None:
 @click.option("--max-duration", type=click.IntRange(1, HELPER_MAX_DURATION), default=HELPER_MAX_DURATION,
               show_default=True, help="Longest snapshot the helper accepts, in seconds.")  # fmt: skip
 @click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
-              help="A port the helper may capture (default 11434); repeatable; machine-wide.")  # fmt: skip
+              help=f"A port the helper may capture (default {DEFAULT_PORTS[0]}); "
+                   "repeatable; machine-wide.")  # fmt: skip
 @click.option("--allow-ephemeral-port", is_flag=True,
               help="Allow a --port in the ephemeral port range (other connections may use it).")  # fmt: skip
 @click.option("--max-outbox-files", type=click.IntRange(min=1), default=install.DEFAULT_MAX_OUTBOX_FILES,

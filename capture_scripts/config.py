@@ -12,10 +12,12 @@ from typing import Any
 
 import yaml
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
+
 DEFAULT_HELPER = "/usr/local/libexec/ollama-wire/ollama-capture-helper"
 DEFAULT_SPOOL = "/var/spool/ollama-wire"
 HELPER_MAX_DURATION = 600
-DEFAULT_PORTS: tuple[int, ...] = (11434,)  # Ollama's port: the only one the helper allows by default
+DEFAULT_PORTS: tuple[int, ...] = (OLLAMA_PORT,)  # Ollama's port: the only one the helper allows by default
 
 
 class ConfigError(Exception):

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
 
 from analyzer.cli.output import STREAMING_FORMATS, emit_records, output_options
-from analyzer.pcap.analyze import (
-    DEFAULT_PORTS,
-    ENGINES,
-    AnalyzeOptions,
-    CaptureResult,
-    analyze_paths,
-    iter_capture,
-)
-from analyzer.pcap.batch import analyze_into_log_results, by_start
+from analyzer.pcap.analyze import DEFAULT_PORTS, ENGINES, AnalyzeOptions, CaptureResult
+from analyzer.pcap.batch import analyze_records
 from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
 from analyzer.resources.join import join_timeline
@@ -119,30 +113,17 @@ class _Tally:
         self.ports = ports
         self.failed = 0
 
-    def records(self, results: Iterable[CaptureResult]) -> Iterator[InteractionRecord]:
-        """Each file's records in ``started_at`` order, files in the order given."""
-        for result in results:
-            self.failed += _report(result, self.ports)
-            join_resources(result)
-            yield from by_start(result.records)
-
-    def streamed(self, files: Sequence[Path], options: AnalyzeOptions) -> Iterator[InteractionRecord]:
-        """Each record as soon as its exchange completes, file after file: nothing is held (a file with a
-        resource timeline beside it is held whole, since sharing needs every request that overlapped)."""
-        for path in files:
-            result = CaptureResult(path=path)
-            if timeline_path(path).exists():
-                result.records = list(iter_capture(path, options, result))
-                join_resources(result)
-                yield from result.records
-            else:
-                yield from iter_capture(path, options, result)
-            self.failed += _report(result, self.ports)
+    def __call__(self, result: CaptureResult) -> None:
+        self.failed += _report(result, self.ports)
 
 
 def join_resources(result: CaptureResult) -> None:
     """Fill resource columns from ``NAME.resources.jsonl`` beside the capture (``ollama-capture run`` saves it)."""
     join_timeline(result.path, result.records, warn=lambda message: click.echo(f"warning: {message}", err=True))
+
+
+def has_timeline(capture: Path) -> bool:
+    return timeline_path(capture).exists()
 
 
 @click.command(name="analyze-pcap")
@@ -152,7 +133,7 @@ def join_resources(result: CaptureResult) -> None:
     "ports",
     type=click.IntRange(1, 65535),
     multiple=True,
-    help="An Ollama server port (default 11434); repeat for more.",
+    help=f"An Ollama server port (default {OLLAMA_PORT}); repeat for more.",
 )
 @click.option("--responses", is_flag=True, help="Print the reassembled prompts and responses instead of a table.")
 @click.option(
@@ -246,30 +227,33 @@ def analyze_pcap(
     )
     watched = options.ports + (options.tls_ports if tls_keylog is not None else ())
     tally = _Tally(tuple(dict.fromkeys(watched)))
-    results: Iterator[CaptureResult]
     if log_dir is not None:
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise click.ClickException(f"{log_dir}: cannot write: {exc.strerror or exc}") from exc
 
-        def note_skipped(count: int) -> None:
-            if count:
-                click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
+    def note_skipped(count: int) -> None:
+        if count:
+            click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
 
-        results = analyze_into_log_results(
-            files, log_dir, options, jobs=jobs, on_skip=note_skipped, enrich=join_resources
-        )
-        records = tally.records(_with_progress(results, len(files)))
-    elif fmt in STREAMING_FORMATS and sqlite_path is None and jobs == 1 and not _wants_progress(len(files)):
-        records = tally.streamed(files, options)
-    else:
-        records = tally.records(_with_progress(analyze_paths(files, options, jobs=jobs), len(files)))
+    records = analyze_records(
+        files,
+        options,
+        jobs=jobs,
+        log_dir=log_dir,
+        # CSV and JSONL can take each record as its exchange completes (memory stays flat over many captures)
+        completion_order=fmt in STREAMING_FORMATS and sqlite_path is None and not _wants_progress(len(files)),
+        enrich=join_resources,
+        held_whole=has_timeline,
+        on_result=tally,
+        on_skip=note_skipped,
+        watch=lambda results: _with_progress(results, len(files)),
+    )
 
     def render(rows: Sequence[InteractionRecord]) -> str:
         return responses_text(rows) if responses else timing_table(rows)
 
-    # CSV and JSONL stream (memory stays flat over many captures); the rest need every record first.
     try:
         emit_records(records, fmt, output, sqlite_path, table=render)
     except LogError as exc:

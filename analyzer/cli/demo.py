@@ -1,4 +1,4 @@
-"""``ollama-wire demo``: a real mitmdump with the addon in front of Ollama (or the emulator), real clients."""
+"""``ollama-wire demo``: a staged night through a real mitmdump with the addon, official clients, then the findings."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from pathlib import Path
 
 import click
 
-from analyzer.emulator import EmulatorConfig, EmulatorThread
-from analyzer.protocol.endpoints import OLLAMA_PORT
+from analyzer.emulator import EmulatorThread
+from analyzer.emulator.night import NIGHT_CONFIG, NIGHT_MODEL, Step, run_night
+from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL
+from analyzer.protocol.record import InteractionRecord
 from analyzer.recorder.process import MitmdumpProcess, ProxyError
 from analyzer.store.log import LogError, read_log
 from analyzer.store.tables import LISTING_COLUMNS, listing_rows, summary_rows, text_table
 
-REAL_OLLAMA = f"http://127.0.0.1:{OLLAMA_PORT}"
 
-
-def real_ollama_models(url: str = REAL_OLLAMA) -> list[str] | None:
+def real_ollama_models(url: str) -> list[str] | None:
     """The models of a real Ollama answering at ``url``, or None when nothing answers there."""
     try:
         with urllib.request.urlopen(url + "/", timeout=0.5) as reply:
@@ -34,43 +34,24 @@ def real_ollama_models(url: str = REAL_OLLAMA) -> list[str] | None:
 
 
 @contextlib.contextmanager
-def upstream_server(use_emulator: bool, model: str | None) -> Iterator[tuple[str, str, str]]:
-    """Yields (url, model, description): a real Ollama if one answers (and has a model), else the emulator."""
-    if not use_emulator:
-        models = real_ollama_models()
-        if models:
-            yield REAL_OLLAMA, model or models[0], f"real Ollama at {REAL_OLLAMA}"
-            return
-    with EmulatorThread(EmulatorConfig(prefill_ms=40.0, token_ms=8.0)) as emulator:
-        yield emulator.url, model or emulator.config.models[0], f"built-in emulator at {emulator.url}"
-
-
-def send_demo_traffic(proxy_url: str, model: str) -> list[str]:
-    """Generate (stream), chat (stream) and an OpenAI-compatible stream with usage, through the proxy."""
-    import ollama
-    import openai
-
-    seen: list[str] = []
-    client = ollama.Client(host=proxy_url)
-    text = "".join(
-        part.response or "" for part in client.generate(model=model, prompt="Why is the sky blue?", stream=True)
-    )
-    seen.append(f"ollama generate  → {len(text)} chars: {text[:60]!r}…")
-    text = "".join(
-        part.message.content or ""
-        for part in client.chat(model=model, messages=[{"role": "user", "content": "Name three colours."}], stream=True)
-    )
-    seen.append(f"ollama chat      → {len(text)} chars: {text[:60]!r}…")
-    oa = openai.OpenAI(base_url=proxy_url + "/v1", api_key="ollama")
-    chunks = oa.chat.completions.create(
-        model=model,
-        messages=[{"role": "user", "content": "Say hello."}],
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    text = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
-    seen.append(f"openai chat      → {len(text)} chars: {text[:60]!r}…")
-    return seen
+def upstream_server(ollama_url: str | None, model: str | None) -> Iterator[tuple[str, str, str]]:
+    """Yields (url, model, description): the real Ollama at ``ollama_url``, else the emulator staging the night."""
+    if ollama_url is not None:
+        url = ollama_url.rstrip("/")
+        models = real_ollama_models(url)
+        if models is None:
+            raise click.ClickException(f"{url}: no Ollama answers there (is `ollama serve` running?)")
+        if not model and not models:
+            raise click.ClickException(f"{url}: the server has no models (create one, or pass --model)")
+        yield url, model or models[0], f"real Ollama at {url}"
+        return
+    with EmulatorThread(NIGHT_CONFIG) as emulator:
+        yield (
+            emulator.url,
+            model or NIGHT_MODEL,
+            f"built-in emulator at {emulator.url}, staging a short night: a model load takes "
+            f"{NIGHT_CONFIG.load_ms / 1000:.1f} s, one request at a time per model (OLLAMA_NUM_PARALLEL=1)",
+        )
 
 
 def wait_for_records(log_dir: Path, count: int, timeout_s: float = 10.0) -> None:
@@ -92,21 +73,21 @@ def prepare_log_dir(log_dir: Path) -> int:
         raise click.ClickException(str(exc)) from exc
 
 
-def write_demo_report(log_dir: Path, target: Path) -> None:
-    """The HTML report of everything in the demo's log, and where it went."""
+def write_demo_report(records: list[InteractionRecord], log_dir: Path, target: Path | None) -> None:
+    """The findings of this run's records in the terminal, then (unless ``target`` is None) the HTML report."""
     from analyzer.cli.report import write_private
     from analyzer.report import analyze
     from analyzer.report.page import render_page
+    from analyzer.report.terminal import render_findings
 
-    try:
-        analysis = analyze(read_log(log_dir))
-    except LogError as exc:
-        raise click.ClickException(str(exc)) from exc
+    analysis = analyze(records)
+    click.echo(f"findings (also: ollama-wire findings {log_dir}, which reads every run in the log):\n")
+    click.echo(render_findings(analysis))
+    if target is None:
+        return
     write_private(target, render_page(analysis, sources=[str(log_dir)]))
     codes = ", ".join(f.code for f in analysis.findings) or "none"
-    click.echo(
-        f"report:   {target} ({analysis.headline['requests']} requests; findings: {codes}) — open it in a browser"
-    )
+    click.echo(f"report:   {target} ({len(records)} requests; findings: {codes}) — open it in a browser")
 
 
 @click.command()
@@ -117,36 +98,49 @@ def write_demo_report(log_dir: Path, target: Path) -> None:
     show_default=True,
     help="Where the addon writes the demo's interaction log.",
 )
-@click.option("--emulator", "use_emulator", is_flag=True, help="Use the built-in emulator even if Ollama runs.")
-@click.option("--model", help="Model to ask (default: the first one the server has).")
+@click.option(
+    "--ollama",
+    "ollama_url",
+    metavar="URL",
+    help=f"Record the same client session against the real Ollama at URL (e.g. {DEFAULT_OLLAMA_URL}) instead of the "
+    "emulator's staged night.",
+)
+@click.option("--model", help=f"Model to ask (default: {NIGHT_MODEL} on the emulator, else the server's first).")
 @click.option(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the HTML report of the demo's log (default: LOG_DIR/report.html).",
+    help="Where to write the HTML report of this run (default: LOG_DIR/report.html).",
 )
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report.")
-def demo(log_dir: Path, use_emulator: bool, model: str | None, report_path: Path | None, no_report: bool) -> None:
-    """Record live traffic end to end: mitmdump + the addon in front of Ollama, official clients.
+def demo(log_dir: Path, ollama_url: str | None, model: str | None, report_path: Path | None, no_report: bool) -> None:
+    """Show what ollama-wire finds: a short night with problems, recorded through the real proxy.
 
-    Uses a real Ollama at 127.0.0.1:11434 when one answers, else the built-in emulator;
-    sends a generate, a chat and an OpenAI-compatible stream through a real mitmdump reverse proxy
-    with the ollama_log addon (as `ollama-wire proxy` runs it), prints what was recorded, and writes the
-    HTML report of the log (`ollama-wire report`; open it in a browser).
+    By default the built-in emulator plays a busy server (a model load takes 1.5 s, one request at a
+    time per model) and the official ollama and openai clients send a night's traffic through a real
+    mitmdump with the ollama_log addon (as `ollama-wire proxy` runs it): the first request waits for
+    the model to load, a burst of chats to one model queues, a long log pasted into a small num_ctx is
+    truncated, and a request names a model the server does not have. The demo prints what was
+    recorded, then the findings that name each problem, and writes the HTML report (open it in a
+    browser). With --ollama URL the same session goes to a real Ollama instead.
     """
     before = prepare_log_dir(log_dir)
-    with upstream_server(use_emulator, model) as (upstream, chosen_model, description):
-        click.echo(f"upstream: {description} (model {chosen_model})")
+    sent = 0
+    with upstream_server(ollama_url, model) as (upstream, chosen_model, description):
+        click.echo(f"upstream: {description}")
         try:
             proxy = MitmdumpProcess(upstream, options={"ollama_log_dir": str(log_dir)}).start()
         except ProxyError as exc:
             raise click.ClickException(str(exc)) from exc
         try:
             click.echo(f"proxy:    mitmdump with the ollama_log addon listening on {proxy.url}")
-            sent = send_demo_traffic(proxy.url, chosen_model)
-            for line in sent:
-                click.echo("client:   " + line)
-            wait_for_records(log_dir, before + len(sent))
+            click.echo(f"clients:  the official ollama and openai clients, model {chosen_model}, through the proxy")
+
+            def show(step: Step) -> None:
+                click.echo(f"  {step.what:<48} → {step.outcome}")
+
+            sent = sum(step.requests for step in run_night(proxy.url, chosen_model, on_step=show))
+            wait_for_records(log_dir, before + sent)
         except LogError as exc:
             raise click.ClickException(str(exc)) from exc
         except Exception as exc:  # a client error: show it on one line, still shut down cleanly
@@ -160,11 +154,10 @@ def demo(log_dir: Path, use_emulator: bool, model: str | None, report_path: Path
     click.echo(f"\nrecorded {len(records)} interactions in {log_dir}/ (see: ollama-wire logs --log-dir {log_dir})\n")
     click.echo(text_table(listing_rows(records), LISTING_COLUMNS))
     click.echo(text_table(summary_rows(records)))
-    if not no_report:
-        write_demo_report(log_dir, report_path or log_dir / "report.html")
-    if len(records) < len(sent):
+    write_demo_report(records, log_dir, None if no_report else report_path or log_dir / "report.html")
+    if len(records) < sent:
         # the addon did not record everything; it says why in mitmdump's console log
         raise click.ClickException(
-            f"{log_dir}: only {len(records)} of {len(sent)} requests were recorded "
+            f"{log_dir}: only {len(records)} of {sent} requests were recorded "
             f"(see mitmdump's console log {proxy.console_path})"
         )

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from analyzer.cli.logs import _since_option
+from analyzer.cli.options import moment_option
 from analyzer.export.replay import replay
 from analyzer.export.settings import ExportConfigError, signal_endpoint
 from analyzer.sources import SourceError, read_sources
@@ -21,7 +21,7 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     metavar="URL",
     help="OTLP/HTTP base URL of the collector, e.g. http://127.0.0.1:4318 (spans go to URL/v1/traces).",
 )
-@click.option("--since", callback=_since_option, help="Only records from this time on (ISO time or 2h, 30m, 1d ago).")
+@click.option("--since", callback=moment_option, help="Only records from this time on (ISO time or 2h, 30m, 1d ago).")
 @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
 @click.option(
     "--content/--no-content",

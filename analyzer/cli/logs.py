@@ -10,38 +10,20 @@ from pathlib import Path
 
 import click
 
+from analyzer.cli.options import moment_option
 from analyzer.cli.output import condense_warnings, emit_records, emit_rows, output_options, save_sqlite
 from analyzer.protocol.record import COLUMNS, InteractionRecord, scalar_row
 from analyzer.resources.cost import (
     COST_COLUMNS,
     PricesError,
     cost_columns,
+    costs_per_model,
     load_prices,
     prices_from_config,
-    total_costs,
 )
-from analyzer.store.digest import summarize_log
-from analyzer.store.log import DEFAULT_LOG_DIR, LogError, read_log
-from analyzer.store.select import parse_since, select
-from analyzer.store.tables import (
-    LISTING_COLUMNS,
-    SUMMARY_COLUMNS,
-    format_summary,
-    listing_rows,
-    summary_stats,
-    text_table,
-)
-from analyzer.store.tail import newest_records
-
-
-def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """The ``--since`` callback: every bad value is a usage error naming the option."""
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+from analyzer.store.log import DEFAULT_LOG_DIR, LogError
+from analyzer.store.query import matching_records, matching_summary
+from analyzer.store.tables import LISTING_COLUMNS, SUMMARY_COLUMNS, format_summary, listing_rows, text_table
 
 
 def missing_log_message(log_dir: Path) -> str:
@@ -71,7 +53,7 @@ def missing_log_message(log_dir: Path) -> str:
 @click.option("--model", help="Only this model.")
 @click.option(
     "--since",
-    callback=_since_option,
+    callback=moment_option,
     help="Only interactions started after this: 30m, 2h, 1d, 1w ago, or an ISO date/time (UTC unless given).",
 )
 @click.option("--errors", "errors_only", is_flag=True, help="Only interactions that ended in an error.")
@@ -126,21 +108,22 @@ def logs(
     chosen: list[InteractionRecord] = []
     stats: list[dict[str, object]] = []
     try:
-        if summary and sqlite_path is None and prices is None:  # fast path: only the fields a summary needs
-            stats = summarize_log(
-                log_dir, since=since, model=model, errors_only=errors_only, warn=warnings.append, progress=progress
+        if summary:  # --sqlite receives whole records, and costs need each record
+            stats, chosen = matching_summary(
+                log_dir,
+                model=model,
+                since=since,
+                errors_only=errors_only,
+                with_records=sqlite_path is not None or prices is not None,
+                warn=warnings.append,
+                progress=progress,
             )
-        elif summary:  # --sqlite receives whole records; costs need each record
-            chosen = select(read_log(log_dir, warn=warnings.append), model=model, since=since, errors_only=errors_only)
-            stats = summary_stats(chosen)
-        elif not count and since is None:  # everything: one forward pass
-            chosen = select(read_log(log_dir, warn=warnings.append), model=model, errors_only=errors_only)
-        else:  # from the end of the log: only the files and lines needed
-            chosen = newest_records(
+        else:
+            chosen = matching_records(
                 log_dir,
                 count=count,
-                since=since,
                 model=model,
+                since=since,
                 errors_only=errors_only,
                 warn=warnings.append,
                 progress=progress,
@@ -167,11 +150,10 @@ def logs(
         columns: tuple[str, ...] = SUMMARY_COLUMNS
         if prices is not None:
             columns = (*SUMMARY_COLUMNS, *COST_COLUMNS)
+            costs = costs_per_model(chosen, prices)
             for stat, row in zip(stats, shown, strict=True):
-                group = [r for r in chosen if (r.model or "(none)") == stat["model"]]
-                totals = total_costs(group, prices)
-                stat.update(totals)
-                row.update({name: _usd(value) for name, value in totals.items()})
+                stat.update(costs[str(stat["model"])])
+                row.update({name: _usd(value) for name, value in costs[str(stat["model"])].items()})
         emit_rows(
             stats,
             columns,

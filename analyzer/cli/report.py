@@ -17,26 +17,18 @@ from typing import Any
 import click
 
 from analyzer.cli.logs import missing_log_message
+from analyzer.cli.options import moment_option
 from analyzer.cli.output import write_output
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
 from analyzer.report.machine import cost_line
 from analyzer.resources.cost import Prices, PricesError, load_prices, prices_from_config
 from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
-from analyzer.store.select import parse_since
 
 DEFAULT_REPORT = Path("ollama-report.html")
 PROGRESS_AFTER_S = 1.0
-
-
-def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,17 +44,17 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option(
         "--since",
-        callback=_when,
+        callback=moment_option,
         help="Only requests started at or after this: 30m, 2h, 1d, 1w ago, or an ISO date/time (UTC unless given).",
     )
-    @click.option("--until", callback=_when, help="Only requests started before this (same forms as --since).")
+    @click.option("--until", callback=moment_option, help="Only requests started before this (same forms as --since).")
     @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
     @click.option(
         "--port",
         "ports",
         multiple=True,
         type=click.IntRange(1, 65535),
-        help="For captures: Ollama's server port (repeatable; default 11434).",
+        help=f"For captures: Ollama's server port (repeatable; default {OLLAMA_PORT}).",
     )
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -145,7 +137,7 @@ def load_analysis(
     try:
         with progress("reading records"):
             requests, unreadable = load_requests(
-                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (11434,)
+                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (OLLAMA_PORT,)
             )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc

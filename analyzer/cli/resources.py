@@ -8,15 +8,16 @@ from pathlib import Path
 
 import click
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.resources.base import Sampler
-from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_sources, parse_spec
+from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_samplers, parse_spec
 from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_file
 
 
 def _server(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:11434", ctx=ctx, param=param)
+        raise click.BadParameter(f"expected HOST:PORT, e.g. 127.0.0.1:{OLLAMA_PORT}", ctx=ctx, param=param)
     return host.strip("[]"), int(port)
 
 
@@ -51,7 +52,7 @@ def _shown(value: float) -> str:
 )
 @click.option(
     "--server",
-    default="127.0.0.1:11434",
+    default=f"127.0.0.1:{OLLAMA_PORT}",
     show_default=True,
     callback=_server,
     help="The Ollama server (its listening port finds the process; /api/ps is asked there).",
@@ -85,7 +86,7 @@ def resources(
     if not check and record_path is None:
         raise click.UsageError("give --check (what every sampler sees now) or --record FILE")
     target = Target(host=server[0], port=server[1], interval_ms=interval)
-    opened = open_sources(sources, target, auto_skips=() if check else AUTO_SKIPS)
+    opened = open_samplers(sources, target, auto_skips=() if check else AUTO_SKIPS)
     try:
         if record_path is not None:
             _record(opened.samplers, record_path, duration, interval)

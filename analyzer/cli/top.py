@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from analyzer.live.paths import OFF, socket_path
+from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL
 from analyzer.store.log import DEFAULT_LOG_DIR
 
 
@@ -34,7 +35,7 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     metavar="URL",
     default=None,
     help="The Ollama server to ask for loaded models (/api/ps) and to find the server process by its port. "
-    "[default: $OLLAMA_HOST or http://127.0.0.1:11434]",
+    f"[default: $OLLAMA_HOST or {DEFAULT_OLLAMA_URL}]",
 )
 @click.option("--once", is_flag=True, help="Print one snapshot of the screen as text and exit (for scripts).")
 @click.option("--width", type=click.IntRange(60, 400), default=None, help="Columns of the --once snapshot.")
@@ -74,7 +75,7 @@ def top(
     addon comes back. Keys: q quit, p pause, e errors only, w last 5 min / hour, / filter by model,
     enter details, ? help.
     """
-    from analyzer.live.top.sources import default_ollama_url
+    from analyzer.live.top.pollers import default_ollama_url
     from analyzer.resources.cost import PricesError, load_prices, prices_from_config
 
     try:

@@ -76,12 +76,12 @@ class Companion:
             self._open_export()
 
     def _open_export(self) -> None:
-        from analyzer.export.live import LiveExport  # the SDK loads only when export is on
+        from analyzer.export.observer import ExportObserver  # the SDK loads only when export is on
         from analyzer.export.settings import ExportConfigError, parse_listen
 
         settings = self.settings
         try:
-            export = LiveExport(
+            export = ExportObserver(
                 otlp_endpoint=settings.otlp_endpoint,
                 prometheus_address=settings.prometheus,
                 content=settings.export_content,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from analyzer.resources.attribution import Activity, activity_of, apply_columns, resource_columns
-from analyzer.resources.registry import Target, open_sources, parse_spec
+from analyzer.resources.registry import Target, open_samplers, parse_spec
 from analyzer.resources.timeline import DEFAULT_INTERVAL_MS, SamplingThread, Timeline
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class ResourceFeed:
     def _open(self, spec: str, target: Target, generation: int) -> None:
         """Open the sources, start sampling, then keep retrying the server's sources until they appear
         (Ollama started after the proxy, or restarted on another port's process)."""
-        opened = open_sources(spec, target)
+        opened = open_samplers(spec, target)
         retry = [name for name in opened.unavailable if name in RETRIED]
         with self._lock:
             if generation != self._generation:  # stopped or restarted meanwhile
@@ -112,7 +112,7 @@ class ResourceFeed:
                 if generation != self._generation:
                     return
                 time.sleep(0.5)
-            again = open_sources(",".join(retry), target)
+            again = open_samplers(",".join(retry), target)
             with self._lock:
                 if generation != self._generation:
                     for sampler in again.samplers:

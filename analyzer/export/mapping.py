@@ -19,7 +19,9 @@ from analyzer.protocol.record import (
     FLAG_ERROR_MID_STREAM,
     FLAG_NO_RESPONSE,
     FLAG_UPSTREAM_FAILED,
+    SPAN,
     InteractionRecord,
+    columns_in,
 )
 
 AttributeValue = str | bool | int | float | list[str]
@@ -179,6 +181,20 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+_SPAN_COLUMNS = tuple((c.name, sc.column_attribute(c.name, c.unit), c.unit == "ms") for c in columns_in(SPAN))
+
+
+def column_attributes(record: InteractionRecord) -> Attributes:
+    """The record columns of the schema's ``span`` view as ``ollama.*`` attributes (ms in seconds), where known."""
+    attributes: Attributes = {}
+    for name, attribute, in_ms in _SPAN_COLUMNS:
+        value = getattr(record, name)
+        if value is None or (isinstance(value, list) and not value):
+            continue
+        attributes[attribute] = seconds(value) if in_ms else (list(value) if isinstance(value, list) else value)
+    return attributes
+
+
 def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
     """The span for one record. ``content`` adds prompts and responses (as the record holds them: redacted)."""
     start = epoch_ns(record.started_at)
@@ -196,22 +212,11 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
         attributes[sc.FINISH_REASONS] = [record.done_reason]
     if record.stream and record.ttft_ms is not None:
         attributes[sc.TIME_TO_FIRST_CHUNK] = seconds(record.ttft_ms)
-    ollama: dict[str, float | None] = {
-        sc.OLLAMA_TOTAL_DURATION: record.total_duration_ms,
-        sc.OLLAMA_LOAD_DURATION: record.load_duration_ms,
-        sc.OLLAMA_PROMPT_EVAL_DURATION: record.prompt_eval_duration_ms,
-        sc.OLLAMA_EVAL_DURATION: record.eval_duration_ms,
-        sc.OLLAMA_GAP_P95: record.gap_p95_ms,
-    }
-    attributes.update({name: seconds(ms) for name, ms in ollama.items() if ms is not None})
+    attributes.update(column_attributes(record))
     hidden = hidden_wait_s(record)
     if hidden is not None:
         attributes[sc.OLLAMA_HIDDEN_WAIT] = hidden
-    if record.flags:
-        attributes[sc.OLLAMA_FLAGS] = list(record.flags)
-    attributes.update({sc.OLLAMA_API: record.api, sc.OLLAMA_PATH: record.path, sc.OLLAMA_RECORD_ID: record.id})
-    attributes.update({sc.OLLAMA_SOURCE: record.source, sc.OLLAMA_CHUNKS: record.chunks})
-    attributes[sc.OLLAMA_COMPLETE] = record.complete
+    attributes[sc.OLLAMA_RECORD_ID] = record.id
     if record.status is not None:
         attributes[sc.OLLAMA_STATUS] = record.status
     if content:

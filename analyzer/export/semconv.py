@@ -56,6 +56,14 @@ OLLAMA_SOURCE = "ollama.source"
 OLLAMA_CHUNKS = "ollama.chunks"
 OLLAMA_GAP_P95 = "ollama.gap_p95"
 OLLAMA_COMPLETE = "ollama.complete"
+# Every record column in the schema's ``span`` view becomes ``ollama.<column>`` (a millisecond column in seconds,
+# its ``_ms`` dropped): the names above that name a column are this rule's results, kept for readers and docs.
+
+
+def column_attribute(column: str, unit: str) -> str:
+    """The span attribute of a record column in the schema's ``span`` view."""
+    return "ollama." + (column.removesuffix("_ms") if unit == "ms" else column)
+
 
 # -- span events --------------------------------------------------------------------------------------------
 EVENT_FIRST_TOKEN = "gen_ai.first_token"

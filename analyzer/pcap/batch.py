@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_capture_bounded, analyze_paths
+from analyzer.pcap.analyze import AnalyzeOptions, CaptureResult, analyze_capture_bounded, analyze_paths, iter_capture
 from analyzer.pcap.ledger import Ledger, content_hash
 from analyzer.protocol.record import InteractionRecord
 from analyzer.store.log import InteractionLog, LogError
@@ -83,6 +83,66 @@ def analyze_into_log_results(
                 except OSError as exc:
                     raise LogError(f"{ledger.path}: cannot write: {exc.strerror or exc}") from exc
         yield result
+
+
+Enrich = Callable[[CaptureResult], object]
+Results = Iterator[CaptureResult]
+
+
+def analyze_records(
+    files: Sequence[Path],
+    options: AnalyzeOptions,
+    *,
+    jobs: int = 1,
+    log_dir: Path | None = None,
+    completion_order: bool = False,
+    enrich: Enrich | None = None,
+    held_whole: Callable[[Path], bool] = lambda _path: False,
+    on_result: Callable[[CaptureResult], object] | None = None,
+    on_skip: Callable[[int], None] | None = None,
+    watch: Callable[[Results], Results] | None = None,
+) -> Iterator[InteractionRecord]:
+    """Every record of ``files`` (oldest capture first, as given): the one place that chooses how captures are read.
+
+    * ``log_dir``: each file's records are also appended to that interaction log, and captures already in its
+      ledger are skipped (``on_skip(count)``);
+    * else, when the caller accepts ``completion_order`` and ``jobs`` is 1: streamed, each record as soon as its
+      exchange completes, file after file — nothing is held, memory stays flat. A file for which
+      ``held_whole(path)`` is true is read whole first (``enrich`` needs every request that overlapped);
+    * else: ``jobs`` files at a time, each file's records in ``started_at`` order.
+
+    ``enrich(result)`` fills columns of a file's records before they are yielded (or appended);
+    ``on_result(result)`` hears each file once: its warnings, error and counters. ``watch`` wraps the per-file
+    results of the batch modes (a progress bar); streaming has none.
+    """
+    keep = watch or (lambda results: results)
+    if log_dir is not None:
+        results = analyze_into_log_results(files, log_dir, options, jobs=jobs, on_skip=on_skip, enrich=enrich)
+        yield from _per_file(keep(results), None, on_result)
+    elif completion_order and jobs == 1:
+        for path in files:
+            result = CaptureResult(path=path)
+            if enrich is not None and held_whole(path):
+                result.records = list(iter_capture(path, options, result))
+                enrich(result)
+                yield from result.records
+            else:
+                yield from iter_capture(path, options, result)
+            if on_result is not None:
+                on_result(result)
+    else:
+        yield from _per_file(keep(analyze_paths(files, options, jobs=jobs)), enrich, on_result)
+
+
+def _per_file(
+    results: Results, enrich: Enrich | None, on_result: Callable[[CaptureResult], object] | None
+) -> Iterator[InteractionRecord]:
+    for result in results:
+        if on_result is not None:
+            on_result(result)
+        if enrich is not None and result.records:
+            enrich(result)
+        yield from by_start(result.records)
 
 
 def analyze_into_log(

@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 OLLAMA_PORT = 11434  # Ollama's default port: the one place every default refers to
+DEFAULT_OLLAMA_URL = f"http://127.0.0.1:{OLLAMA_PORT}"
+
+
+def ollama_url(address: str) -> str:
+    """An address read the way Ollama's clients read ``OLLAMA_HOST``: empty is ``DEFAULT_OLLAMA_URL``; without a
+    scheme it is ``http://`` and, without a port, ``OLLAMA_PORT``. No trailing slash; nothing is validated."""
+    address = address.strip()
+    if not address:
+        return DEFAULT_OLLAMA_URL
+    if "://" not in address:
+        parts = urlsplit("http://" + address)
+        address = "http://" + address.rstrip("/")
+        try:
+            port = parts.port
+        except ValueError:  # a port that is not a number: left for the caller's check to name
+            port = -1
+        if port is None and parts.hostname:
+            address += f":{OLLAMA_PORT}"
+    return address.rstrip("/")
+
 
 API_OLLAMA = "ollama"
 API_OPENAI = "openai"

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from types import FrameType
 from urllib.parse import urlsplit
 
+from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL, ollama_url
 from analyzer.recorder.process import ADDON_PATH, ProxyError, find_mitmdump
 
 DEFAULT_LISTEN = "127.0.0.1:11435"
-DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
-OLLAMA_PORT = 11434
+DEFAULT_UPSTREAM = DEFAULT_OLLAMA_URL
 # After Ctrl-C mitmdump finishes open interactions and exits; one that hangs longer than this is killed.
 STOP_TIMEOUT_S = 15.0
 # mitmdump's own one line per flow duplicates the addon's one line per interaction: off unless asked for.
@@ -76,19 +76,15 @@ def is_loopback(host: str) -> bool:
 
 def parse_upstream(value: str) -> str:
     """The upstream URL; without a scheme it reads like ``OLLAMA_HOST`` (``host`` → ``http://host:11434``)."""
-    if "://" not in value:
-        parts = urlsplit("http://" + value)
-        if parts.port is None and parts.hostname:
-            value = f"http://{value.rstrip('/')}:{OLLAMA_PORT}"
-        else:
-            value = "http://" + value
+    shown = value if "://" in value else "http://" + value
+    value = ollama_url(value) if value.strip() else shown
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        raise ValueError(f"{shown!r} is not an http:// or https:// URL")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
+        raise ValueError(f"{shown!r} has an invalid port") from None
     return value.rstrip("/")
 
 

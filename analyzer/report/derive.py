@@ -13,11 +13,13 @@ Ollama's HTTP handling before and after its own clock add. See docs/record.md ("
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
-from analyzer.protocol.record import RESOURCE_COLUMNS, InteractionRecord
+from analyzer.protocol.record import REPORT, RESOURCE_COLUMNS, Column, InteractionRecord, columns_in
 from analyzer.report.errors import error_category
 
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
@@ -77,8 +79,11 @@ def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
 
 
 @dataclass(slots=True)
-class Request:
-    """One record reduced to what the report needs, with absolute times (POSIX seconds)."""
+class DerivedColumns:
+    """What the report computes from a record (absolute times in POSIX seconds, the prompt's preview, ...).
+
+    A :data:`Request` has these and, as they are, the record columns the schema's ``report`` view names
+    (:data:`CARRIED`): adding a column to that view puts it on every request."""
 
     id: str
     start: float
@@ -86,16 +91,8 @@ class Request:
     first_token: float | None
     model: str
     kind: str
-    status: int | None
-    stream: bool | None
-    done_reason: str | None
-    error: str | None
     flags: tuple[str, ...]
-    prompt: str
-    ttft_ms: float | None
-    total_ms: float | None
-    eval_count: int | None
-    prompt_eval_count: int | None
+    prompt: str  # a one-line preview
     request_bytes: int
     prompt_chars: int
     tool_calls: bool  # the response called tools (Ollama holds back tool-call tokens until a call is parsed)
@@ -104,21 +101,8 @@ class Request:
     load_ms: float | None
     prompt_eval_ms: float | None
     eval_ms: float | None
-    total_duration_ms: float | None
     hidden_wait_ms: float | None
     wire_overhead_ms: float | None
-    wire_tokens_per_s: float | None
-    eval_tokens_per_s: float | None
-    gap_p50_ms: float | None
-    gap_max_ms: float | None
-    started_at: str
-    gpu_util_mean_pct: float | None = None
-    gpu_mem_max_mb: float | None = None
-    power_mean_w: float | None = None
-    energy_j: float | None = None
-    joules_per_token: float | None = None
-    server_cpu_ms: float | None = None
-    server_rss_max_mb: float | None = None
 
     @property
     def sampled(self) -> bool:
@@ -128,7 +112,39 @@ class Request:
     @property
     def tokens_per_s(self) -> float | None:
         """Ollama's own generation rate, else the rate the client saw."""
-        return self.eval_tokens_per_s if self.eval_tokens_per_s is not None else self.wire_tokens_per_s
+        rate: float | None = getattr(self, "eval_tokens_per_s")  # noqa: B009  (a carried column)
+        return rate if rate is not None else getattr(self, "wire_tokens_per_s")  # noqa: B009
+
+
+# Columns the formulas read but a request does not keep: whole texts (a request keeps counts and a preview).
+_READ_ONLY = frozenset({"system", "messages"})
+CARRIED: tuple[Column, ...] = tuple(
+    c for c in columns_in(REPORT) if c.name not in _READ_ONLY and c.name not in DerivedColumns.__dataclass_fields__
+)
+"""The record columns every request carries as they are, in record order."""
+
+if TYPE_CHECKING:
+
+    class Request(DerivedColumns):
+        """One record reduced to what the report needs: :class:`DerivedColumns` plus :data:`CARRIED`."""
+
+        def __getattr__(self, name: str) -> Any: ...  # the CARRIED columns (typed by the record's declaration)
+
+else:
+    Request = make_dataclass(
+        "Request",
+        [(c.name, c.decoded_type | None) for c in CARRIED]
+        + [(f.name, f.type) for f in dataclass_fields(DerivedColumns)],
+        slots=True,
+        namespace={
+            "__doc__": "One record reduced to what the report needs: DerivedColumns plus the CARRIED columns.",
+            "__module__": __name__,
+            "sampled": DerivedColumns.sampled,
+            "tokens_per_s": DerivedColumns.tokens_per_s,
+        },
+    )
+_carried_values = attrgetter(*(c.name for c in CARRIED))
+_new_request: Any = Request
 
 
 def to_request(record: InteractionRecord | Any) -> Request | None:
@@ -139,23 +155,16 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         return None
     total = record.total_ms
     flags = tuple(str(flag) for flag in record.flags or ())
-    return Request(
+    return _new_request(  # type: ignore[no-any-return]
+        *_carried_values(record),
         id=record.id or "",
         start=start,
         end=start + (total or 0.0) / 1000.0,
         first_token=None if record.ttft_ms is None else start + record.ttft_ms / 1000.0,
         model=record.model or "",
         kind=record.kind or "",
-        status=record.status,
-        stream=record.stream,
-        done_reason=record.done_reason,
-        error=record.error,
         flags=flags,
         prompt=preview(record.prompt),
-        ttft_ms=record.ttft_ms,
-        total_ms=total,
-        eval_count=record.eval_count,
-        prompt_eval_count=record.prompt_eval_count,
         request_bytes=record.request_bytes or 0,
         prompt_chars=prompt_chars(record),
         tool_calls=bool(record.tool_calls),
@@ -164,19 +173,6 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         load_ms=record.load_duration_ms,
         prompt_eval_ms=record.prompt_eval_duration_ms,
         eval_ms=record.eval_duration_ms,
-        total_duration_ms=record.total_duration_ms,
         hidden_wait_ms=hidden_wait_ms(record),
         wire_overhead_ms=wire_overhead_ms(record),
-        wire_tokens_per_s=record.wire_tokens_per_s,
-        eval_tokens_per_s=record.eval_tokens_per_s,
-        gap_p50_ms=record.gap_p50_ms,
-        gap_max_ms=record.gap_max_ms,
-        started_at=record.started_at,
-        gpu_util_mean_pct=record.gpu_util_mean_pct,
-        gpu_mem_max_mb=record.gpu_mem_max_mb,
-        power_mean_w=record.power_mean_w,
-        energy_j=record.energy_j,
-        joules_per_token=record.joules_per_token,
-        server_cpu_ms=record.server_cpu_ms,
-        server_rss_max_mb=record.server_rss_max_mb,
     )

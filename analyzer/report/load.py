@@ -19,55 +19,32 @@ from typing import Any
 
 import msgspec
 
+from analyzer.pcap.analyze import DEFAULT_PORTS
+from analyzer.protocol.record import REPORT, columns_in
 from analyzer.report.derive import Request, to_request
 from analyzer.sources import SourceError, read_sources
+from analyzer.sources.read import wanted_once
 from analyzer.store.log import LogError, log_files
 
 Warn = Callable[[str], None]
 
 
-class ReportColumns(msgspec.Struct):
-    """The record columns the report reads, with the types ``record_problem`` allows (every one may be null)."""
-
-    id: str | None = None
-    started_at: str | None = None
-    model: str | None = None
-    kind: str | None = None
-    status: int | None = None
-    stream: bool | None = None
-    prompt: str | None = None
-    system: str | None = None
-    messages: list[Any] | None = None
-    tool_calls: list[Any] | None = None
-    done_reason: str | None = None
-    error: str | None = None
-    flags: list[Any] | None = None
-    ttft_ms: float | None = None
-    total_ms: float | None = None
-    wire_tokens_per_s: float | None = None
-    gap_p50_ms: float | None = None
-    gap_max_ms: float | None = None
-    prompt_eval_count: int | None = None
-    eval_count: int | None = None
-    total_duration_ms: float | None = None
-    load_duration_ms: float | None = None
-    prompt_eval_duration_ms: float | None = None
-    eval_duration_ms: float | None = None
-    eval_tokens_per_s: float | None = None
-    request_bytes: int | None = None
-    gpu_util_mean_pct: float | None = None
-    gpu_mem_max_mb: float | None = None
-    power_mean_w: float | None = None
-    energy_j: float | None = None
-    joules_per_token: float | None = None
-    server_cpu_ms: float | None = None
-    server_rss_max_mb: float | None = None
+def _report_struct() -> type[msgspec.Struct]:
+    """The columns of the schema's ``report`` view as a msgspec Struct, with the types ``record_problem`` allows
+    (every one may be null: older writers and unknown values)."""
+    return msgspec.defstruct(
+        "ReportColumns",
+        [(c.name, c.decoded_type | None, None) for c in columns_in(REPORT)],
+        module=__name__,
+    )
 
 
+ReportColumns = _report_struct()
+"""The record columns the report reads (derived from the schema's ``report`` view)."""
 _DECODER = msgspec.json.Decoder(ReportColumns)
 
 
-def _jsonl_columns(path: Path, warn: Warn) -> Iterator[ReportColumns]:
+def _jsonl_columns(path: Path, warn: Warn) -> Iterator[Any]:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -119,7 +96,7 @@ def load_requests(
     until: datetime | None = None,
     models: Sequence[str] = (),
     warn: Warn | None = None,
-    ports: tuple[int, ...] = (11434,),
+    ports: tuple[int, ...] = DEFAULT_PORTS,
 ) -> tuple[list[Request], int]:
     """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
     record id once; and how many records had no readable ``started_at``. Raises SourceError for a bad source."""
@@ -133,13 +110,7 @@ def load_requests(
 
     def keep(rows: Iterable[Any]) -> None:
         nonlocal unreadable
-        for row in rows:
-            if wanted and row.model not in wanted:
-                continue
-            if row.id:
-                if row.id in seen:
-                    continue
-                seen.add(row.id)
+        for row in wanted_once(rows, wanted, seen):
             request = to_request(row)
             if request is None:
                 unreadable += 1

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from analyzer.protocol.record import InteractionRecord
+from analyzer.store.digest import summary_model
 
 COST_COLUMNS = ("cost_energy_usd", "cost_api_usd")
 JOULES_PER_KWH = 3_600_000.0
@@ -157,3 +158,11 @@ def total_costs(records: list[InteractionRecord], prices: Prices) -> dict[str, f
             if value is not None:
                 totals[name] = round((totals[name] or 0.0) + value, 9)
     return totals
+
+
+def costs_per_model(records: list[InteractionRecord], prices: Prices) -> dict[str, dict[str, float | None]]:
+    """:func:`total_costs` of each model's records, keyed by the model's name in a summary (``summary_model``)."""
+    groups: dict[str, list[InteractionRecord]] = {}
+    for record in records:
+        groups.setdefault(summary_model(record.model), []).append(record)
+    return {name: total_costs(group, prices) for name, group in groups.items()}

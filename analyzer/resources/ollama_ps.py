@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL
 from analyzer.resources.base import MB, Unavailable
 
 EVERY_S = 2.0
@@ -41,7 +42,7 @@ class OllamaPsSampler:
 
     name = "ollama_ps"
 
-    def __init__(self, base_url: str = "http://127.0.0.1:11434") -> None:
+    def __init__(self, base_url: str = DEFAULT_OLLAMA_URL) -> None:
         self.base_url = base_url.rstrip("/")
         self.models: list[dict[str, Any]] = []
         self._values: dict[str, float] = {}

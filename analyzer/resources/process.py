@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.resources.base import MB, Unavailable
 
 PSI_MEMORY = Path("/proc/pressure/memory")
@@ -64,7 +65,7 @@ class ProcessSampler:
 
     name = "process"
 
-    def __init__(self, port: int = 11434) -> None:
+    def __init__(self, port: int = OLLAMA_PORT) -> None:
         self.port = port
         self.pid: int | None = None
         self._psutil: Any = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.resources.base import Sampler, Unavailable
 from analyzer.resources.macmon import MacmonSampler
 from analyzer.resources.nvidia import NvmlSampler
@@ -26,7 +27,7 @@ class Target:
     """Where the Ollama server is (for the process and ``/api/ps`` sources) and how often to sample."""
 
     host: str = "127.0.0.1"
-    port: int = 11434
+    port: int = OLLAMA_PORT
     interval_ms: int = 200
 
     @property
@@ -68,7 +69,7 @@ class Opened:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
-def open_sources(spec: str, target: Target, auto_skips: tuple[str, ...] = AUTO_SKIPS) -> Opened:
+def open_samplers(spec: str, target: Target, auto_skips: tuple[str, ...] = AUTO_SKIPS) -> Opened:
     """Open the sources ``spec`` names (ValueError for a bad spec); none of them may hang or raise here.
 
     ``auto_skips`` are left out of ``auto`` (not of an explicit list); a one-off check passes ``()``.

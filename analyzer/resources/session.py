@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import IO
 
-from analyzer.resources.registry import Opened, Target, open_sources
+from analyzer.resources.registry import Opened, Target, open_samplers
 from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_file
 
 
@@ -24,7 +24,7 @@ class TimelineRecording:
 
     def start(self) -> TimelineRecording:
         """Open the sources and start sampling; with no source available nothing is written."""
-        self.opened = open_sources(self.spec, self.target)
+        self.opened = open_samplers(self.spec, self.target)
         if not self.opened.samplers:
             return self
         self._sink = open_timeline_file(self.path)

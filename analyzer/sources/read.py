@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.inputs import CAPTURE_SUFFIXES
@@ -15,6 +16,32 @@ from analyzer.store.select import select
 
 Warn = Callable[[str], None]
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
+
+
+class Identified(Protocol):
+    """What ``wanted_once`` needs of a row: a record, or the report's lighter column struct."""
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+
+Row = TypeVar("Row", bound=Identified)
+
+
+def wanted_once(rows: Iterable[Row], models: Sequence[str] | set[str], seen: set[str]) -> Iterator[Row]:
+    """The rows of ``models`` (all when empty), each record id once: ``seen`` holds the ids met so far (pass the
+    same set across sources, so a record found in a log and again in a CSV export counts once)."""
+    for row in rows:
+        if models and row.model not in models:
+            continue
+        if row.id:
+            if row.id in seen:
+                continue
+            seen.add(row.id)
+        yield row
 
 
 class SourceError(Exception):
@@ -107,19 +134,10 @@ def read_sources(
     until: datetime | None = None,
     models: Sequence[str] = (),
     warn: Warn | None = None,
-    ports: tuple[int, ...] = (11434,),
+    ports: tuple[int, ...] = DEFAULT_PORTS,
 ) -> list[InteractionRecord]:
     """The records of every source within [since, until) and of the given models (all when empty), oldest
     first, each record id once (a record found in a log and again in a CSV export counts once). ``ports``: the
     server ports whose traffic a capture is analyzed for."""
-    seen: set[str] = set()
-    unique = []
-    for record in iter_source_records(sources, warn=warn, ports=ports):
-        if models and record.model not in models:
-            continue
-        if record.id:
-            if record.id in seen:
-                continue
-            seen.add(record.id)
-        unique.append(record)
+    unique = list(wanted_once(iter_source_records(sources, warn=warn, ports=ports), set(models), set()))
     return select(unique, since=since, until=until)

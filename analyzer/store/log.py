@@ -26,16 +26,13 @@ def log_file_for(log_dir: Path, when: datetime) -> Path:
     return log_dir / f"{when.astimezone(UTC):%Y-%m-%d}{LOG_SUFFIX}"
 
 
-def _day_of(record: InteractionRecord) -> datetime:
+def record_file(log_dir: Path, record: InteractionRecord) -> Path:
+    """The daily file ``record`` goes to: the UTC day it started (today for a start time that is not a date)."""
     try:
-        return datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.now(UTC)
-
-
-def file_for_record(log_dir: Path, record: InteractionRecord) -> Path:
-    """The daily file ``record`` belongs to (by its ``started_at``; today's when that does not parse)."""
-    return log_file_for(log_dir, _day_of(record))
+        when = datetime.now(UTC)
+    return log_file_for(log_dir, when)
 
 
 class InteractionLog:
@@ -57,7 +54,7 @@ class InteractionLog:
         """Append records (grouped by their UTC day); returns the last file written."""
         by_file: dict[Path, list[str]] = {}
         for record in records:
-            by_file.setdefault(file_for_record(self.log_dir, record), []).append(record.to_json() + "\n")
+            by_file.setdefault(record_file(self.log_dir, record), []).append(record.to_json() + "\n")
         path = log_file_for(self.log_dir, datetime.now(UTC))
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from analyzer.protocol.record import COLUMNS, LIST_COLUMNS, InteractionRecord, scalar_row
+from analyzer.protocol.record import COLUMNS, LIST_COLUMNS, SCHEMA, InteractionRecord, scalar_row
 from analyzer.store.digest import fields_of, summarize
 
 if TYPE_CHECKING:
@@ -30,21 +30,19 @@ LISTING_COLUMNS = (
     "flags",
 )
 
-_INT_COLUMNS = ("status", "chunks", "prompt_eval_count", "eval_count", "request_bytes", "response_bytes")
-
 
 def records_to_frame(records: Iterable[InteractionRecord]) -> pd.DataFrame:
     """A DataFrame with one row per record and exactly the record's columns, in order.
 
-    ``started_at`` becomes a UTC timestamp; integer counters are nullable integers; list columns
-    (``messages``, ``tool_calls``, ``flags``) stay Python lists.
+    ``started_at`` becomes a UTC timestamp; every other column gets its declared dtype (``Column.pandas_dtype``:
+    nullable integers and booleans, floats, text); list columns (``messages``, ``tool_calls``, ``flags``) stay
+    Python lists.
     """
     import pandas as pd  # imported here: pandas costs ~0.4 s of start-up that the CLIs do not need
 
     frame = pd.DataFrame([r.to_dict() for r in records], columns=list(COLUMNS))
+    frame = frame.astype({c.name: c.pandas_dtype for c in SCHEMA if c.name != "started_at"})
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
-    for name in _INT_COLUMNS:
-        frame[name] = frame[name].astype("Int64")
     return frame
 
 
@@ -77,8 +75,9 @@ def write_json(records: Iterable[InteractionRecord], out: TextIO) -> int:
 
 
 def write_sqlite(records: Iterable[InteractionRecord], path: Path) -> int:
-    """Insert (or replace, by ``id``) records into table ``interactions`` of a SQLite database."""
-    columns = ", ".join(f'"{name}"' + (" TEXT PRIMARY KEY" if name == "id" else "") for name in COLUMNS)
+    """Insert (or replace, by ``id``) records into table ``interactions`` of a SQLite database (each column with
+    its declared type: ``Column.sqlite_type``)."""
+    columns = ", ".join(f'"{c.name}" {c.sqlite_type}' + (" PRIMARY KEY" if c.name == "id" else "") for c in SCHEMA)
     placeholders = ", ".join("?" for _ in COLUMNS)
     connection = sqlite3.connect(path)
     count = 0
@@ -87,9 +86,9 @@ def write_sqlite(records: Iterable[InteractionRecord], path: Path) -> int:
             connection.execute(f"CREATE TABLE IF NOT EXISTS interactions ({columns})")
             # A database written by an older version lacks the newer columns: add them (empty for old rows).
             present = {row[1] for row in connection.execute("PRAGMA table_info(interactions)")}
-            for name in COLUMNS:
-                if name not in present:
-                    connection.execute(f'ALTER TABLE interactions ADD COLUMN "{name}"')
+            for spec in SCHEMA:
+                if spec.name not in present:
+                    connection.execute(f'ALTER TABLE interactions ADD COLUMN "{spec.name}" {spec.sqlite_type}')
             names = ", ".join(f'"{name}"' for name in COLUMNS)
             for record in records:
                 row = scalar_row(record)

@@ -1,4 +1,5 @@
-"""Reading the interaction log from its end: the newest records, touching only the files and lines needed.
+"""Reading the interaction log from its end: the newest records (``newest_records``, for ``logs``), touching only
+the files and lines needed, and following it as it grows (``LogFollower``, for live views such as ``top``).
 
 The log is one file per UTC day, named by the day its records *started* (``YYYY-MM-DD.jsonl``), and each line
 is appended when its interaction is over. So:
@@ -21,12 +22,13 @@ from __future__ import annotations
 import heapq
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from analyzer.protocol.record import InteractionRecord, record_problem
-from analyzer.store.log import LogError, log_files
+from analyzer.store.log import LogError, log_file_for, log_files
 from analyzer.store.select import select, started_at
 
 BLOCK_BYTES = 64 * 1024
@@ -161,3 +163,61 @@ def _oldest_wanted(since: datetime | None, newest: list[tuple[datetime, int]], c
     if since is None:
         return floor
     return since if floor is None else max(since, floor)
+
+
+FOLLOW_HISTORY_S = 3600.0  # the first poll of a follower returns the last hour's records
+FOLLOW_MAX_READ_BYTES = 64 * 1024 * 1024  # per file and poll: a huge backlog is read over several polls
+FOLLOW_INITIAL_BYTES = 32 * 1024 * 1024  # a day's file can be huge: a follower starts from its last 32 MB
+
+
+class LogFollower:
+    """New records of a log directory since the last poll (``tail -f`` of the log); the first poll: the last hour's.
+
+    Reads only today's file and, while the last hour began yesterday, yesterday's. A line still being written is
+    read on the next poll; lines that are not records are skipped. ``problem`` says why nothing could be read
+    (an empty string when all is well): live views show it instead of failing.
+    """
+
+    def __init__(self, log_dir: Path, history_s: float = FOLLOW_HISTORY_S) -> None:
+        self.log_dir = log_dir
+        self.history_s = history_s
+        self.offsets: dict[Path, int] = {}
+        self._aligned: dict[Path, bool] = {}
+        self.problem = ""
+
+    def _files(self, now: float) -> list[Path]:
+        if not self.log_dir.is_dir():
+            return []
+        moments = (datetime.fromtimestamp(now - back, UTC) for back in (self.history_s, 0.0))
+        return list(dict.fromkeys(log_file_for(self.log_dir, moment) for moment in moments))
+
+    def poll(self, now: float | None = None) -> list[InteractionRecord]:
+        """The records appended since the last poll, in file order."""
+        now = now or time.time()
+        records: list[InteractionRecord] = []
+        self.problem = "" if self.log_dir.is_dir() else f"{self.log_dir}: no such directory yet"
+        for path in self._files(now):
+            try:
+                with path.open("rb") as fh:
+                    if path not in self.offsets:  # first look: only the end of a big file (the last hour's lines)
+                        size = fh.seek(0, 2)
+                        self.offsets[path] = max(size - FOLLOW_INITIAL_BYTES, 0)
+                    fh.seek(self.offsets[path])
+                    data = fh.read(FOLLOW_MAX_READ_BYTES)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.problem = f"{path}: {exc.strerror or exc}"
+                continue
+            end = data.rfind(b"\n") + 1  # a line still being written is read next time
+            start = 0
+            if self.offsets[path] and not self._aligned.get(path):
+                start = data.find(b"\n") + 1  # started inside a line: skip to the next one
+            self._aligned[path] = True
+            offset = self.offsets[path]
+            self.offsets[path] += end
+            for line in data[start:end].splitlines():
+                record = _record(path, offset, line, None) if line.strip() else None
+                if record is not None:
+                    records.append(record)
+        return records

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from analyzer.protocol.record import InteractionRecord
-from analyzer.store.log import InteractionLog, LogError, file_for_record
+from analyzer.store.log import InteractionLog, LogError, record_file
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +161,10 @@ class RecordWriter:
     def _same_file_batch(self, log: InteractionLog) -> list[InteractionRecord]:
         """The oldest queued records that go to the same daily file (so a batch fails or succeeds whole)."""
         first = self._queue[0]
-        path = _file_of(log, first)
+        path = record_file(log.log_dir, first)
         batch = [first]
         for record in list(self._queue)[1:BATCH]:
-            if _file_of(log, record) != path:
+            if record_file(log.log_dir, record) != path:
                 break
             batch.append(record)
         return batch
@@ -213,10 +213,6 @@ class RecordWriter:
             "ollama_log: %d record(s) lost: neither the log nor a fallback file could be written", len(records)
         )
         return None
-
-
-def _file_of(log: InteractionLog, record: InteractionRecord) -> Path:
-    return file_for_record(log.log_dir, record)
 
 
 def wait_until_written(writer: RecordWriter, timeout_s: float) -> bool:

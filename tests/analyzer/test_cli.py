@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from analyzer.cli import demo as demo_command
 from analyzer.cli.main import SUBCOMMANDS, cli
 from analyzer.protocol.record import COLUMNS, InteractionRecord
-from analyzer.recorder.process import ProxyError, find_mitmdump
-from analyzer.store.log import InteractionLog, read_log
+from analyzer.store.log import InteractionLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -245,93 +243,3 @@ def test_cli_reference_is_up_to_date() -> None:
     """docs/cli.md is generated from --help: regenerate with `python docs/generate_cli.py`."""
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "generate_cli.py"), "--check"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
-
-
-# --------------------------------------------------------------------------- demo: real mitmdump, emulator, clients
-
-
-def _mitmdump_missing() -> bool:
-    try:
-        find_mitmdump()
-    except ProxyError:
-        return True
-    return False
-
-
-needs_mitmdump = pytest.mark.skipif(_mitmdump_missing(), reason="mitmdump not installed")
-
-
-def test_demo_log_dir_under_a_regular_file(tmp_path: Path) -> None:
-    afile = tmp_path / "afile"
-    afile.write_text("not a directory\n")
-    result = CliRunner().invoke(cli, ["demo", "--emulator", "--log-dir", str(afile / "x")])
-    assert result.exit_code == 1
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert result.stdout == ""  # stopped before starting anything
-    assert result.stderr.splitlines() == [f"Error: {afile / 'x'}: cannot create the log directory: Not a directory"]
-
-
-@needs_mitmdump
-@pytest.mark.timeout(120)
-def test_demo_records_every_request(tmp_path: Path) -> None:
-    log_dir = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--emulator", "--log-dir", str(log_dir)])
-    assert result.exit_code == 0, result.output
-    assert normalised_demo(result.stdout, log_dir) == DEMO_OUTPUT
-    assert result.stderr == ""
-    assert len(read_log(log_dir)) == 3
-
-
-def normalised_demo(output: str, log_dir: Path) -> str:
-    """The demo's whole output with what changes run to run replaced: ports, times, timings, reply texts, widths."""
-    text = output.replace(str(log_dir), "LOG")
-    text = re.sub(r"127\.0\.0\.1:\d+", "HOST:PORT", text)
-    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", "DATE", text)
-    text = re.sub(r"→ \d+ chars: .*$", "→ N chars: TEXT", text, flags=re.MULTILINE)
-    text = re.sub(r"\b\d+\.\d+\b", "N.N", text)
-    text = re.sub(r"-{2,}", "--", text)
-    return "\n".join(re.sub(r" {2,}", "  ", line).rstrip() for line in text.splitlines()) + "\n"
-
-
-DEMO_OUTPUT = """\
-upstream: built-in emulator at http://HOST:PORT (model llama3.2:1b)
-proxy:  mitmdump with the ollama_log addon listening on http://HOST:PORT
-client:  ollama generate  → N chars: TEXT
-client:  ollama chat  → N chars: TEXT
-client:  openai chat  → N chars: TEXT
-
-recorded 3 interactions in LOG/ (see: ollama-wire logs --log-dir LOG)
-
-started_at  method  path  model  status  ttft_ms  eval_count  tok_per_s  total_ms  flags
---  --  --  --  --  --  --  --  --  --
-DATE  POST  /api/generate  llama3.2:1b  200  N.N  24  N.N  N.N
-DATE  POST  /api/chat  llama3.2:1b  200  N.N  24  N.N  N.N
-DATE  POST  /v1/chat/completions  llama3.2:1b  200  N.N  24  N.N  N.N
-
-model  count  errors  ttft_p50_ms  ttft_p95_ms  tok_per_s_p50  eval_tokens
---  --  --  --  --  --  --
-llama3.2:1b  3  0  N.N  N.N  N.N  72
-
-report:  LOG/report.html (3 requests; findings: none) — open it in a browser
-"""
-
-
-@needs_mitmdump
-@pytest.mark.timeout(120)
-def test_demo_fails_when_fewer_records_than_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request the addon never saw (claimed by the client side, not sent) must not pass as success."""
-    real_send, real_wait = demo_command.send_demo_traffic, demo_command.wait_for_records
-
-    def send_and_claim_one_more(proxy_url: str, model: str) -> list[str]:
-        return [*real_send(proxy_url, model), "phantom request → never sent"]
-
-    def wait_for_the_real_ones(log_dir: Path, count: int) -> None:
-        real_wait(log_dir, count - 1)
-
-    monkeypatch.setattr(demo_command, "send_demo_traffic", send_and_claim_one_more)
-    monkeypatch.setattr(demo_command, "wait_for_records", wait_for_the_real_ones)
-    log_dir = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--emulator", "--log-dir", str(log_dir)])
-    assert result.exit_code == 1, result.output
-    (line,) = result.stderr.splitlines()
-    assert re.fullmatch(rf"Error: {re.escape(str(log_dir))}: only \d of 4 requests were recorded \(.+\)", line)

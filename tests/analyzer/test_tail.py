@@ -7,12 +7,14 @@ import json
 import os
 import random
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from analyzer.protocol.record import InteractionRecord
+from analyzer.store import tail as tail_module
 from analyzer.store.digest import (
     CACHE_DIR_NAME,
     DigestCache,
@@ -26,7 +28,7 @@ from analyzer.store.digest import (
 from analyzer.store.log import InteractionLog, read_log
 from analyzer.store.select import select
 from analyzer.store.tables import summary_stats
-from analyzer.store.tail import lines_backwards, newest_records
+from analyzer.store.tail import LogFollower, lines_backwards, newest_records
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 MODELS = ("m1", "m2", None)
@@ -238,3 +240,19 @@ def test_block_decoding_handles_every_kind_of_line() -> None:
             expected.append(fields_of(InteractionRecord.from_dict(data_dict)))
     assert rows == expected
     assert [p.split(":")[0] for p in problems] == ["104", "108", "112"]
+
+
+def test_log_follower_reads_new_lines_only_and_starts_near_the_end_of_a_big_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = InteractionLog(tmp_path)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    log.append_many(InteractionRecord(id=f"r{i}", started_at=stamp, model="m", prompt="x" * 200) for i in range(50))
+    monkeypatch.setattr(tail_module, "FOLLOW_INITIAL_BYTES", 2000)  # "big": more than 2000 bytes
+    tail = LogFollower(tmp_path)
+    first = [r.id for r in tail.poll()]
+    assert first and first == [f"r{i}" for i in range(50 - len(first), 50)] and len(first) < 50
+    assert tail.poll() == []
+    log.append(InteractionRecord(id="new", started_at=stamp, model="m"))
+    assert [r.id for r in tail.poll()] == ["new"]
+    assert LogFollower(tmp_path / "missing").poll() == []

@@ -20,7 +20,7 @@ from textual.worker import get_current_worker
 from analyzer.live.subscriber import read_event_batches
 from analyzer.live.top import rows
 from analyzer.live.top.alerts import Alerts
-from analyzer.live.top.sources import GpuReader, LogTail, MachineSampler, ask_ollama
+from analyzer.live.top.pollers import GpuReader, MachineSampler, ask_ollama
 from analyzer.live.top.state import GpuStatus, MachineStatus, OllamaStatus, TopState, is_error
 from analyzer.live.top.widgets import (
     RECENT_SHOWN,
@@ -33,6 +33,7 @@ from analyzer.live.top.widgets import (
 )
 from analyzer.protocol.record import FLAG_CLIENT_ABORTED, InteractionRecord
 from analyzer.resources.cost import Prices
+from analyzer.store.tail import LogFollower
 
 REDRAW_S = 0.5
 MODELS_REDRAW_S = 5.0
@@ -176,7 +177,7 @@ class TopApp(App[None]):
 
     @work(thread=True, group="log")
     def follow_log(self) -> None:
-        tail = LogTail(self.log_dir)
+        tail = LogFollower(self.log_dir)
         worker = get_current_worker()
         while not worker.is_cancelled:
             records = tail.poll()

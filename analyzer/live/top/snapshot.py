@@ -15,9 +15,10 @@ from rich.text import Text
 
 from analyzer.live.subscriber import read_events
 from analyzer.live.top import rows
-from analyzer.live.top.sources import GpuReader, LogTail, MachineSampler, ask_ollama
+from analyzer.live.top.pollers import GpuReader, MachineSampler, ask_ollama
 from analyzer.live.top.state import TopState
 from analyzer.resources.cost import Prices
+from analyzer.store.tail import LogFollower
 
 ATTACH_S = 0.4  # how long to listen to the feed: hello and the in-flight state arrive at once, then progress
 RECENT_LINES = 10
@@ -51,7 +52,7 @@ def gather(
     """One reading of every source."""
     state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
     state.prices = prices
-    for record in LogTail(log_dir).poll():
+    for record in LogFollower(log_dir).poll():
         state.add_finished(record)
     if live_path is None:
         state.feed_problem = "live feed turned off (--live off)"

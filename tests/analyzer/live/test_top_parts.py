@@ -84,22 +84,3 @@ def test_per_model_window_counts_errors_and_percentiles() -> None:
     five = state.per_model(300, time.time())
     assert [(s.model, s.requests, s.errors, s.ttft_p50) for s in five] == [("a", 4, 1, 200.0)]
     assert [s.model for s in state.per_model(3600, time.time())] == ["a", "b"]
-
-
-def test_log_tail_reads_new_lines_only_and_starts_near_the_end_of_a_big_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from analyzer.live.top import sources
-    from analyzer.store.log import InteractionLog
-
-    log = InteractionLog(tmp_path)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    log.append_many(InteractionRecord(id=f"r{i}", started_at=stamp, model="m", prompt="x" * 200) for i in range(50))
-    monkeypatch.setattr(sources, "INITIAL_TAIL_BYTES", 2000)  # "big": more than 2000 bytes
-    tail = sources.LogTail(tmp_path)
-    first = [r.id for r in tail.poll()]
-    assert first and first == [f"r{i}" for i in range(50 - len(first), 50)] and len(first) < 50
-    assert tail.poll() == []
-    log.append(InteractionRecord(id="new", started_at=stamp, model="m"))
-    assert [r.id for r in tail.poll()] == ["new"]
-    assert sources.LogTail(tmp_path / "missing").poll() == []

@@ -146,7 +146,7 @@ def test_the_machine_panel_shows_gpu_utilisation_memory_and_power() -> None:
     """With a GPU sampler open (the real NvmlSampler over the resources tests' stand-in NVML: there is no GPU
     here), the worker reads it and the panel shows utilisation, memory and power on one line."""
     pytest.importorskip("pynvml")
-    from analyzer.live.top.sources import GpuReader
+    from analyzer.live.top.pollers import GpuReader
     from analyzer.resources.nvidia import NvmlSampler
     from analyzer.resources.registry import Opened, Target
     from tests.analyzer.resources.test_nvidia import FakeNvml

@@ -255,7 +255,10 @@ class TestManyInputs:
             assert DAILY.fullmatch(path.name)
             assert path.suffix == ".jsonl"
             for line in path.read_text(encoding="utf-8").splitlines():
-                assert list(json.loads(line)) == list(COLUMNS)
+                keys = list(json.loads(line))
+                # the committed addon log was written before this round's columns were appended: its keys are a
+                # prefix of today's (tests/analyzer/test_old_logs.py reads such logs); ours are every column
+                assert keys == list(COLUMNS if path in our_files else COLUMNS[: len(keys)])
                 assert line.startswith('{"id":"')
         assert (log_dir / LEDGER_NAME).exists()
 

@@ -22,7 +22,7 @@ from analyzer.resources.macmon import MacmonSampler, parse_macmon_line
 from analyzer.resources.ollama_ps import parse_ps
 from analyzer.resources.powermetrics import PowermetricsSampler, parse_powermetrics_stream
 from analyzer.resources.process import ProcessSampler, memory_pressure
-from analyzer.resources.registry import Target, open_sources, parse_spec
+from analyzer.resources.registry import Target, open_samplers, parse_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -143,7 +143,7 @@ def test_a_missing_program_is_unavailable() -> None:
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="checks the non-Mac message")
 def test_mac_sources_say_why_not_here() -> None:
-    opened = open_sources("macmon,powermetrics", Target())
+    opened = open_samplers("macmon,powermetrics", Target())
     assert opened.samplers == []
     assert "macOS" in opened.unavailable["macmon"] and "macOS" in opened.unavailable["powermetrics"]
 

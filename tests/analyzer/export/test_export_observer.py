@@ -7,13 +7,13 @@ import urllib.request
 
 from test_export_mapping import chat
 
-from analyzer.export.live import LiveExport
+from analyzer.export.observer import ExportObserver
 from analyzer.recorder.process import free_port
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
     port = free_port()
-    live = LiveExport(prometheus_address=f"127.0.0.1:{port}", queue_size=2)
+    live = ExportObserver(prometheus_address=f"127.0.0.1:{port}", queue_size=2)
     try:
         live._stop.set()  # freeze the worker: nothing leaves the queue
         live._worker.join(5)
@@ -31,7 +31,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
 
 def test_records_reach_the_histograms_and_in_flight_follows_start_and_finish() -> None:
     port = free_port()
-    live = LiveExport(prometheus_address=f"127.0.0.1:{port}")
+    live = ExportObserver(prometheus_address=f"127.0.0.1:{port}")
     try:
 
         class Started:

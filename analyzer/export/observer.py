@@ -1,4 +1,4 @@
-"""The live feed: an interaction observer that exports records off the traffic path.
+"""The export observer: watches interactions on the traffic path and exports their records off it.
 
 On the traffic path it only does O(1) work: note an interaction as open (for ``ollama.requests.in_flight``),
 and hand a finished record to a bounded queue — ``put_nowait``, a full queue drops the record and counts it
@@ -30,7 +30,7 @@ WARN_EVERY_S = 10.0
 DRAIN_EVERY_S = 0.5
 
 
-class LiveExport:
+class ExportObserver:
     """Watches the recorder (an ``InteractionObserver``) and exports every finished record."""
 
     def __init__(

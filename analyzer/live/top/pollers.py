@@ -1,4 +1,4 @@
-"""Where the dashboard's data comes from, besides the feed: the log directory, Ollama's API, the machine.
+"""What the dashboard polls, besides the feed and the log (``store.tail.LogFollower``): Ollama's API, the machine.
 
 Plain blocking functions and classes (no Textual): the app runs them in thread workers, ``--once`` calls them
 directly. Each is bounded (timeouts, at most the last hour of the log) and turns failures into a status.
@@ -14,88 +14,24 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 
 from analyzer.live.top.state import GpuStatus, MachineStatus, OllamaStatus
-from analyzer.protocol.record import InteractionRecord, record_problem
+from analyzer.protocol.endpoints import OLLAMA_PORT, ollama_url
 from analyzer.resources.base import Sampler
-from analyzer.resources.registry import Opened, Target, open_sources
+from analyzer.resources.process import find_listener
+from analyzer.resources.registry import Opened, Target, open_samplers
 from analyzer.resources.summary import machine_now
 from analyzer.resources.timeline import Sample
-from analyzer.store.log import LOG_SUFFIX
 
 HTTP_TIMEOUT_S = 1.5
-OLLAMA_PROCESS_NAMES = ("ollama", "ollama.exe")
-HISTORY_S = 3600.0
-MAX_READ_BYTES = 64 * 1024 * 1024  # per poll: a huge backlog is read over several polls
-INITIAL_TAIL_BYTES = 32 * 1024 * 1024  # a day's log can be huge: top starts from its last 32 MB
 
 
 def default_ollama_url() -> str:
     """Where Ollama listens by the same rule as its clients: ``$OLLAMA_HOST`` or ``http://127.0.0.1:11434``."""
-    host = os.environ.get("OLLAMA_HOST", "").strip()
-    if not host:
-        return "http://127.0.0.1:11434"
-    if "://" not in host:
-        host = "http://" + host
-        if not urlsplit(host).port:
-            host += ":11434"
-    return host.rstrip("/")
-
-
-class LogTail:
-    """New records of the log directory since the last poll (the first poll: the last hour's)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.offsets: dict[Path, int] = {}
-        self._aligned: dict[Path, bool] = {}
-        self.problem = ""
-
-    def _files(self, now: float) -> list[Path]:
-        if not self.log_dir.is_dir():
-            return []
-        days = {
-            (datetime.fromtimestamp(now, UTC) - timedelta(seconds=back)).strftime("%Y-%m-%d")
-            for back in (0.0, HISTORY_S)
-        }
-        return [self.log_dir / f"{day}{LOG_SUFFIX}" for day in sorted(days)]
-
-    def poll(self, now: float | None = None) -> list[InteractionRecord]:
-        now = now or time.time()
-        records: list[InteractionRecord] = []
-        self.problem = "" if self.log_dir.is_dir() else f"{self.log_dir}: no such directory yet"
-        for path in self._files(now):
-            try:
-                with path.open("rb") as fh:
-                    if path not in self.offsets:  # first look: only the end of a big file (the last hour's lines)
-                        size = fh.seek(0, 2)
-                        self.offsets[path] = max(size - INITIAL_TAIL_BYTES, 0)
-                    fh.seek(self.offsets[path])
-                    data = fh.read(MAX_READ_BYTES)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                self.problem = f"{path}: {exc.strerror or exc}"
-                continue
-            end = data.rfind(b"\n") + 1  # a line still being written is read next time
-            start = 0
-            if self.offsets[path] and not self._aligned.get(path):
-                start = data.find(b"\n") + 1  # started inside a line: skip to the next one
-            self._aligned[path] = True
-            self.offsets[path] += end
-            for line in data[start:end].splitlines():
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    continue
-                if record_problem(item) is None:
-                    records.append(InteractionRecord.from_dict(item))
-        return records
+    return ollama_url(os.environ.get("OLLAMA_HOST", ""))
 
 
 def _get_json(url: str) -> object:
@@ -127,20 +63,20 @@ class MachineSampler:
     """Memory and CPU of the machine and of the Ollama server process (found by its listening port)."""
 
     def __init__(self, ollama_url: str) -> None:
-        self.port = urlsplit(ollama_url).port or 11434
+        self.port = urlsplit(ollama_url).port or OLLAMA_PORT
         self._process: psutil.Process | None = None
+        self._missing = ""
 
     def _find_ollama(self) -> psutil.Process | None:
+        pid, how = find_listener(self.port, psutil)
+        if pid is None:
+            self._missing = how
+            return None
         try:
-            for conn in psutil.net_connections(kind="tcp"):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == self.port and conn.pid:
-                    return psutil.Process(conn.pid)
-        except (psutil.AccessDenied, psutil.Error, OSError):
-            pass
-        for process in psutil.process_iter(["name"]):  # macOS needs root for other users' sockets
-            if (process.info.get("name") or "").lower() in OLLAMA_PROCESS_NAMES and process.pid != os.getpid():
-                return process
-        return None
+            return psutil.Process(pid)
+        except psutil.Error as exc:
+            self._missing = f"the process listening on port {self.port} went away ({exc})"
+            return None
 
     def sample(self) -> MachineStatus:
         memory = psutil.virtual_memory()
@@ -156,7 +92,7 @@ class MachineSampler:
             if process is not None:
                 process.cpu_percent(interval=None)  # primes the next reading
         if process is None:
-            status.note = f"no process listening on port {self.port}"
+            status.note = self._missing
             return status
         try:
             with process.oneshot():
@@ -183,11 +119,11 @@ class GpuReader:
         self,
         spec: str = GPU_SOURCES,
         interval_ms: int = 2000,
-        opener: Callable[[str, Target, tuple[str, ...]], Opened] = open_sources,
+        opener: Callable[[str, Target, tuple[str, ...]], Opened] = open_samplers,
     ) -> None:
         self.spec = spec
         self.interval_ms = interval_ms
-        self.opener = opener  # the registry's open_sources; tests hand in samplers built on a stand-in NVML
+        self.opener = opener  # the registry's open_samplers; tests hand in samplers built on a stand-in NVML
         self._samplers: list[Sampler] = []
 
     def open(self) -> GpuStatus:

@@ -1,0 +1,20 @@
+"""Option callbacks shared by several commands (one parser each, so every command reads a value the same way)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from analyzer.store.select import parse_since
+
+
+def moment_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """``--since``/``--until``: 30m, 2h, 1d, 1w ago, or an ISO date/time; a bad value is a usage error naming the
+    option."""
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
