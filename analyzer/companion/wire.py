@@ -93,11 +93,17 @@ def record_json(record: InteractionRecord) -> str:
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Columns whose default is None: an empty one need not cross the pipe (``from_dict`` restores the default).
+_NONE_BY_DEFAULT = tuple(f.name for f in fields(InteractionRecord) if f.default is None)
+_ALWAYS = tuple(name for name in COLUMNS if name not in _NONE_BY_DEFAULT)
 
 
 def record_line(seq: int, record: InteractionRecord) -> bytes:
-    """``record``: the finished record, encoded once (in the proxy's sender thread, off the event loop)."""
-    return b'{"t":"record","seq":%d,"r":%s}\n' % (seq, record_json(record).encode("utf-8", "replace"))
+    """``record``: the finished record, encoded once (in the proxy's sender thread, off the event loop), without
+    its empty columns (most of them are: a chat has no pull progress, no replay, no resources yet)."""
+    values = {name: getattr(record, name) for name in _ALWAYS}
+    values.update((name, value) for name in _NONE_BY_DEFAULT if (value := getattr(record, name)) is not None)
+    return b'{"t":"record","seq":%d,"r":%s}\n' % (seq, _encode(values).encode("utf-8", "replace"))
 
 
 def forget_message(record_id: str) -> bytes:
