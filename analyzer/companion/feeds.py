@@ -16,6 +16,7 @@ from typing import Any
 
 from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 from analyzer.live.paths import path_problem, socket_path
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.resources.registry import parse_spec
 from analyzer.resources.timeline import DEFAULT_INTERVAL_MS
 
@@ -152,7 +153,7 @@ class FeedSettings:
     resources: str = "auto"
     resources_interval_ms: int = DEFAULT_INTERVAL_MS
     server_host: str = "127.0.0.1"  # the Ollama server whose process and /api/ps the samplers watch
-    server_port: int = 11434
+    server_port: int = OLLAMA_PORT
 
     @classmethod
     def from_options(cls, options: Any, log_dir: str, server: tuple[str, int]) -> FeedSettings:
