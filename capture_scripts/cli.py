@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from analyzer.protocol.untrusted import for_terminal
 from capture_scripts import agent as agent_mod
 from capture_scripts import install
 from capture_scripts.config import (
@@ -242,7 +243,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
     ]
     if config.analyze:
         lines.append(f"analyzed:       {state.get('analyzed_records', 0)} records into {config.log_dir}")
-    click.echo("\n".join(lines))
+    # the last error can quote a capture's contents (the analyzer's message): one escaped line each
+    click.echo("\n".join(for_terminal(line) for line in lines))
 
 
 @cli.group()

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from analyzer.protocol.endpoints import OLLAMA_PORT
+from analyzer.resources.powermetrics import DEFAULT_HELPER  # where setup installs it; powermetrics calls it there
 
-DEFAULT_HELPER = "/usr/local/libexec/ollama-wire/ollama-capture-helper"
 DEFAULT_SPOOL = "/var/spool/ollama-wire"
 HELPER_MAX_DURATION = 600
 DEFAULT_PORTS: tuple[int, ...] = (OLLAMA_PORT,)  # Ollama's port: the only one the helper allows by default

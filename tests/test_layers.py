@@ -35,6 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "export": frozenset({"protocol", "store", "sources", "resources"}),
     "companion": frozenset({"protocol", "store", "live", "export", "resources"}),
     "recorder": frozenset({"protocol", "store", "live", "companion"}),
+    "replay": frozenset({"protocol", "store", "pcap", "sources", "resources", "report"}),
     "cli": frozenset(
         {
             "protocol",
@@ -48,6 +49,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "recorder",
             "emulator",
             "companion",
+            "replay",
         }
     ),
 }

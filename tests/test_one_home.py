@@ -41,9 +41,11 @@ def test_the_check_finds_a_literal_port(tmp_path: Path) -> None:
     assert port_literals(bad, tmp_path) == ["analyzer/report/x.py:2"]
 
 
-def test_the_root_helper_allows_ollamas_port_by_default() -> None:
-    """The helper keeps its own constant (it imports nothing of ours); it must say the same port."""
+def test_the_root_helper_defaults_say_what_the_installer_says() -> None:
+    """The helper keeps its own constants (it imports nothing of ours); they must say the same port and spool."""
     assert helper.ALLOWED_PORTS == (OLLAMA_PORT,) == config.DEFAULT_PORTS
+    assert helper.SPOOL_DIR == config.DEFAULT_SPOOL
+    assert helper.MAX_DURATION == config.HELPER_MAX_DURATION
 
 
 @pytest.mark.parametrize(

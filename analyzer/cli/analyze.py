@@ -9,13 +9,14 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.output import STREAMING_FORMATS, emit_records, output_options
+from analyzer.cli.output import STREAMING_FORMATS, emit_records, note, output_options
 from analyzer.pcap.analyze import DEFAULT_PORTS, ENGINES, AnalyzeOptions, CaptureResult
 from analyzer.pcap.batch import analyze_records
 from analyzer.pcap.inputs import expand_paths, sort_by_capture_time
 from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.resources.join import join_timeline
 from analyzer.resources.timeline import timeline_path
 from analyzer.store.log import LogError
@@ -23,7 +24,8 @@ from analyzer.store.tables import LISTING_COLUMNS, listing_rows, text_table
 
 EXIT_BAD_INPUT = 1
 
-TIMING_COLUMNS = (*LISTING_COLUMNS[:6], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[6:])
+_AFTER_TTFT = LISTING_COLUMNS.index("ttft_ms") + 1
+TIMING_COLUMNS = (*LISTING_COLUMNS[:_AFTER_TTFT], "ttfb_ms", "gap_p95_ms", *LISTING_COLUMNS[_AFTER_TTFT:])
 
 
 def timing_table(records: Sequence[InteractionRecord]) -> str:
@@ -41,25 +43,37 @@ def _compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+BODY_INDENT = "  "
+
+
+def _body(text: str) -> str:
+    """A text block of ``--responses``: escaped for the terminal (newlines kept), every line indented, so no
+    text from traffic can start a line with a block's ``===``/``---`` head (or drive the terminal)."""
+    return "\n".join(BODY_INDENT + line for line in for_terminal(text, keep_newlines=True).split("\n"))
+
+
 def responses_text(records: Sequence[InteractionRecord]) -> str:
-    """Every interaction's reassembled texts, one block each (system, prompt, thinking, response, tool calls)."""
+    """Every interaction's reassembled texts, one block each (system, prompt, thinking, response, tool calls).
+
+    Heads are ours and start at the margin; the texts (from traffic) are indented and escaped (``_body``).
+    """
     blocks = []
     for r in records:
         head = f"=== {r.started_at} {r.method} {r.path} {r.model or '-'} {r.status or '-'}"
         if r.flags:
             head += " [" + ",".join(r.flags) + "]"
-        parts = [head]
+        parts = [for_terminal(head)]
         if r.system:
-            parts.append(f"--- system\n{r.system}")
+            parts.append(f"--- system\n{_body(r.system)}")
         if r.prompt:
-            parts.append(f"--- prompt\n{r.prompt}")
+            parts.append(f"--- prompt\n{_body(r.prompt)}")
         if r.thinking_text:
-            parts.append(f"--- thinking\n{r.thinking_text}")
-        parts.append(f"--- response\n{r.response_text}")
+            parts.append(f"--- thinking\n{_body(r.thinking_text)}")
+        parts.append(f"--- response\n{_body(r.response_text)}")
         if r.tool_calls:
-            parts.append(f"--- tool_calls\n{_compact(r.tool_calls)}")
+            parts.append(f"--- tool_calls\n{_body(_compact(r.tool_calls))}")
         if r.error:
-            parts.append(f"--- error\n{r.error}")
+            parts.append(f"--- error\n{_body(r.error)}")
         blocks.append("\n".join(parts))
     return "\n\n".join(blocks) + "\n"
 
@@ -82,14 +96,14 @@ def _with_progress(results: Iterator[CaptureResult], total: int) -> Iterator[Cap
 def _report(result: CaptureResult, ports: Sequence[int]) -> bool:
     """Warnings and errors of one file on stderr; True when the file could not be analyzed."""
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        note(f"warning: {warning}")
     if result.error:
-        click.echo(f"error: {result.error}", err=True)
+        note(f"error: {result.error}")
         return True
     if not result.stats.connections:
         # most often the wrong --port (Ollama behind a proxy, a non-default OLLAMA_HOST)
         listed = ", ".join(str(p) for p in ports)
-        click.echo(f"note: {result.path}: no TCP traffic on port(s) {listed}", err=True)
+        note(f"note: {result.path}: no TCP traffic on port(s) {listed}")
     if result.stats.stalled_connections:  # the HTTP parser's work bound tripped: a parser bug, never silent
         click.echo(
             f"warning: {result.path}: gave up on {result.stats.stalled_connections} connection(s) whose HTTP "
@@ -102,7 +116,7 @@ def _report(result: CaptureResult, ports: Sequence[int]) -> bool:
     if result.non_ollama_requests:
         skipped.append(f"{result.non_ollama_requests} HTTP request(s) that were not Ollama API calls")
     if skipped:
-        click.echo(f"note: {result.path}: skipped " + " and ".join(skipped), err=True)
+        note(f"note: {result.path}: skipped " + " and ".join(skipped))
     return False
 
 
@@ -119,7 +133,7 @@ class _Tally:
 
 def join_resources(result: CaptureResult) -> None:
     """Fill resource columns from ``NAME.resources.jsonl`` beside the capture (``ollama-capture run`` saves it)."""
-    join_timeline(result.path, result.records, warn=lambda message: click.echo(f"warning: {message}", err=True))
+    join_timeline(result.path, result.records, warn=lambda message: note(f"warning: {message}"))
 
 
 def has_timeline(capture: Path) -> bool:
@@ -212,7 +226,7 @@ def analyze_pcap(
     missing: list[str] = []
 
     def bad_input(message: str) -> None:
-        click.echo(f"error: {message}", err=True)
+        note(f"error: {message}")
         missing.append(message)
 
     files = sort_by_capture_time(expand_paths(paths, on_error=bad_input))
@@ -235,7 +249,7 @@ def analyze_pcap(
 
     def note_skipped(count: int) -> None:
         if count:
-            click.echo(f"note: {count} capture(s) already in {log_dir}, skipped", err=True)
+            note(f"note: {count} capture(s) already in {log_dir}, skipped")
 
     records = analyze_records(
         files,

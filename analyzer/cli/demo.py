@@ -49,8 +49,9 @@ def upstream_server(ollama_url: str | None, model: str | None) -> Iterator[tuple
         yield (
             emulator.url,
             model or NIGHT_MODEL,
-            f"built-in emulator at {emulator.url}, staging a short night: a model load takes "
-            f"{NIGHT_CONFIG.load_ms / 1000:.1f} s, one request at a time per model (OLLAMA_NUM_PARALLEL=1)",
+            f"built-in emulator at {emulator.url}, staging a short night on a busy server:\n"
+            f"          a model load takes {NIGHT_CONFIG.load_ms / 1000:.1f} s, one request at a time per model "
+            "(OLLAMA_NUM_PARALLEL=1)",
         )
 
 

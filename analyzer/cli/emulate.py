@@ -45,7 +45,8 @@ def parse_keep_alive(text: str) -> float:
 
 
 def parse_profile(spec: str) -> tuple[str, ModelProfile]:
-    """``NAME@key=value,...`` → (name, profile); keys ``load_ms``, ``size``, ``size_vram``, ``oom``."""
+    """``NAME@key=value,...`` → (name, profile); keys ``load_ms``, ``size``, ``size_vram``, ``oom``, ``thinking``,
+    ``tools``."""
     name, _, settings = spec.partition("@")
     if not name or not settings:
         raise ValueError(f"expected NAME@key=value,... in {spec!r}")
@@ -56,10 +57,11 @@ def parse_profile(spec: str) -> tuple[str, ModelProfile]:
             fields[key] = float(value)
         elif key in ("size", "size_vram"):
             fields[key] = parse_size(value)
-        elif key == "oom":
+        elif key in ("oom", "thinking", "tools"):
             fields[key] = value.lower() not in ("0", "false", "no")
         else:
-            raise ValueError(f"unknown model setting {key!r} in {spec!r} (load_ms, size, size_vram, oom)")
+            known = "load_ms, size, size_vram, oom, thinking, tools"
+            raise ValueError(f"unknown model setting {key!r} in {spec!r} ({known})")
     return name, ModelProfile(**fields)  # type: ignore[arg-type]
 
 
@@ -118,6 +120,13 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
 @click.option(
     "--max-loaded-models", default=0, show_default=True, type=click.IntRange(0), help="Resident models (0: unlimited)."
 )
+@click.option(
+    "--max-queue",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Requests that may wait for a model beyond the one being scheduled; more get 503 server busy (0: unlimited).",
+)
 @click.option("--memory", default=f"{DEFAULT_MEMORY // GIB}GiB", show_default=True, help="Memory for models.")
 @click.option("--num-ctx", default=DEFAULT_NUM_CTX, show_default=True, type=click.IntRange(1), help="Context length.")
 @click.option(
@@ -125,12 +134,19 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     "profiles",
     multiple=True,
     metavar="NAME@KEY=VALUE,...",
-    help="Per-model load_ms, size, size_vram, oom (repeatable), e.g. llama3.2:1b@load_ms=2000,size=5GiB.",
+    help="Per-model load_ms, size, size_vram, oom, thinking, tools (repeatable), e.g. "
+    "llama3.2:1b@load_ms=2000,size=5GiB; thinking=0/tools=0: the model refuses think/tools with Ollama's 400.",
 )
 @click.option(
     "--openai-legacy-finish",
     is_flag=True,
     help="OpenAI streams: finish_reason on the last content chunk (older Ollama) instead of an empty delta.",
+)
+@click.option(
+    "--body-log",
+    type=click.Path(dir_okay=False),
+    help="Append one JSON line per request received to this file: arrival time, method, path, body size and "
+    "sha256 (never the body itself), e.g. to check that a replay sent byte-identical bodies.",
 )
 def emulate(
     host: str,
@@ -149,10 +165,12 @@ def emulate(
     keep_alive: str,
     num_parallel: int,
     max_loaded_models: int,
+    max_queue: int,
     memory: str,
     num_ctx: int,
     profiles: tuple[str, ...],
     openai_legacy_finish: bool,
+    body_log: str | None,
 ) -> None:
     """Run an emulated Ollama server (native and OpenAI-compatible API) until SIGINT/SIGTERM.
 
@@ -176,8 +194,10 @@ def emulate(
         keep_alive_s=_click_value(parse_keep_alive, keep_alive, "--keep-alive"),
         num_parallel=num_parallel,
         max_loaded_models=max_loaded_models,
+        max_queue=max_queue,
         memory=_click_value(parse_size, memory, "--memory"),
         num_ctx=num_ctx,
         profiles=dict(_click_value(parse_profile, spec, "--model-profile") for spec in profiles),
+        body_log=body_log,
     )
     asyncio.run(_serve(config, host, port))

@@ -7,6 +7,7 @@ from datetime import datetime
 import click
 
 from analyzer.cli.options import moment_option
+from analyzer.cli.output import note
 from analyzer.export.replay import replay
 from analyzer.export.settings import ExportConfigError, signal_endpoint
 from analyzer.sources import SourceError, read_sources
@@ -51,7 +52,7 @@ def export(
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        note(f"warning: {warning}")
     result = replay(records, endpoint, content=content)
     click.echo(f"{result.sent} of {result.records} spans sent to {endpoint}")
     if result.failed:

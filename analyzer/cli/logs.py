@@ -10,8 +10,16 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.options import moment_option
-from analyzer.cli.output import condense_warnings, emit_records, emit_rows, output_options, save_sqlite
+from analyzer.cli.options import moment_option, replays_option
+from analyzer.cli.output import (
+    FILE_FORMATS,
+    condense_warnings,
+    emit_records,
+    emit_rows,
+    note,
+    output_options,
+    save_sqlite,
+)
 from analyzer.protocol.record import COLUMNS, InteractionRecord, scalar_row
 from analyzer.resources.cost import (
     COST_COLUMNS,
@@ -72,6 +80,7 @@ def missing_log_message(log_dir: Path) -> str:
     "adds cost_energy_usd and cost_api_usd, derived now, never stored. Default: 'prices' in the config file "
     "($OLLAMA_WIRE_CONFIG or ~/.config/ollama-wire/config.yaml), if set.",
 )
+@replays_option
 @output_options
 def logs(
     log_dir: Path,
@@ -81,6 +90,7 @@ def logs(
     errors_only: bool,
     summary: bool,
     prices_path: Path | None,
+    include_replays: bool,
     fmt: str,
     output: Path | None,
     sqlite_path: Path | None,
@@ -117,6 +127,7 @@ def logs(
                 with_records=sqlite_path is not None or prices is not None,
                 warn=warnings.append,
                 progress=progress,
+                include_replays=include_replays,
             )
         else:
             chosen = matching_records(
@@ -127,13 +138,14 @@ def logs(
                 errors_only=errors_only,
                 warn=warnings.append,
                 progress=progress,
+                include_replays=include_replays,
             )
     except LogError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         progress.close()
     for message in condense_warnings(warnings):
-        click.echo(f"warning: {message}", err=True)
+        note(f"warning: {message}")
     unfiltered = model is None and since is None and not errors_only
     if warnings and unfiltered and not chosen and not stats:
         raise click.ClickException(f"{log_dir}: no interaction records, only {len(warnings)} line(s) that are not")
@@ -174,11 +186,11 @@ def logs(
         return text_table(listed, (*LISTING_COLUMNS, *COST_COLUMNS))
 
     newest = chosen  # already the newest ``count`` (or every match)
-    if prices is not None and fmt in ("csv", "jsonl", "json"):
+    if prices is not None and fmt in FILE_FORMATS:
         if sqlite_path is not None:
             save_sqlite(newest, sqlite_path)
         priced = [
-            (scalar_row(r) if fmt == "csv" else r.to_dict()) | cost_columns(r, prices)
+            (scalar_row(r) if fmt.startswith("csv") else r.to_dict()) | cost_columns(r, prices)
             for r in sorted(newest, key=lambda r: r.started_at)
         ]
         emit_rows(priced, (*COLUMNS, *COST_COLUMNS), fmt, output, table=lambda: "")

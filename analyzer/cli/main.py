@@ -6,6 +6,8 @@ import importlib
 
 import click
 
+from analyzer.protocol.untrusted import for_terminal
+
 # name -> (module, attribute); loaded only when used so `ollama-wire --help` stays fast.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("analyzer.cli.emulate", "emulate"),
@@ -19,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "top": ("analyzer.cli.top", "top"),
     "export": ("analyzer.cli.export", "export"),
     "resources": ("analyzer.cli.resources", "resources"),
+    "replay": ("analyzer.cli.replay", "replay"),
+    "compare": ("analyzer.cli.compare", "compare"),
 }
 
 
@@ -32,6 +36,15 @@ class LazyGroup(click.Group):
         module_name, attr = SUBCOMMANDS[cmd_name]
         command: click.Command = getattr(importlib.import_module(module_name), attr)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:  # about the command line the user typed
+            raise
+        except click.ClickException as exc:  # an Error: line can quote a file's or the traffic's text
+            same_exit = type("EscapedError", (click.ClickException,), {"exit_code": exc.exit_code})
+            raise same_exit(for_terminal(exc.format_message())) from exc
 
 
 @click.group(cls=LazyGroup)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -18,3 +20,13 @@ def moment_option(ctx: click.Context, param: click.Parameter, value: str | None)
         return parse_since(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def replays_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--include-replays``: the flag every reading command shares (records ``ollama-wire replay`` wrote)."""
+    return click.option(
+        "--include-replays",
+        is_flag=True,
+        help="Also count the records `ollama-wire replay` wrote (source: replay); left out by default so a "
+        "replay never pollutes the picture of real traffic.",
+    )(command)

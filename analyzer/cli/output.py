@@ -16,15 +16,23 @@ from typing import Any, TextIO
 import click
 
 from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.store.tables import write_csv, write_json, write_jsonl, write_rows, write_sqlite
 
-FORMATS = ("table", "csv", "jsonl", "json")
-STREAMING_FORMATS = ("csv", "jsonl")
+FORMATS = ("table", "csv", "csv-raw", "jsonl", "json")
+STREAMING_FORMATS = ("csv", "csv-raw", "jsonl")
+FILE_FORMATS = ("csv", "csv-raw", "jsonl", "json")  # every format but the table
 STDOUT_NAME = "standard output"
 
 
 # ``FILE:LINE: text`` (forward readers) or ``FILE: byte OFFSET: text`` (the newest-first tail reader)
 _LINE_WARNING = re.compile(r"^(?P<file>.+?)(?::(?P<line>\d+)|: byte (?P<byte>\d+)): (?P<text>.*)$")
+
+
+def note(message: str) -> None:
+    """One line on standard error (``warning: …``, ``error: …``): escaped for the terminal, since warnings
+    quote file names and traffic (``analyzer.protocol.untrusted``)."""
+    click.echo(for_terminal(message), err=True)
 
 
 def condense_warnings(messages: Iterable[str], *, per_file: int = 3) -> list[str]:
@@ -57,7 +65,16 @@ def condense_warnings(messages: Iterable[str], *, per_file: int = 3) -> list[str
 def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--csv/--jsonl/--json`` (one ``fmt`` parameter), ``-o/--output FILE`` and ``--sqlite FILE``."""
 
-    @click.option("--csv", "fmt", flag_value="csv", help="Every record column as CSV (flags joined with ';').")
+    @click.option(
+        "--csv",
+        "fmt",
+        flag_value="csv",
+        help="Every record column as CSV (flags joined with ';'). Safe to open in a spreadsheet: a cell starting "
+        "with = + - @ TAB or CR (a formula) gets a ' prefix; this project's CSV reader removes it.",
+    )
+    @click.option(
+        "--csv-raw", "fmt", flag_value="csv-raw", help="As --csv, every cell exactly as recorded (no ' prefix)."
+    )
     @click.option("--jsonl", "fmt", flag_value="jsonl", help="One JSON record per line (the log's format).")
     @click.option("--json", "fmt", flag_value="json", help="One JSON array of records.")
     @click.option("--table", "fmt", flag_value="table", default=True, help="A readable table (default).")
@@ -159,8 +176,8 @@ def emit_records(
             rows = sorted(rows, key=lambda r: r.started_at)
         if sqlite_path is not None:
             save_sqlite(list(rows), sqlite_path)
-        if fmt == "csv":
-            write_csv(rows, out)
+        if fmt in ("csv", "csv-raw"):
+            write_csv(rows, out, raw=fmt == "csv-raw")
         elif fmt == "jsonl":
             write_jsonl(rows, out)
         elif fmt == "json":
@@ -182,8 +199,8 @@ def emit_rows(
     """Plain dict rows (a summary) as CSV, JSON Lines or a JSON array; ``table`` renders the default view."""
 
     def write(out: TextIO) -> None:
-        if fmt in ("csv", "jsonl", "json"):
-            write_rows(rows, columns, fmt, out)
+        if fmt in FILE_FORMATS:
+            write_rows(rows, columns, "csv" if fmt == "csv-raw" else fmt, out, raw=fmt == "csv-raw")
         else:
             out.write(table())
 

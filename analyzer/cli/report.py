@@ -17,12 +17,13 @@ from typing import Any
 import click
 
 from analyzer.cli.logs import missing_log_message
-from analyzer.cli.options import moment_option
-from analyzer.cli.output import write_output
+from analyzer.cli.options import moment_option, replays_option
+from analyzer.cli.output import note, write_output
 from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.report.analysis import Analysis, analyze_requests
 from analyzer.report.load import load_requests
 from analyzer.report.machine import cost_line
+from analyzer.report.try_it import add_try_commands
 from analyzer.resources.cost import Prices, PricesError, load_prices, prices_from_config
 from analyzer.sources import SourceError
 from analyzer.store.log import DEFAULT_LOG_DIR
@@ -56,6 +57,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.IntRange(1, 65535),
         help=f"For captures: Ollama's server port (repeatable; default {OLLAMA_PORT}).",
     )
+    @replays_option
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return command(*args, **kwargs)
@@ -122,6 +124,7 @@ def load_analysis(
     models: tuple[str, ...],
     ports: tuple[int, ...] = (),
     prices: Prices | None = None,
+    include_replays: bool = False,
 ) -> tuple[Analysis, list[Path]]:
     """Read every source (default: the addon's log directory) and analyze the records (costs at ``prices``).
     Bad sources → one line."""
@@ -137,18 +140,25 @@ def load_analysis(
     try:
         with progress("reading records"):
             requests, unreadable = load_requests(
-                chosen, since=since, until=until, models=models, warn=warnings.append, ports=ports or (OLLAMA_PORT,)
+                chosen,
+                since=since,
+                until=until,
+                models=models,
+                warn=warnings.append,
+                ports=ports or (OLLAMA_PORT,),
+                include_replays=include_replays,
             )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"{exc.filename or 'source'}: cannot read: {exc.strerror or exc}") from exc
     for message in warnings[:20]:
-        click.echo(f"warning: {message}", err=True)
+        note(f"warning: {message}")
     if len(warnings) > 20:
-        click.echo(f"warning: … and {len(warnings) - 20} more skipped lines", err=True)
+        note(f"warning: … and {len(warnings) - 20} more skipped lines")
     with progress("analyzing"):
         analysis = analyze_requests(requests, unreadable, prices)
+    add_try_commands(analysis.findings, [str(p) for p in chosen])
     return analysis, chosen
 
 
@@ -181,6 +191,7 @@ def report(
     until: datetime | None,
     models: tuple[str, ...],
     ports: tuple[int, ...],
+    include_replays: bool,
     output: Path | None,
     as_json: bool,
     prices_path: Path | None,
@@ -200,7 +211,7 @@ def report(
     ollama-wire report --prices prices.yaml         electricity and hosted-API cost of the period
     """
     prices = read_prices(prices_path)
-    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports, prices)
+    analysis, chosen = load_analysis(sources, log_dirs, since, until, models, ports, prices, include_replays)
     if as_json:
         text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n"
         write_output(output, lambda out: out.write(text))
@@ -233,6 +244,7 @@ def findings(
     until: datetime | None,
     models: tuple[str, ...],
     ports: tuple[int, ...],
+    include_replays: bool,
     as_json: bool,
     prices_path: Path | None,
 ) -> None:
@@ -249,6 +261,6 @@ def findings(
     from analyzer.report.terminal import render_findings
 
     prices = read_prices(prices_path)
-    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports, prices)
+    analysis, _ = load_analysis(sources, log_dirs, since, until, models, ports, prices, include_replays)
     text = json.dumps(analysis.to_dict(), ensure_ascii=False, indent=1) + "\n" if as_json else render_findings(analysis)
     write_output(None, lambda out: out.write(text))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from analyzer.protocol.endpoints import OLLAMA_PORT
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.resources.base import Sampler
 from analyzer.resources.registry import AUTO_SKIPS, SOURCE_NAMES, Target, open_samplers, parse_spec
 from analyzer.resources.timeline import SamplingThread, Timeline, open_timeline_file
@@ -113,12 +114,12 @@ def resources(
         return
     for name in [n for n in SOURCE_NAMES if n in readings or n in opened.unavailable]:
         if name in opened.unavailable:
-            click.echo(f"{name:13} unavailable: {opened.unavailable[name]}")
+            click.echo(for_terminal(f"{name:13} unavailable: {opened.unavailable[name]}"))
             continue
         values = "  ".join(f"{k}={_shown(v)}" for k, v in sorted(readings[name].items())) or "(no values yet)"
-        click.echo(f"{name:13} ok  {values}")
+        click.echo(for_terminal(f"{name:13} ok  {values}"))  # /api/ps names models: a client chose them
         for key, value in details[name].items():
-            click.echo(f"{'':13}     {key}: {value}")
+            click.echo(for_terminal(f"{'':13}     {key}: {value}"))
 
 
 def _record(samplers: list[Sampler], path: Path, duration: int, interval: int) -> None:

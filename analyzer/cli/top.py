@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from analyzer.cli.options import replays_option
 from analyzer.live.paths import OFF, socket_path
 from analyzer.protocol.endpoints import DEFAULT_OLLAMA_URL
 from analyzer.store.log import DEFAULT_LOG_DIR
@@ -56,6 +57,7 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     "of the window. Default: 'prices' in the config file ($OLLAMA_WIRE_CONFIG or "
     "~/.config/ollama-wire/config.yaml), if set.",
 )
+@replays_option
 def top(
     live: str,
     log_dir: Path,
@@ -65,6 +67,7 @@ def top(
     notify: bool,
     bell: bool,
     prices_path: Path | None,
+    include_replays: bool,
 ) -> None:
     """Watch Ollama traffic live: requests in flight (tokens, tok/s, pulls), recent ones, per-model latency,
     the models Ollama has loaded and the machine's memory, CPU and GPU (utilisation, memory, power where a GPU
@@ -88,7 +91,8 @@ def top(
         from analyzer.live.top.snapshot import gather, render
 
         columns = width or shutil.get_terminal_size((140, 40)).columns
-        click.echo(render(gather(path, log_dir, url, prices=prices), width=columns), nl=False)
+        state = gather(path, log_dir, url, prices=prices, include_replays=include_replays)
+        click.echo(render(state, width=columns), nl=False)
         return
     from analyzer.live.top.alerts import Alerts
     from analyzer.live.top.app import TopApp
@@ -96,4 +100,6 @@ def top(
     alerts = Alerts(notify=notify, bell=bell)
     if notify and alerts.command is None:
         click.echo("top: --notify: neither notify-send nor osascript found; notifications are off", err=True)
-    TopApp(live_path=path, log_dir=log_dir, ollama_url=url, alerts=alerts, prices=prices).run()
+    TopApp(
+        live_path=path, log_dir=log_dir, ollama_url=url, alerts=alerts, prices=prices, include_replays=include_replays
+    ).run()

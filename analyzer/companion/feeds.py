@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from analyzer.export.labels import DEFAULT_LABEL_LIMIT
 from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 from analyzer.live.paths import path_problem, socket_path
 from analyzer.protocol.endpoints import OLLAMA_PORT
@@ -68,6 +69,10 @@ def _prometheus_problem(value: Any) -> str | None:
     return None
 
 
+def _label_limit_problem(value: Any) -> str | None:
+    return None if isinstance(value, int) and value >= 1 else "must be a whole number, at least 1"
+
+
 def _resources_problem(value: Any) -> str | None:
     try:
         parse_spec(str(value))
@@ -114,6 +119,15 @@ FEED_OPTIONS: tuple[FeedOption, ...] = (
         "gen_ai.output.messages. Off: spans carry numbers and names only.",
     ),
     FeedOption(
+        "ollama_label_limit",
+        int,
+        DEFAULT_LABEL_LIMIT,
+        "Distinct values kept per metric label taken from traffic (the model, error.type, server.address); "
+        "later new values are recorded as 'other' and counted in ollama.export.label_values_folded, so no "
+        "client can grow the number of series.",
+        _label_limit_problem,
+    ),
+    FeedOption(
         "ollama_resources",
         str,
         "auto",
@@ -150,6 +164,7 @@ class FeedSettings:
     otlp_endpoint: str = ""
     prometheus: str = ""
     export_content: bool = False
+    label_limit: int = DEFAULT_LABEL_LIMIT
     resources: str = "auto"
     resources_interval_ms: int = DEFAULT_INTERVAL_MS
     server_host: str = "127.0.0.1"  # the Ollama server whose process and /api/ps the samplers watch
@@ -164,6 +179,7 @@ class FeedSettings:
             otlp_endpoint=options.ollama_otlp_endpoint.strip(),
             prometheus=options.ollama_prometheus.strip(),
             export_content=bool(options.ollama_export_content),
+            label_limit=int(options.ollama_label_limit),
             resources=options.ollama_resources,
             resources_interval_ms=int(options.ollama_resources_interval),
             server_host=server[0],

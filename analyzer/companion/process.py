@@ -85,6 +85,7 @@ class Companion:
                 otlp_endpoint=settings.otlp_endpoint,
                 prometheus_address=settings.prometheus,
                 content=settings.export_content,
+                label_limit=settings.label_limit,
             )
         except ExportConfigError as exc:
             logger.error(

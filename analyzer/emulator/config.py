@@ -25,12 +25,16 @@ class ModelProfile:
     ``load_ms`` (None: the server's ``load_ms``) is spent on the first request that finds the model unloaded;
     ``size``/``size_vram`` are what ``/api/ps`` reports and what counts against ``memory``; ``oom`` makes every
     load fail with Ollama's out-of-memory error (as does a ``size`` above the server's ``memory``).
+    ``thinking``/``tools`` False: the model's template supports neither (like SmolLM2's ChatML), so a request with
+    ``think`` or ``tools`` gets Ollama's 400.
     """
 
     load_ms: float | None = None
     size: int = DEFAULT_MODEL_SIZE
     size_vram: int | None = None
     oom: bool = False
+    thinking: bool = True
+    tools: bool = True
 
     @property
     def vram(self) -> int:
@@ -47,6 +51,7 @@ class EmulatorConfig:
     included. Scheduler: ``load_ms`` (first use of a model), ``keep_alive_s`` (negative: forever),
     ``num_parallel`` and ``max_loaded_models`` (0: unlimited), ``memory`` (bytes), ``num_ctx``, ``profiles``
     (model name → ``ModelProfile`` or a dict of its fields; named models are added to ``models``).
+    ``any_model``: every model name exists (no 404), as a server where a client may name anything.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -69,6 +74,9 @@ class EmulatorConfig:
     stall_after: int | None = None
     stall_ms: float = 0.0
     profiles: Mapping[str, ModelProfile] = field(default_factory=dict)
+    any_model: bool = False  # answer every model name as if it had been pulled (tests of hostile/many names)
+    max_queue: int = 0  # OLLAMA_MAX_QUEUE: requests waiting for the scheduler beyond this get 503 (0: unlimited)
+    body_log: str | None = None  # a file getting one JSON line per request received: time, method, path, body sha256
 
     def __post_init__(self) -> None:
         profiles = {name: _profile(value) for name, value in dict(self.profiles).items()}
@@ -77,7 +85,7 @@ class EmulatorConfig:
 
     def has_model(self, name: str) -> bool:
         """Whether ``name`` exists, with Ollama's rule that a missing tag means ``:latest``."""
-        return resolve_model(name, self.models) is not None
+        return self.any_model or resolve_model(name, self.models) is not None
 
     def profile(self, name: str) -> ModelProfile:
         """The profile of model ``name`` (the default one when none was given)."""

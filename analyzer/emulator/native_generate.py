@@ -22,14 +22,37 @@ def check_model(state: ServerState, body: dict[str, Any]) -> str:
     return model
 
 
+def full_name(model: str) -> str:
+    """The registry name Ollama puts in capability errors (``registry.ollama.ai/library/NAME:TAG``)."""
+    name = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+    return f"registry.ollama.ai/{name}" if "/" in name else f"registry.ollama.ai/library/{name}"
+
+
+def _check_capabilities(state: ServerState, endpoint: Endpoint, body: dict[str, Any]) -> None:
+    """Ollama's 400s for ``think``/``tools`` on a model whose template supports neither."""
+    model = str(body["model"])
+    profile = state.config.profile(state.resolve(model) or model)
+    think = body.get("think")
+    if not profile.thinking and (think is True or isinstance(think, str)):
+        raise RequestFailed(400, f'"{model}" does not support thinking')
+    if not profile.tools and endpoint in ("chat", "openai_chat") and body.get("tools"):
+        raise RequestFailed(400, f"{full_name(model)} does not support tools")
+
+
 def prepare(state: ServerState, endpoint: Endpoint, request: Request) -> tuple[dict[str, Any], ReplyPlan]:
     """Parse, validate and plan a generation request; injected ``fail_status`` raises here."""
     body = parse_body(request.body)
+    if endpoint == "generate" and not body.get("model"):
+        raise RequestFailed(404, "model '' not found")  # GenerateHandler looks the empty name up (v0.24.0)
     check_model(state, body)
+    _check_capabilities(state, endpoint, body)
     try:
         plan = plan_reply(endpoint, body, state.config)
     except PlanError as exc:
         raise RequestFailed(400, str(exc)) from None
+    if body.get("truncate") is False and plan.prompt_tokens_sent > plan.num_ctx > 0:
+        streamed = endpoint in ("generate", "chat") and body.get("stream", True) is not False
+        raise RequestFailed(400, "the input length exceeds the context length", stream_framed=streamed)
     if plan.fail_status:
         raise RequestFailed(plan.fail_status, fail_message(plan.fail_status))
     return body, plan
@@ -46,14 +69,30 @@ def _tool_calls(plan: ReplyPlan) -> list[dict[str, Any]]:
     ]
 
 
-def _chunk(endpoint: Endpoint, model: str, token: Token) -> dict[str, Any]:
+def _logprobs(token: Token, top: int) -> list[dict[str, Any]]:
+    """``logprobs: true``: one entry per token (a fixed log-probability; ``top_logprobs`` alternatives)."""
+    entry: dict[str, Any] = {"token": token.text, "logprob": -0.5, "bytes": list(token.text.encode())}
+    if top > 0:
+        entry["top_logprobs"] = [
+            {"token": token.text, "logprob": -0.5 - i, "bytes": list(token.text.encode())} for i in range(top)
+        ]
+    return [entry]
+
+
+def _chunk(endpoint: Endpoint, model: str, token: Token, body: dict[str, Any]) -> dict[str, Any]:
     if endpoint == "generate":
         if token.kind == "thinking":
-            return {**_head(model), "response": "", "thinking": token.text, "done": False}
-        return {**_head(model), "response": token.text, "done": False}
-    message = {"role": "assistant", "content": ""}
-    message["thinking" if token.kind == "thinking" else "content"] = token.text
-    return {**_head(model), "message": message, "done": False}
+            chunk = {**_head(model), "response": "", "thinking": token.text, "done": False}
+        else:
+            chunk = {**_head(model), "response": token.text, "done": False}
+    else:
+        message = {"role": "assistant", "content": ""}
+        message["thinking" if token.kind == "thinking" else "content"] = token.text
+        chunk = {**_head(model), "message": message, "done": False}
+    if body.get("logprobs") is True:
+        top = body.get("top_logprobs")
+        chunk["logprobs"] = _logprobs(token, top if isinstance(top, int) else 0)
+    return chunk
 
 
 def _final(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timing, whole: bool) -> dict[str, Any]:
@@ -81,7 +120,10 @@ def _load_reply(endpoint: Endpoint, model: str, reason: str) -> dict[str, Any]:
     return {**_head(model), "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": True}
 
 
-async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timing, response: ResponseWriter) -> None:
+async def _stream(
+    endpoint: Endpoint, body: dict[str, Any], plan: ReplyPlan, timing: Timing, response: ResponseWriter
+) -> None:
+    model = str(body["model"])
     response.start_stream(200, NDJSON_TYPE)
     async for event in paced_tokens(plan, timing):
         if isinstance(event, Fault):
@@ -91,7 +133,7 @@ async def _stream(endpoint: Endpoint, model: str, plan: ReplyPlan, timing: Timin
             await response.write_chunk(go_json({"error": event.message}) + b"\n")
             await response.end_stream()
             return
-        await response.write_chunk(go_json(_chunk(endpoint, model, event)) + b"\n")
+        await response.write_chunk(go_json(_chunk(endpoint, model, event, body)) + b"\n")
     if endpoint == "chat" and plan.tool_calls:
         message = {"role": "assistant", "content": "", "tool_calls": _tool_calls(plan)}
         await response.write_chunk(go_json({**_head(model), "message": message, "done": False}) + b"\n")
@@ -127,7 +169,7 @@ async def handle_generation(endpoint: Endpoint, state: ServerState, request: Req
             if body.get("stream", True) is False:
                 await _whole(endpoint, model, plan, timing, response)
             else:
-                await _stream(endpoint, model, plan, timing, response)
+                await _stream(endpoint, body, plan, timing, response)
 
 
 async def generate(state: ServerState, request: Request, response: ResponseWriter) -> None:

@@ -90,6 +90,8 @@ async def show(state: ServerState, request: Request, response: ResponseWriter) -
     if not body.get("model") and body.get("name"):
         body["model"] = body["name"]
     name = state.resolve(check_model(state, body)) or ""
+    profile = state.config.profile(name)
+    capabilities = ["completion"] + ["tools"] * profile.tools + ["thinking"] * profile.thinking
     await send_json(
         response,
         {
@@ -98,8 +100,9 @@ async def show(state: ServerState, request: Request, response: ResponseWriter) -
             "template": "{{ .Prompt }}",
             "details": details(name),
             "model_info": {"general.architecture": details(name)["family"], "general.parameter_count": 1_000_000},
-            "capabilities": ["completion", "tools", "thinking"],
+            "capabilities": capabilities,
             "modified_at": MODIFIED_AT,
+            "tensors": [{"name": "token_embd.weight", "type": "Q4_1", "shape": [2048, 32000]}],
         },
     )
 

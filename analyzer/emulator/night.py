@@ -73,6 +73,7 @@ def run_night(url: str, model: str = NIGHT_MODEL, on_step: Callable[[Step], obje
     A client error of the staged error step is its expected outcome; any other client error propagates.
     """
     import ollama
+    import openai  # noqa: F401 - loaded now (it takes seconds), not as an idle gap in the middle of the night
 
     steps: list[Step] = []
 

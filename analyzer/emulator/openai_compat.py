@@ -16,7 +16,7 @@ from analyzer.emulator.replies import (
     openai_error_body,
     pace_whole_reply,
     parse_body,
-    send_json,
+    send_openai_json,
 )
 from analyzer.emulator.state import ServerState
 from analyzer.emulator.wire import go_json
@@ -64,13 +64,28 @@ class _SseStream:
             "system_fingerprint": "fp_ollama",
         }
         self.role_sent = False
+        self.role_every_chunk = False  # v0.24.0 repeats the role in every delta; older servers only in the first
+        self._tail: list[bytes] | None = None
 
     async def event(self, payload: bytes) -> None:
-        await self.response.write_chunk(b"data: " + payload + b"\n\n")
+        data = b"data: " + payload + b"\n\n"
+        if self._tail is not None:
+            self._tail.append(data)
+        else:
+            await self.response.write_chunk(data)
+
+    def hold(self) -> None:
+        """Collect the following events into one chunk (v0.24.0 writes finish, usage and [DONE] together)."""
+        self._tail = []
+
+    async def flush(self) -> None:
+        if self._tail:
+            await self.response.write_chunk(b"".join(self._tail))
+        self._tail = None
 
     async def choice(self, delta: dict[str, Any], finish: str | None) -> None:
         if self.chat:
-            if not self.role_sent:
+            if self.role_every_chunk or not self.role_sent:
                 delta = {"role": "assistant", **delta}
                 self.role_sent = True
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -92,6 +107,7 @@ async def _stream(
     legacy = state.config.openai_legacy_finish
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{state.next_id()}"
     sse = _SseStream(chat, ident, str(body["model"]), response)
+    sse.role_every_chunk = not legacy
     response.start_stream(200, SSE_TYPE)
     # Legacy servers put finish_reason on the last content chunk, so hold each chunk back by one.
     held: dict[str, Any] | None = None
@@ -124,11 +140,13 @@ async def _stream(
     if legacy:
         await sse.choice(held if held is not None else {"content": ""}, finish)
     else:
-        await sse.choice({}, finish)
+        sse.hold()
+        await sse.choice({"content": ""}, finish)
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
         await sse.usage(_usage(plan, timing.emitted))
     await sse.event(b"[DONE]")
+    await sse.flush()
     await response.end_stream()
 
 
@@ -155,7 +173,7 @@ async def _whole(
         choice = {"text": plan.text, "index": 0, "finish_reason": _finish_reason(plan)}
     reply["choices"] = [choice]
     reply["usage"] = _usage(plan, timing.emitted)
-    await send_json(response, reply)
+    await send_openai_json(response, reply)
 
 
 async def _completion(chat: bool, state: ServerState, request: Request, response: ResponseWriter) -> None:
@@ -188,7 +206,7 @@ async def embeddings(state: ServerState, request: Request, response: ResponseWri
         raise RequestFailed(400, "invalid input type")
     count = sum(text.prompt_token_count(i) for i in inputs)
     data = [{"object": "embedding", "embedding": text.embedding(model, s), "index": i} for i, s in enumerate(inputs)]
-    await send_json(
+    await send_openai_json(
         response,
         {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": count, "total_tokens": count}},
     )
@@ -200,7 +218,7 @@ def _model_entry(name: str) -> dict[str, Any]:
 
 async def models(state: ServerState, request: Request, response: ResponseWriter) -> None:
     """``GET /v1/models``."""
-    await send_json(response, {"object": "list", "data": [_model_entry(n) for n in state.models]})
+    await send_openai_json(response, {"object": "list", "data": [_model_entry(n) for n in state.models]})
 
 
 async def model(state: ServerState, request: Request, response: ResponseWriter) -> None:
@@ -209,4 +227,4 @@ async def model(state: ServerState, request: Request, response: ResponseWriter) 
     resolved = state.resolve(name)
     if resolved is None:
         raise RequestFailed(404, f"model '{name}' not found")
-    await send_json(response, _model_entry(resolved))
+    await send_openai_json(response, _model_entry(resolved))

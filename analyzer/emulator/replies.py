@@ -12,6 +12,8 @@ from analyzer.emulator.plan import ReplyPlan
 from analyzer.emulator.wire import go_json
 
 JSON_TYPE = "application/json; charset=utf-8"
+# Ollama's OpenAI middleware writes with json.NewEncoder: no charset, and a newline after the object (v0.24.0).
+OPENAI_JSON_TYPE = "application/json"
 NDJSON_TYPE = "application/x-ndjson"
 SSE_TYPE = "text/event-stream"
 
@@ -24,10 +26,12 @@ _FAIL_MESSAGES = {
 class RequestFailed(Exception):
     """Raised by a handler to answer with an error status before any byte of the body was sent."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, stream_framed: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        # Ollama found the error inside its streaming response writer: `application/json` (no charset), chunked.
+        self.stream_framed = stream_framed
 
 
 def fail_message(status: int) -> str:
@@ -46,10 +50,21 @@ async def send_json(response: ResponseWriter, value: Any, status: int = 200) -> 
     await response.send(status, JSON_TYPE, go_json(value))
 
 
+async def send_openai_json(response: ResponseWriter, value: Any, status: int = 200) -> None:
+    """Send one JSON object the way Ollama's OpenAI middleware does (``json.NewEncoder``)."""
+    await response.send(status, OPENAI_JSON_TYPE, go_json(value) + b"\n")
+
+
 async def send_error(response: ResponseWriter, error: RequestFailed, openai: bool) -> None:
     """Send ``error`` in the native (``{"error": "..."}``) or OpenAI shape."""
-    body = openai_error_body(error.status, error.message) if openai else {"error": error.message}
-    await send_json(response, body, error.status)
+    if openai:
+        await send_openai_json(response, openai_error_body(error.status, error.message), error.status)
+    elif error.stream_framed:
+        response.start_stream(error.status, OPENAI_JSON_TYPE)
+        await response.write_chunk(go_json({"error": error.message}))
+        await response.end_stream()
+    else:
+        await send_json(response, {"error": error.message}, error.status)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

@@ -33,6 +33,13 @@ from analyzer.emulator.config import FOREVER, GIB, EmulatorConfig
 FOREVER_NS = 2**63 - 1
 
 
+class ServerBusy(Exception):
+    """More requests wait for the scheduler than ``OLLAMA_MAX_QUEUE`` allows (Ollama answers 503 with this text)."""
+
+    def __init__(self) -> None:
+        super().__init__("server busy, please try again.  maximum pending requests exceeded")
+
+
 class OutOfMemory(Exception):
     """The model does not fit in the emulated machine's memory (Ollama answers 500 with this text)."""
 
@@ -131,6 +138,7 @@ class Scheduler:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.runners: dict[str, Runner] = {}
+        self.pending = 0  # requests not yet handed a loaded runner (Ollama's pendingReqCh and the one in hand)
         self._idle_waiters: list[asyncio.Future[None]] = []
 
     def expire(self, now: float | None = None) -> None:
@@ -273,9 +281,20 @@ class Scheduler:
     async def use(
         self, model: str, keep_alive_s: float | None, num_ctx: int, load_ms: float | None = None
     ) -> AsyncIterator[Runner]:
-        """``acquire`` + wait for the load + ``release`` at the end."""
-        runner = await self.acquire(model, keep_alive_s, num_ctx, load_ms)
-        await self.wait_loaded(runner)
+        """``acquire`` + wait for the load + ``release`` at the end.
+
+        Raises ServerBusy when ``max_queue`` requests already wait for a runner: Ollama's ``pendingReqCh`` holds
+        ``OLLAMA_MAX_QUEUE`` of them besides the one the scheduler is working on.
+        """
+        limit = self.config.max_queue
+        if limit and self.pending > limit:
+            raise ServerBusy()
+        self.pending += 1
+        try:
+            runner = await self.acquire(model, keep_alive_s, num_ctx, load_ms)
+            await self.wait_loaded(runner)
+        finally:
+            self.pending -= 1
         try:
             yield runner
         finally:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
-from analyzer.emulator import native_generate, native_misc, openai_compat
+from analyzer.emulator import anthropic, native_generate, native_misc, offline, openai_compat, responses
 from analyzer.emulator.config import EmulatorConfig
 from analyzer.emulator.http11 import BadRequest, Request, ResponseWriter, read_request, send_bad_request
 from analyzer.emulator.replies import RequestFailed, send_error
@@ -35,6 +39,18 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/completions"): openai_compat.completions,
     ("POST", "/v1/embeddings"): openai_compat.embeddings,
     ("GET", "/v1/models"): openai_compat.models,
+    # today's Ollama: the Anthropic and Responses middlewares, and the endpoints an offline server refuses
+    ("POST", "/v1/messages"): anthropic.messages,
+    ("POST", "/v1/responses"): responses.responses,
+    ("GET", "/api/status"): offline.status,
+    ("POST", "/api/experimental/web_search"): offline.web_search,
+    ("POST", "/api/experimental/web_fetch"): offline.web_fetch,
+    ("GET", "/api/experimental/model-recommendations"): offline.recommendations,
+    ("POST", "/api/me"): offline.whoami,
+    ("POST", "/api/signout"): offline.signout,
+    ("POST", "/v1/images/generations"): offline.images,
+    ("POST", "/v1/images/edits"): offline.images,
+    ("POST", "/v1/audio/transcriptions"): offline.transcriptions,
 }
 
 MAX_REQUESTS_PER_CONNECTION = 100_000
@@ -46,11 +62,32 @@ def route(method: str, path: str) -> Handler | None:
     handler = ROUTES.get((method, path))
     if handler is None and method == "GET" and path.startswith("/v1/models/"):
         return openai_compat.model
+    if handler is None and method == "DELETE" and path.startswith("/api/user/keys/"):
+        return offline.signout
     return handler
 
 
 async def _not_found(state: ServerState, request: Request, response: ResponseWriter) -> None:
     await response.send(404, "text/plain", b"404 page not found")
+
+
+def log_body(path: str, request: Request) -> None:
+    """Append what arrived to the body log (``--body-log``): when, method, path, body size and sha256 — so a test
+    can tell that a client sent byte-identical bodies, and when, without keeping the prompts themselves."""
+    line = json.dumps(
+        {
+            "at": time.time(),
+            "method": request.method,
+            "path": request.target,
+            "bytes": len(request.body),
+            "sha256": hashlib.sha256(request.body).hexdigest(),
+        }
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 class EmulatorServer:
@@ -105,6 +142,8 @@ class EmulatorServer:
                 return
             if request is None:
                 return
+            if self.config.body_log:
+                log_body(self.config.body_log, request)
             response = ResponseWriter(request, writer)
             handler = route(request.method, request.path) or _not_found
             try:

@@ -12,7 +12,7 @@ from analyzer.emulator.config import EmulatorConfig, resolve_model
 from analyzer.emulator.pacing import Timing
 from analyzer.emulator.plan import ReplyPlan
 from analyzer.emulator.replies import RequestFailed
-from analyzer.emulator.scheduler import OutOfMemory, Runner, Scheduler
+from analyzer.emulator.scheduler import OutOfMemory, Runner, Scheduler, ServerBusy
 
 
 @dataclass
@@ -30,8 +30,9 @@ class ServerState:
         self.scheduler = Scheduler(self.config)
 
     def resolve(self, name: str) -> str | None:
-        """The existing model ``name`` refers to, or None."""
-        return resolve_model(name, self.models)
+        """The existing model ``name`` refers to, or None (every name exists with ``any_model``)."""
+        found = resolve_model(name, self.models)
+        return name if found is None and self.config.any_model else found
 
     def add_model(self, name: str) -> None:
         """Make ``name`` exist (after a pull or create)."""
@@ -56,10 +57,12 @@ class ServerState:
     ) -> AsyncIterator[Runner]:
         """Hold a loaded runner for ``model`` for the block (Ollama's ``scheduleRunner`` … request done).
 
-        An out-of-memory load is a 500 with Ollama's message.
+        An out-of-memory load is a 500 with Ollama's message; a full queue (``max_queue``) a 503.
         """
         try:
             async with self.scheduler.use(self.resolve(model) or model, keep_alive_s, num_ctx, load_ms) as runner:
                 yield runner
         except OutOfMemory as exc:
             raise RequestFailed(500, str(exc)) from None
+        except ServerBusy as exc:
+            raise RequestFailed(503, str(exc)) from None

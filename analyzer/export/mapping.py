@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analyzer.export import semconv as sc
+from analyzer.export.labels import LabelLimiter
 from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_ERROR_MID_STREAM,
@@ -208,6 +209,14 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
         attributes[sc.USAGE_INPUT_TOKENS] = record.prompt_eval_count
     if record.eval_count is not None:
         attributes[sc.USAGE_OUTPUT_TOKENS] = record.eval_count
+    for attribute, value in (
+        (sc.USAGE_CACHE_READ_INPUT_TOKENS, record.prompt_eval_cached_count),
+        (sc.REQUEST_MAX_TOKENS, record.opt_num_predict),
+        (sc.REQUEST_TEMPERATURE, record.opt_temperature),
+        (sc.REQUEST_SEED, record.opt_seed),
+    ):
+        if value is not None:
+            attributes[attribute] = value
     if record.done_reason:
         attributes[sc.FINISH_REASONS] = [record.done_reason]
     if record.stream and record.ttft_ms is not None:
@@ -248,11 +257,17 @@ def span_data(record: InteractionRecord, *, content: bool = False) -> SpanData:
     )
 
 
-def measurements(record: InteractionRecord) -> list[Measurement]:
-    """What one finished inference interaction adds to the histograms (nothing for pull, tags, ...)."""
+def measurements(record: InteractionRecord, labels: LabelLimiter | None = None) -> list[Measurement]:
+    """What one finished inference interaction adds to the histograms (nothing for pull, tags, ...).
+
+    ``labels`` bounds the attributes taken from traffic (the model, ...): every exporter of live metrics passes
+    one, so no client can grow the number of series (``analyzer.export.labels``).
+    """
     if operation_name(record) not in sc.INFERENCE_OPERATIONS:
         return []
     attributes = metric_attributes(record)
+    if labels is not None:
+        attributes = labels.bound(attributes)
     out: list[Measurement] = []
 
     def add(metric: str, value: float | None, extra: Attributes | None = None) -> None:

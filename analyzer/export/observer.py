@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from analyzer.export import semconv as sc
+from analyzer.export.labels import DEFAULT_LABEL_LIMIT
 from analyzer.export.mapping import measurements, span_data
 from analyzer.export.telemetry import Telemetry
 
@@ -40,6 +41,7 @@ class ExportObserver:
         prometheus_address: str = "",
         content: bool = False,
         queue_size: int = DEFAULT_QUEUE,
+        label_limit: int = DEFAULT_LABEL_LIMIT,
     ) -> None:
         self.otlp_endpoint = otlp_endpoint
         self.content = content
@@ -51,7 +53,10 @@ class ExportObserver:
         self._warned_at = 0.0
         self.exported = 0
         self.telemetry = Telemetry(
-            otlp_endpoint=otlp_endpoint, prometheus_address=prometheus_address, in_flight=self.in_flight
+            otlp_endpoint=otlp_endpoint,
+            prometheus_address=prometheus_address,
+            in_flight=self.in_flight,
+            label_limit=label_limit,
         )
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="ollama-export", daemon=True)
@@ -106,7 +111,7 @@ class ExportObserver:
         try:
             if self.telemetry.tracer_provider is not None:
                 self.telemetry.record_span(span_data(record, content=self.content))
-            self.telemetry.record_measurements(measurements(record))
+            self.telemetry.record_measurements(measurements(record, self.telemetry.labels))
             self.exported += 1
         except Exception:
             logger.warning("ollama_export: could not export record %s", record.id, exc_info=True)

@@ -21,6 +21,10 @@ RESPONSE_MODEL = "gen_ai.response.model"
 REQUEST_STREAM = "gen_ai.request.stream"
 USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"  # included in gen_ai.usage.input_tokens
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_SEED = "gen_ai.request.seed"
 FINISH_REASONS = "gen_ai.response.finish_reasons"
 TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 INPUT_MESSAGES = "gen_ai.input.messages"
@@ -35,6 +39,8 @@ ERROR_TYPE_OTHER = "_OTHER"
 # gen_ai.operation.name per record kind (other kinds keep their own name: pull, tags, ...)
 OPERATION_BY_KIND = {
     "chat": "chat",
+    "messages": "chat",  # Anthropic Messages (/v1/messages)
+    "responses": "chat",  # OpenAI Responses (/v1/responses)
     "generate": "text_completion",
     "embed": "embeddings",
     "embeddings": "embeddings",
@@ -48,6 +54,11 @@ OLLAMA_EVAL_DURATION = "ollama.eval_duration"
 OLLAMA_TOTAL_DURATION = "ollama.total_duration"
 OLLAMA_HIDDEN_WAIT = "ollama.hidden_wait"  # total − load − prompt_eval − eval, clamped at 0
 OLLAMA_FLAGS = "ollama.flags"
+OLLAMA_TTFT_THINKING = "ollama.ttft_thinking"  # seconds to the first thinking token
+OLLAMA_TTFT_CONTENT = "ollama.ttft_content"  # seconds to the first answer token
+OLLAMA_THINKING = "ollama.thinking"  # seconds from the first thinking token to the first answer/tool token
+OLLAMA_TTFT_TOOL = "ollama.ttft_tool"  # seconds to the first tool-call bytes
+OLLAMA_REMOTE = "ollama.remote"  # a remote (cloud) model answered
 OLLAMA_API = "ollama.api"
 OLLAMA_PATH = "ollama.path"
 OLLAMA_STATUS = "ollama.http.status"
@@ -81,6 +92,8 @@ OLLAMA_MODEL_LOAD_DURATION = "ollama.model.load.duration"
 OLLAMA_REQUESTS_IN_FLIGHT = "ollama.requests.in_flight"
 OLLAMA_EXPORT_DROPPED = "ollama.export.dropped"
 DROPPED_SIGNAL = "signal"  # attribute of ollama.export.dropped: traces | metrics | records
+OLLAMA_LABEL_VALUES_FOLDED = "ollama.export.label_values_folded"
+FOLDED_LABEL = "label"  # attribute of ollama.export.label_values_folded: the attribute whose value was folded
 
 # Explicit bucket boundaries (the convention's advice; the SDK's defaults would be milliseconds-shaped).
 DURATION_BUCKETS = tuple(round(0.01 * 2**i, 2) for i in range(14))  # 0.01, 0.02, 0.04, ... 81.92 s
@@ -124,4 +137,5 @@ PROMETHEUS_NAMES: dict[str, str] = {
     OLLAMA_MODEL_LOAD_DURATION: "ollama_model_load_duration_seconds",
     OLLAMA_REQUESTS_IN_FLIGHT: "ollama_requests_in_flight",
     OLLAMA_EXPORT_DROPPED: "ollama_export_dropped_total",
+    OLLAMA_LABEL_VALUES_FOLDED: "ollama_export_label_values_folded_total",
 }

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from analyzer.export import semconv as sc
+from analyzer.export.labels import DEFAULT_LABEL_LIMIT, LabelLimiter
 from analyzer.export.mapping import Measurement, SpanData
 from analyzer.export.settings import ExportConfigError, parse_listen, signal_endpoint
 
@@ -208,6 +209,8 @@ class Telemetry:
 
     ``in_flight`` (optional) returns the open interactions per ``gen_ai.operation.name``; it is read by the
     metric readers, never on the traffic path. ``metrics=False`` skips metrics altogether (replay).
+    ``label_limit``: distinct values kept per traffic-chosen label (``labels``, see ``analyzer.export.labels``);
+    the folds are counted in ``ollama.export.label_values_folded``.
     """
 
     def __init__(
@@ -218,11 +221,13 @@ class Telemetry:
         metrics: bool = True,
         span_queue: int | None = None,
         in_flight: Callable[[], dict[str, int]] | None = None,
+        label_limit: int = DEFAULT_LABEL_LIMIT,
     ) -> None:
         # The SDK logs every failed batch (and every retry) at error level; the drops are reported instead,
         # counted and rate-limited, so a collector that is down does not flood the proxy's console.
         logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)
         self.drops = Drops()
+        self.labels = LabelLimiter(label_limit)
         self.resource = resource()
         self.span_queue = span_queue or _env_int("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_SPAN_QUEUE)
         self.prometheus: PrometheusServer | None = None
@@ -265,6 +270,13 @@ class Telemetry:
             sc.OLLAMA_EXPORT_DROPPED, unit="{item}", description="Spans, data points or records not exported."
         )
         self.drops.attach(lambda count, signal: dropped.add(count, {sc.DROPPED_SIGNAL: signal}))
+        folded = meter.create_counter(
+            sc.OLLAMA_LABEL_VALUES_FOLDED,
+            unit="{interaction}",
+            description="Interactions whose value of a traffic-chosen label (attribute 'label') was beyond the "
+            "label limit and was recorded as 'other'.",
+        )
+        self.labels.attach(lambda count, label: folded.add(count, {sc.FOLDED_LABEL: label}))
         meter.create_observable_up_down_counter(
             sc.OLLAMA_REQUESTS_IN_FLIGHT,
             callbacks=[self._observe_in_flight],

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from analyzer.protocol.endpoints import API_OLLAMA, Endpoint
+from analyzer.protocol.endpoints import API_ANTHROPIC, API_OLLAMA, Endpoint
 from analyzer.protocol.framing import LineSplitter, SseSplitter
 from analyzer.protocol.record import FLAG_TRUNCATED_BODY, FLAG_UNPARSABLE_LINE
 from analyzer.protocol.response_content import ResponseContent
 from analyzer.protocol.timing import GapStats
+from analyzer.protocol.token_kinds import TOKEN_KINDS
 
 # One stream line / SSE event, and one non-streamed JSON body (embeddings can be several MB): longer ones
 # are dropped and flagged truncated_body. Independent of the text cap, which bounds what is *kept*.
@@ -36,11 +37,22 @@ MODE_SSE = "sse"
 MODE_JSON = "json"
 MODE_TEXT = "text"
 
-Apply = Callable[[dict[str, Any]], bool]
+Apply = Callable[[dict[str, Any]], int]  # the token kinds an object carried (token_kinds bits; 0: none)
 # The per-line decoder: msgspec reads the bytes as they are (no str step) about 3x faster than json. Whatever it
 # refuses (lone surrogates, NaN/Infinity, 1e400, bad UTF-8, trailing bytes, deep nesting) goes to json, which
 # decides as before: where msgspec accepts a line, both give the same object, so records do not change.
 _fast_decode = msgspec.json.Decoder().decode
+_ANTHROPIC_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+    }
+)
 
 
 def body_mode(content_type: str | None) -> str:
@@ -64,6 +76,8 @@ class ObjectSink:
         self.add_flags = add_flags
         self.chunks = 0
         self.had_error_line = False
+        self.first_at: dict[int, float] = {}  # token kind bit -> arrival of its first token
+        self._kinds_seen = 0
         # Mid-response capture: the first unit may be the tail of a line. It is kept when it parses as a
         # whole object (the capture started on a line boundary) and dropped quietly when it does not.
         self.first_unit_may_be_partial = False
@@ -80,10 +94,41 @@ class ObjectSink:
                 self.add_flags([FLAG_UNPARSABLE_LINE])
             return
         self.chunks += 1
-        if obj.get("error") is not None:
+        tokens = apply(obj)
+        if obj.get("error") is not None or self.content.failed:
             self.had_error_line = True
-        if apply(obj):
-            self.gaps.add(at)
+        if tokens:
+            self.note_tokens(tokens, at)
+
+    def note_tokens(self, tokens: int, at: float) -> None:
+        """An object carrying ``tokens`` (token_kinds bits) arrived at ``at``: a token-bearing chunk."""
+        self.gaps.add(at)
+        if tokens & ~self._kinds_seen:  # the first token of a kind: rare, so the usual chunk costs one test
+            self._kinds_seen |= tokens
+            for kind in TOKEN_KINDS:
+                if tokens & kind and kind not in self.first_at:
+                    self.first_at[kind] = at
+
+
+def stream_apply(content: ResponseContent, endpoint: Endpoint | None) -> Apply:
+    """How to read one SSE data object: by the endpoint's API, or by the object itself when it is unknown."""
+    if endpoint is not None and endpoint.api == API_ANTHROPIC:
+        return content.apply_anthropic
+    if endpoint is not None and endpoint.kind == "responses":
+        return content.apply_responses
+    if endpoint is not None:
+        return content.apply_openai
+
+    def by_shape(obj: dict[str, Any]) -> int:
+        kind = obj.get("type")
+        if isinstance(kind, str) and "choices" not in obj:
+            if kind.startswith("response.") or obj.get("object") == "response":
+                return content.apply_responses(obj)
+            if kind in _ANTHROPIC_EVENTS or kind in ("error", "message"):
+                return content.apply_anthropic(obj)
+        return content.apply_openai(obj)
+
+    return by_shape
 
 
 def _decode_strictly_as_json(raw: bytes) -> Any:
@@ -149,14 +194,16 @@ class NdjsonReader:
 
 
 class SseReader:
-    """OpenAI-compatible streams: ``data: <json>`` events ending with ``data: [DONE]``."""
+    """SSE streams: OpenAI-compatible ``data: <json>`` events ending with ``data: [DONE]``; Anthropic Messages and
+    OpenAI Responses events (``event:`` + ``data:``, ending with ``message_stop`` / ``response.completed``)."""
 
     streaming = True
     complete_without_end_marker = False
 
-    def __init__(self, sink: ObjectSink) -> None:
+    def __init__(self, sink: ObjectSink, endpoint: Endpoint | None = None) -> None:
         self._take_object = sink.take_stream_object
-        self._apply = sink.content.apply_openai
+        self._apply = stream_apply(sink.content, endpoint)
+        self._content = sink.content
         self._events = SseSplitter(MAX_LINE_BYTES)
         self._done = False
 
@@ -169,7 +216,8 @@ class SseReader:
             self._take(event, at)
 
     def ended(self) -> bool:
-        return self._done
+        # [DONE] ends an OpenAI chat stream; Anthropic and Responses streams end with their final event
+        return self._done or (self._content.done and self._content.detected_kind in ("messages", "responses"))
 
     def oversized(self) -> int:
         return self._events.oversized_total
@@ -230,12 +278,18 @@ class JsonBodyReader(_CappedBody):
         sink, content = self._sink, self._sink.content
         if isinstance(obj, dict):
             sink.chunks = 1
-            is_openai = (self._endpoint is not None and self._endpoint.api != API_OLLAMA) or (
-                "choices" in obj or "object" in obj
-            )
-            apply = content.apply_openai if is_openai else content.apply_native
-            if apply(obj):
-                sink.gaps.add(at)
+            endpoint = self._endpoint
+            if endpoint is not None and endpoint.api != API_OLLAMA:
+                apply = stream_apply(content, endpoint)
+            elif endpoint is None and ("type" in obj or obj.get("object") == "response"):
+                apply = stream_apply(content, None)
+            elif "choices" in obj or "object" in obj:
+                apply = content.apply_openai
+            else:
+                apply = content.apply_native
+            tokens = apply(obj)
+            if tokens:
+                sink.note_tokens(tokens, at)
             self._parsed = True
         elif self._is_http_error():
             content.error = body.decode("utf-8", "replace").strip()
@@ -318,7 +372,7 @@ class SniffReader:
         return self._reader.oversized() if self._reader is not None else 0
 
     def _hand_over(self, *, is_sse: bool) -> None:
-        reader: NdjsonReader | SseReader = SseReader(self._sink) if is_sse else NdjsonReader(self._sink)
+        reader: NdjsonReader | SseReader = SseReader(self._sink) if is_sse else NdjsonReader(self._sink)  # by shape
         self._reader = reader
         pending, self._pending, self._pending_size = self._pending, [], 0
         for fragment, when in pending:
@@ -330,7 +384,7 @@ def reader_for(mode: str, sink: ObjectSink, *, status: int | None, endpoint: End
     if mode == MODE_NDJSON:
         return NdjsonReader(sink)
     if mode == MODE_SSE:
-        return SseReader(sink)
+        return SseReader(sink, endpoint)
     if mode == MODE_JSON:
         return JsonBodyReader(sink, status, endpoint)
     return TextBodyReader(sink, status, sink.content.max_text_chars)

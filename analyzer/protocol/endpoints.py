@@ -29,6 +29,11 @@ def ollama_url(address: str) -> str:
 
 API_OLLAMA = "ollama"
 API_OPENAI = "openai"
+API_ANTHROPIC = "anthropic"
+
+# The record's ``kind`` of an empty-prompt generate/chat: Ollama's preload, and (with ``keep_alive: 0``) unload.
+KIND_LOAD = "load"
+KIND_UNLOAD = "unload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +63,24 @@ _EXACT: dict[str, Endpoint] = {
     "/v1/completions": Endpoint(API_OPENAI, "generate"),
     "/v1/embeddings": Endpoint(API_OPENAI, "embed"),
     "/v1/models": Endpoint(API_OPENAI, "models"),
+    "/v1/responses": Endpoint(API_OPENAI, "responses"),
+    "/v1/images/generations": Endpoint(API_OPENAI, "images"),
+    "/v1/images/edits": Endpoint(API_OPENAI, "images"),
+    "/v1/audio/transcriptions": Endpoint(API_OPENAI, "transcription"),
+    "/v1/messages": Endpoint(API_ANTHROPIC, "messages"),
+    "/api/status": Endpoint(API_OLLAMA, "status"),
+    "/api/experimental/web_search": Endpoint(API_OLLAMA, "web_search"),
+    "/api/experimental/web_fetch": Endpoint(API_OLLAMA, "web_fetch"),
+    "/api/experimental/model-recommendations": Endpoint(API_OLLAMA, "recommendations"),
+    "/api/me": Endpoint(API_OLLAMA, "account"),
+    "/api/signout": Endpoint(API_OLLAMA, "account"),
     "/": Endpoint(API_OLLAMA, "root"),
 }
 
 _PREFIXES: tuple[tuple[str, Endpoint], ...] = (
     ("/api/blobs/", Endpoint(API_OLLAMA, "blobs")),
     ("/v1/models/", Endpoint(API_OPENAI, "models")),
+    ("/api/user/keys/", Endpoint(API_OLLAMA, "account")),
 )
 
 
@@ -81,7 +98,11 @@ def path_only(target: str) -> str:
 
 
 def classify(path: str) -> Endpoint | None:
-    """The Ollama endpoint a request path belongs to, or None for anything that is not Ollama's API."""
+    """The Ollama endpoint a request path belongs to, or None for anything that is not Ollama's API.
+
+    The method does not matter: ``HEAD /``, ``HEAD /api/version``, ``HEAD /api/tags`` and ``HEAD /api/blobs/…``
+    get their GET/POST twin's kind (the record's ``method`` says HEAD).
+    """
     clean = path_only(path)
     if len(clean) > 1:
         clean = clean.rstrip("/")

@@ -21,14 +21,18 @@ from analyzer.protocol.body_readers import (
     body_mode,
     reader_for,
 )
-from analyzer.protocol.endpoints import API_OLLAMA, Endpoint, classify
+from analyzer.protocol.endpoints import API_OLLAMA, KIND_LOAD, KIND_UNLOAD, Endpoint, classify
 from analyzer.protocol.record import (
+    FLAG_CAPTURE_ENDED_MID_REQUEST,
     FLAG_CAPTURE_ENDED_MID_RESPONSE,
+    FLAG_CAPTURE_STARTED_MID_REQUEST,
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_CLIENT_ABORTED,
     FLAG_ENCODED_BODY,
     FLAG_ERROR_MID_STREAM,
+    FLAG_GAP_IN_CAPTURE,
     FLAG_NO_RESPONSE,
+    FLAG_REMOTE_MODEL,
     FLAG_SHUTDOWN,
     FLAG_TRUNCATED_BODY,
     FLAG_UPSTREAM_FAILED,
@@ -36,8 +40,10 @@ from analyzer.protocol.record import (
 )
 from analyzer.protocol.redact import REDACT_IMAGES, redact
 from analyzer.protocol.request_content import RequestContent, parse_request
-from analyzer.protocol.response_content import ResponseContent
+from analyzer.protocol.request_decoding import ZstdBody
+from analyzer.protocol.response_content import ResponseContent, is_cloud_model_name
 from analyzer.protocol.timing import GapStats, ms_between
+from analyzer.protocol.token_kinds import TOKEN_CONTENT, TOKEN_THINKING, TOKEN_TOOL
 
 DEFAULT_MAX_TEXT_CHARS = 4 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -52,6 +58,9 @@ _INCOMPLETE_FLAGS = frozenset(
     {FLAG_CLIENT_ABORTED, FLAG_UPSTREAM_FAILED, FLAG_CAPTURE_ENDED_MID_RESPONSE, FLAG_SHUTDOWN, FLAG_NO_RESPONSE}
 )
 
+
+# Flags after which the request body kept may not be the one sent (a capture that missed part of it).
+_PARTIAL_REQUEST = frozenset({FLAG_CAPTURE_STARTED_MID_REQUEST, FLAG_CAPTURE_ENDED_MID_REQUEST, FLAG_GAP_IN_CAPTURE})
 
 _FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59 UTC
 
@@ -204,6 +213,10 @@ class InteractionBuilder:
         self._request_body = bytearray()
         self._request_bytes = 0
         self._request_decoder: _Decoder | None = None
+        self._request_zstd: ZstdBody | None = None  # zstd: kept compressed, decoded (bounded) when read
+        self._request_unusable = False  # cut at the cap or not decodable: what is kept is not what was sent
+        self._request_content_type: str | None = None
+        self._request_content_encoding: str | None = None
         # response
         self.status: int | None = None
         self._response_at: float | None = None
@@ -221,30 +234,40 @@ class InteractionBuilder:
     def request_started(self, at: float, method: str, path: str, headers: Mapping[str, str] | None) -> None:
         """The request line and headers; ``at`` is the time of the first request byte.
 
-        A gzip/deflate ``Content-Encoding`` request body is inflated before it is parsed; any other encoding
-        is flagged ``encoded_body`` (the prompt cannot be read).
+        A gzip/deflate/zstd ``Content-Encoding`` request body (clients send zstd to ``/v1/*``) is decoded before it
+        is parsed; any other encoding is flagged ``encoded_body`` (the prompt cannot be read).
         """
         self.started_at = at
         self.method = method
         self.path = path
         self.endpoint = classify(path)
+        self._request_content_type = _header(headers, "content-type")
         encoding = (_header(headers, "content-encoding") or "").strip().lower()
+        self._request_content_encoding = encoding or None
         if encoding in ("gzip", "deflate"):
             self._request_decoder = _Decoder(encoding)
+        elif encoding == "zstd":
+            self._request_zstd = ZstdBody(self._max_request)
         elif encoding and encoding != "identity":
             self.add_flags([FLAG_ENCODED_BODY])
+            self._request_unusable = True
 
     def request_body(self, data: bytes, at: float) -> None:
         """A fragment of the (de-chunked) request body."""
         self._request_bytes += len(data)
+        if self._request_zstd is not None:
+            self._request_zstd.feed(data)
+            return
         room = self._max_request - len(self._request_body)
         if self._request_decoder is not None and room > 0:
             # one byte past the cap at most: a small compressed body must not inflate into gigabytes here
             data = self._request_decoder.decode(data, limit=room + 1)
             if self._request_decoder.failed:
                 self.add_flags([FLAG_ENCODED_BODY])
+                self._request_unusable = True
         if len(data) > room:
             self.add_flags([FLAG_TRUNCATED_BODY])
+            self._request_unusable = True
             data = data[: max(room, 0)]
         self._request_body += data
 
@@ -318,10 +341,21 @@ class InteractionBuilder:
         if reader is not None:
             reader.flush(self._last_byte_at or 0.0)
         content, sink, gaps = self._content, self._sink, self._gaps
-        request = parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()
+        request = self.request_so_far()
         endpoint = self.endpoint
         if endpoint is None and content.detected_kind:
             endpoint = Endpoint(content.detected_api or API_OLLAMA, content.detected_kind)
+        kind = endpoint.kind if endpoint else ""
+        if request.management_kind is not None:
+            kind = request.management_kind
+        elif (
+            not self._request_bytes and kind in ("generate", "chat") and content.done_reason in (KIND_LOAD, KIND_UNLOAD)
+        ):
+            kind = content.done_reason  # the request was not seen (a capture), but the reply says what it was
+        model = request.model or content.model
+        remote = self._remote(model, content)
+        if remote:
+            self.add_flags([FLAG_REMOTE_MODEL])
 
         streaming = reader is not None and reader.streaming
         if error and not content.error:
@@ -359,8 +393,8 @@ class InteractionBuilder:
             path=self.path,
             status=self.status,
             api=endpoint.api if endpoint else "",
-            kind=endpoint.kind if endpoint else "",
-            model=valid_unicode(request.model or content.model),
+            kind=kind,
+            model=valid_unicode(model),
             stream=stream,
             prompt=valid_unicode(request.prompt),
             system=valid_unicode(request.system),
@@ -391,9 +425,58 @@ class InteractionBuilder:
             prompt_tokens_per_s=content.tokens_per_s("prompt_eval_count", "prompt_eval_duration"),
             request_bytes=self._request_bytes,
             response_bytes=self._response_bytes,
+            prompt_eval_cached_count=content.counters.get("prompt_eval_cached_count"),
+            remote=remote,
+            remote_model=valid_unicode(content.remote_model),
+            remote_host=valid_unicode(content.remote_host),
+            request_body=self._request_text(),
+            request_content_type=valid_unicode(self._request_content_type),
+            request_content_encoding=valid_unicode(self._request_content_encoding),
         )
+        for name, value in (*self._token_timings(started, streaming).items(), *request.options.columns().items()):
+            setattr(record, name, valid_unicode(value))
         self._finished = redact(record, self._redaction)
         return self._finished
+
+    def _token_timings(self, started: float | None, streaming: bool) -> dict[str, float | None]:
+        """The first token split by kind; ``thinking_ms`` runs from the first thinking token to the first token
+        that is not thinking (answer or tool call) and needs a stream (a single body arrives all at once)."""
+        first = self._sink.first_at
+        thinking, answer = first.get(TOKEN_THINKING), first.get(TOKEN_CONTENT)
+        tool = first.get(TOKEN_TOOL)
+        after = min((t for t in (answer, tool) if t is not None), default=None)
+        return {
+            "ttft_thinking_ms": ms_between(started, thinking),
+            "ttft_content_ms": ms_between(started, answer),
+            "thinking_ms": ms_between(thinking, after) if streaming else None,
+            "ttft_tool_ms": ms_between(started, tool),
+        }
+
+    def _remote(self, model: str | None, content: ResponseContent) -> bool | None:
+        """True when a remote (cloud) model answered: the reply names one, or the model name asks for the cloud;
+        False when a native reply finished without naming one; None when unknown."""
+        if content.remote_model or content.remote_host or is_cloud_model_name(model):
+            return True
+        if content.done and content.detected_api == API_OLLAMA and content.detected_kind in ("generate", "chat"):
+            return False
+        return None
+
+    def _request_text(self) -> str | None:
+        """The request body (after content decoding) as text, for replay; None when it is not all there or
+        not UTF-8 (a cut body, an encoding we cannot undo), so that a replay never sends something else."""
+        body, problems = self._decoded_request()
+        if not body or problems or self._request_unusable or not self._flags.keys().isdisjoint(_PARTIAL_REQUEST):
+            return None
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def _decoded_request(self) -> tuple[bytes, list[str]]:
+        """The request body after content decoding, and the flags decoding it raised."""
+        if self._request_zstd is not None:
+            return self._request_zstd.decoded()
+        return bytes(self._request_body), []
 
     def _protocol_ended(self) -> bool:
         """The body said it was finished: ``done:true``, ``data: [DONE]``, or a whole JSON body."""
@@ -411,6 +494,8 @@ class InteractionBuilder:
             return True
         if any(flag in self._flags for flag in _INCOMPLETE_FLAGS) or self._response_at is None:
             return False
+        if self.method == "HEAD":  # a HEAD response has headers only: the status line was all of it
+            return True
         reader = self._reader
         return reader is not None and reader.complete_without_end_marker and not self._sink.had_error_line
 
@@ -447,7 +532,9 @@ class InteractionBuilder:
 
     def request_so_far(self) -> RequestContent:
         """The request body read so far (model, prompt, messages); unredacted — apply ``redaction`` yourself."""
-        return parse_request(self.endpoint, bytes(self._request_body)) or RequestContent()
+        body, problems = self._decoded_request()
+        self.add_flags(problems)
+        return parse_request(self.endpoint, body, self._request_content_type) or RequestContent()
 
     def response_tail(self, max_chars: int) -> str:
         """The last ``max_chars`` characters of the response text so far (O(max_chars), not O(text))."""

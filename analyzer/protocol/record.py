@@ -75,7 +75,7 @@ GROUPS: dict[str, str] = {
 }
 
 # -- views: consumers that read a subset of the columns (every column is in the log, CSV, SQLite and pandas) -----
-SUMMARY = "summary"  # `logs --summary` reads it: store/digest.py's fast path captures it from each line
+SUMMARY = "summary"  # `logs --summary` reads it (store/digest.py `_columns`; kept in the per-day summary cache)
 REPORT = "report"  # the report reads it (report/load.py decodes it; report/derive.py Request carries or derives it)
 SPAN = "span"  # exported as the span attribute `ollama.<name>` (export/mapping.py; ms columns in seconds)
 VIEWS: dict[str, str] = {
@@ -122,7 +122,13 @@ class InteractionRecord:
         default="",
         views=(REPORT,),
     )
-    source: str = column(IDENTITY, "`proxy` or `pcap`", default="", views=(SPAN,))
+    source: str = column(
+        IDENTITY,
+        "`proxy`, `pcap`, or `replay` (written by `ollama-wire replay`; reading commands leave those out unless"
+        " `--include-replays`)",
+        default="",
+        views=(SPAN, SUMMARY, REPORT),
+    )
     started_at: str = column(
         IDENTITY,
         "ISO-8601 UTC (`2026-11-28T21:53:29.366097Z`) of the first request byte; if a capture missed the request,"
@@ -144,12 +150,19 @@ class InteractionRecord:
         "HTTP status; empty when unknown (capture started mid-response, upstream never answered)",
         views=(SUMMARY, REPORT),
     )
-    api: str = column(IDENTITY, "`ollama` (native `/api/*`) or `openai` (`/v1/*`)", default="", views=(SPAN,))
+    api: str = column(
+        IDENTITY,
+        "`ollama` (native `/api/*`), `openai` (`/v1/*`, Responses included) or `anthropic` (`/v1/messages`)",
+        default="",
+        views=(REPORT, SPAN),
+    )
     kind: str = column(
         IDENTITY,
         "`generate`, `chat`, `embed`, `embeddings`, `pull`, `push`, `create`, `tags`, `ps`, `show`, `version`,"
-        " `copy`, `delete`, `blobs`, `models`, `root`. OpenAI `/v1/completions` is `generate`, `/v1/embeddings` is"
-        " `embed`",
+        " `copy`, `delete`, `blobs`, `models`, `root`, `messages` (Anthropic), `responses` (OpenAI Responses),"
+        " `images`, `transcription`, `status`, `web_search`, `web_fetch`, `recommendations`, `account`, and `load` /"
+        " `unload` for an empty-prompt generate/chat (model management). OpenAI `/v1/completions` is `generate`,"
+        " `/v1/embeddings` is `embed`; HEAD requests get their path's kind (see the endpoint list)",
         default="",
         views=(REPORT,),
     )
@@ -164,39 +177,54 @@ class InteractionRecord:
     # content
     prompt: str | None = column(
         CONTENT,
-        "generate: `prompt`; chat: the last user message's content (OpenAI content parts: their text joined);"
-        " embed: `input`",
+        "generate: `prompt`; chat, messages, responses: the last user message's text (content parts' text"
+        " joined); responses with a string `input`, embed: `input`; transcription: the form's `prompt`",
         views=(REPORT,),
     )
     system: str | None = column(
-        CONTENT, "generate: `system`; chat: the system (and `developer`) messages joined with newlines", views=(REPORT,)
+        CONTENT,
+        "generate and Anthropic: `system` (Anthropic text blocks joined); chat: the system (and `developer`) messages"
+        " joined with newlines; responses: `instructions`",
+        views=(REPORT,),
     )
     messages: list[Any] | None = column(
-        CONTENT, "chat: the request's `messages` as sent (images replaced per redaction)", views=(REPORT,)
+        CONTENT,
+        "chat and Anthropic: the request's `messages` as sent; responses: its `input` items (images replaced per"
+        " redaction)",
+        views=(REPORT,),
     )
     response_text: str = column(
         CONTENT,
-        "the concatenated content tokens (`response`, `message.content`, `delta.content`, `choices[].text`); for"
-        " pull/push/create the last `status`",
+        "the concatenated content tokens (`response`, `message.content`, `delta.content`, `choices[].text`,"
+        " Anthropic `text_delta`, Responses `output_text.delta`, a transcription's `text`); for pull/push/create the"
+        " last `status`",
         default="",
     )
-    thinking_text: str = column(CONTENT, "concatenated `thinking` / `message.thinking` / `delta.reasoning`", default="")
+    thinking_text: str = column(
+        CONTENT,
+        "concatenated `thinking` / `message.thinking` / `delta.reasoning` / Anthropic `thinking_delta` / Responses"
+        " `reasoning_summary_text.delta`",
+        default="",
+    )
     tool_calls: list[Any] = column(
         CONTENT,
-        "native tool calls as sent; OpenAI streamed tool-call deltas merged per `index`",
+        "native tool calls as sent; OpenAI streamed tool-call deltas merged per `index`; Anthropic `tool_use` blocks"
+        " (`input_json_delta` joined and parsed); Responses `function_call` items (argument deltas joined)",
         factory=list,
         views=(REPORT,),
     )
     # outcome
     done_reason: str | None = column(
         OUTCOME,
-        "native `done_reason` (`stop`, `length`, `load`, `unload`) or OpenAI `finish_reason`",
+        "native `done_reason` (`stop`, `length`, `load`, `unload`; empty: the connection closed), OpenAI"
+        " `finish_reason`, Anthropic `stop_reason`, Responses `status` (or `incomplete_details.reason`)",
         views=(REPORT,),
     )
     error: str | None = column(
         OUTCOME,
-        'Ollama\'s error message (`{"error": …}` before or during the stream, OpenAI `error.message`), `HTTP'
-        " <status>` for an error without a body, or the proxy's upstream failure",
+        'Ollama\'s error message (`{"error": …}` before or during the stream, OpenAI and Anthropic `error.message`,'
+        " an Anthropic `error` event, a Responses `response.failed` or `error` event), `HTTP <status>` for an error"
+        " without a body, or the proxy's upstream failure",
         views=(SUMMARY, REPORT),
     )
     complete: bool = column(
@@ -361,39 +389,79 @@ class InteractionRecord:
         RESOURCES, "where `gpu_mem_max_mb` came from: `nvml` or `ollama_ps`", views=(REPORT,)
     )
     # the first token split by what it was (thinking, answer, tool call); ttft_ms stays the first of any
-    ttft_thinking_ms: float | None = column(TIMING, "first thinking token", unit="ms", views=(REPORT,))
-    ttft_content_ms: float | None = column(TIMING, "first answer (content) token", unit="ms", views=(REPORT,))
-    thinking_ms: float | None = column(
-        TIMING, "first thinking token to first answer token (an amount of time)", unit="ms", views=(REPORT,)
+    ttft_thinking_ms: float | None = column(
+        TIMING, "arrival of the first chunk carrying a thinking token, on every API", unit="ms", views=(REPORT, SPAN)
     )
-    ttft_tool_ms: float | None = column(TIMING, "first tool-call byte", unit="ms", views=(REPORT,))
+    ttft_content_ms: float | None = column(
+        TIMING, "arrival of the first chunk carrying an answer (content) token", unit="ms", views=(REPORT, SPAN)
+    )
+    thinking_ms: float | None = column(
+        TIMING,
+        "first thinking token to the first token that is not thinking (answer or tool call): an amount of time;"
+        " streams only (a single body arrives at once), empty when the response never got past thinking",
+        unit="ms",
+        views=(REPORT, SPAN),
+    )
+    ttft_tool_ms: float | None = column(
+        TIMING,
+        "arrival of the first tool-call bytes (native/OpenAI `tool_calls`, Anthropic `input_json_delta`, Responses"
+        " `function_call_arguments.delta`)",
+        unit="ms",
+        views=(REPORT, SPAN),
+    )
     prompt_eval_cached_count: int | None = column(
-        COUNTERS, "prompt tokens served from the cache, when the server sends it", unit="tokens", views=(REPORT,)
+        COUNTERS,
+        "prompt tokens read from the cache: native `prompt_eval_cached_count`, OpenAI chat"
+        " `usage.prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens` (servers after v0.33);"
+        " never the Responses API's `cached_tokens`, which Ollama writes as a constant 0",
+        unit="tokens",
+        views=(REPORT,),
     )
     # remote (cloud) models: the server answered for a model that runs elsewhere
     remote: bool | None = column(
-        REMOTE, "the model runs elsewhere (`remote_model` in the response, a `:cloud` name)", views=(REPORT,)
+        REMOTE,
+        "true: a remote model answered (`remote_model`/`remote_host` in the reply, or a name tagged `cloud` /"
+        " `…-cloud`); false: a native reply finished without naming one; empty: unknown (OpenAI and Anthropic"
+        " replies do not say)",
+        views=(REPORT, SPAN),
     )
     remote_model: str | None = column(REMOTE, "the remote model's name as the response gives it", views=(REPORT,))
     remote_host: str | None = column(REMOTE, "the host that served the remote model")
     # request options as sent (None when the request did not set them)
     opt_num_ctx: int | None = column(OPTIONS, "`options.num_ctx`", unit="tokens", views=(REPORT,))
     opt_num_predict: int | None = column(
-        OPTIONS, "`options.num_predict` (also `max_tokens` / `max_output_tokens`)", unit="tokens", views=(REPORT,)
+        OPTIONS,
+        "`options.num_predict`; OpenAI `max_tokens` (not `max_completion_tokens`, which Ollama ignores), Anthropic"
+        " `max_tokens`, Responses `max_output_tokens`",
+        unit="tokens",
+        views=(REPORT,),
     )
-    opt_temperature: float | None = column(OPTIONS, "`options.temperature` (OpenAI `temperature`)")
+    opt_temperature: float | None = column(
+        OPTIONS, "`options.temperature`; `temperature` on the other APIs (as sent, not Ollama's default 1.0)"
+    )
     opt_seed: int | None = column(OPTIONS, "`options.seed` (OpenAI `seed`)")
     opt_keep_alive: str | None = column(OPTIONS, "`keep_alive` as sent (a duration text or seconds)", views=(REPORT,))
     opt_think: str | None = column(
-        OPTIONS, "`think` as sent (`true`, `false`, `low`, `medium`, `high`)", views=(REPORT,)
+        OPTIONS,
+        "`think` (`true`, `false`, `low`, `medium`, `high`, `max`); OpenAI `reasoning_effort` / `reasoning.effort`"
+        " (`none` is `false`); Anthropic `thinking.type` (`enabled`/`disabled`) or `output_config.effort`",
+        views=(REPORT,),
     )
     opt_truncate: bool | None = column(OPTIONS, "`truncate`", views=(REPORT,))
     opt_shift: bool | None = column(OPTIONS, "`shift`", views=(REPORT,))
-    opt_logprobs: bool | None = column(OPTIONS, "`logprobs`")
-    opt_format: bool | None = column(OPTIONS, "a `format` (structured output) was sent")
-    opt_tools: int | None = column(OPTIONS, "how many tools the request offered", views=(REPORT,))
+    opt_logprobs: bool | None = column(OPTIONS, "`logprobs` (OpenAI completions: a count above 0)")
+    opt_format: bool | None = column(
+        OPTIONS,
+        "a `format` (structured output) was sent: native `format`, OpenAI `response_format` json_object/json_schema,"
+        " Responses `text.format`",
+    )
+    opt_tools: int | None = column(OPTIONS, "how many tools the request offered (any API)", views=(REPORT,))
     # what replay needs to send the same request again, and what a replayed record replays
-    request_body: str | None = column(REPLAY, "the request body as sent (after redaction)")
+    request_body: str | None = column(
+        REPLAY,
+        "the request body as sent (gzip/deflate undone), after redaction (see Request bodies below); empty when not"
+        " kept whole",
+    )
     request_content_type: str | None = column(REPLAY, "the request's `Content-Type`")
     request_content_encoding: str | None = column(REPLAY, "the request's `Content-Encoding` (the body is decoded)")
     replay_of: str | None = column(REPLAY, "`id` of the record this request replays", views=(REPORT,))

@@ -44,6 +44,7 @@ from analyzer.protocol.record import (
     format_address,
 )
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
+from analyzer.protocol.untrusted import terminal_cell
 from analyzer.recorder.arrival import ArrivalClock
 from analyzer.recorder.companion_link import NO_COMPANION, CompanionLink
 from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
@@ -51,6 +52,13 @@ from analyzer.store.summary import one_line
 from analyzer.store.writer import RecordWriter
 
 logger = logging.getLogger(__name__)
+
+
+def _shown_path(flow: http.HTTPFlow) -> str:
+    """The request path for a console warning: the client chose it, so escaped and cut."""
+    return terminal_cell(flow.request.path, 200)
+
+
 CLIENT_DISCONNECTED = "Client disconnected."
 OPTION_NAMES = (
     "ollama_log_dir",
@@ -339,7 +347,7 @@ class OllamaLog:
             builder.response_started(response.timestamp_start, response.status_code, _body_headers(response.headers))
             flow.response.stream = self._stream_callable(flow.id, builder, flow.response.stream)
         except Exception:  # never raise into mitmproxy: the flow passes unrecorded
-            logger.warning("ollama_log: could not start recording %s", flow.request.path, exc_info=True)
+            logger.warning("ollama_log: could not start recording %s", _shown_path(flow), exc_info=True)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if self.link is not None:
@@ -354,7 +362,7 @@ class OllamaLog:
                 builder.response_body(response.raw_content, response.timestamp_end or time.time())
             self._finish(flow.id, response.timestamp_end)
         except Exception:
-            logger.warning("ollama_log: could not record %s", flow.request.path, exc_info=True)
+            logger.warning("ollama_log: could not record %s", _shown_path(flow), exc_info=True)
 
     def error(self, flow: http.HTTPFlow) -> None:
         if self.link is not None:
@@ -374,7 +382,7 @@ class OllamaLog:
                 builder.add_flags([FLAG_UPSTREAM_FAILED])
                 self._finish(flow.id, time.time(), error=message)
         except Exception:
-            logger.warning("ollama_log: could not record failed flow %s", flow.request.path, exc_info=True)
+            logger.warning("ollama_log: could not record failed flow %s", _shown_path(flow), exc_info=True)
 
     def done(self) -> None:
         """Shutdown (SIGINT of mitmdump): every interaction still open is written, flagged; records the log

@@ -17,12 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from analyzer.protocol.timing import percentile
+from analyzer.protocol.untrusted import clip, for_terminal
 from analyzer.report.analysis import Analysis
 from analyzer.report.derive import Request
 from analyzer.report.errors import CATEGORIES
 from analyzer.report.finding import iso
 
 MAX_DRAWN_REQUESTS = 5000
+SERIES_NAME_WIDTH = 80  # a model name as a trace/legend name is cut here (clients choose model names)
 FOCUS_AFTER_S = 6 * 3600  # a longer period opens the timeline on its busiest hour, drawn in full
 FOCUS_MAX_REQUESTS = 1500
 BREAKDOWN_MAX_BARS = 1500
@@ -55,10 +57,12 @@ NO_RESOURCES_NOTE = (
     "no resource samples: enable ollama_resources to see GPU, power and memory here (ollama-wire resources --check)"
 )
 SEGMENTS: tuple[tuple[str, str, str], ...] = (
+    ("first", "to the first token (wire only: no Ollama counters)", "#bcbd22"),
     ("load", "load (Ollama's load_duration)", "#ff7f0e"),
     ("wait", "hidden wait (queue for a slot)", "#d62728"),
     ("prompt", "prompt evaluation", "#9467bd"),
-    ("eval", "generation", "#2ca02c"),
+    ("thinking", "thinking (first thinking → first answer token)", "#17becf"),
+    ("eval", "generation (answer)", "#2ca02c"),
     ("overhead", "transfer / overhead (wire − Ollama)", "#7f7f7f"),
 )
 
@@ -84,6 +88,12 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
 
 
+def series_label(model: str) -> str:
+    """A model name as a trace/legend/axis label: cut, control and bidi characters escaped, and HTML-escaped
+    (plotly renders a subset of HTML in names: ``<a href>``, ``<b>``)."""
+    return html.escape(for_terminal(clip(model, SERIES_NAME_WIDTH)), quote=False)
+
+
 def _fmt(value: float | None, unit: str = "ms") -> str:
     return "–" if value is None else f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
 
@@ -91,8 +101,8 @@ def _fmt(value: float | None, unit: str = "ms") -> str:
 def hover_text(r: Request) -> str:
     """What hovering a request shows: model, when, prompt preview, timings, outcome."""
     parts = [
-        f"<b>{html.escape(r.model or '-')}</b> {html.escape(r.kind)} · {r.started_at[:23]}Z",
-        f"prompt: {html.escape(r.prompt[:80]) or '–'}",
+        f"<b>{series_label(r.model or '-')}</b> {html.escape(r.kind)} · {r.started_at[:23]}Z",
+        f"prompt: {html.escape(for_terminal(r.prompt[:80])) or '–'}",
         f"TTFT {_fmt(r.ttft_ms)} · total {_fmt(r.total_ms)} · {r.eval_count or 0} tokens out",
     ]
     if r.total_duration_ms is not None:
@@ -102,7 +112,7 @@ def hover_text(r: Request) -> str:
         )
     if r.sampled:
         parts.append(resource_text(r))
-    outcome = f"status {r.status or '–'} · done {r.done_reason or '–'}"
+    outcome = f"status {r.status or '–'} · done {html.escape(for_terminal(clip(r.done_reason or '–', 40)))}"
     category = r.category
     if category:
         outcome += f" · <b>{category}</b>"
@@ -219,9 +229,23 @@ class ChartBuilder:
         )
         self.hover: list[str] = [hover_text(r) for r in self.drawn]
         self.index = {r.id: i for i, r in enumerate(self.drawn)}
-        models = [row["model"] for row in analysis.headline.get("per_model", [])]
+        per_model = analysis.headline.get("per_model", [])
+        models = [series_label(row["model"]) for row in per_model]
         self.colours = model_colours(models)
         self.models = models
+        # the row summing the models beyond the busiest (headline.model_rows): their requests' series
+        self.others_label = next((m for m, row in zip(models, per_model, strict=True) if row.get("others")), "others")
+
+    def colour(self, series: str) -> str:
+        return self.colours.get(series, "#999")
+
+    def series(self, r: Request) -> str:
+        """The trace a request is drawn in: its model when it is one of the per-model rows, else the others'
+        row (clients choose model names: thousands of traces would bury the legend); names cut to 80."""
+        if not r.model:
+            return "-"
+        name = series_label(r.model)
+        return name if name in self.colours else self.others_label
 
     def _busiest_hour(self, analysis: Analysis) -> tuple[float, float] | None:
         """[start, end) of the busiest hour when the period is long enough to need a focus."""
@@ -263,7 +287,7 @@ class ChartBuilder:
         data: list[dict[str, Any]] = []
         by_model: dict[str, list[Request]] = defaultdict(list)
         for r in self.drawn:
-            by_model[r.model or "-"].append(r)
+            by_model[self.series(r)].append(r)
         for model, rows in by_model.items():
             data.append(
                 {
@@ -276,7 +300,7 @@ class ChartBuilder:
                     "y": [lane_of[r.id] for r in rows],
                     "width": 0.8,
                     "marker": {
-                        "color": self.colours.get(model, "#999"),
+                        "color": self.colour(model),
                         "line": {
                             "color": ["#d00" if r.category else "rgba(0,0,0,0)" for r in rows],
                             "width": 1.5,
@@ -370,7 +394,7 @@ class ChartBuilder:
             for r in self.drawn:
                 v = value(r)
                 if v is not None:
-                    by_model[r.model or "-"].append((r, v))
+                    by_model[self.series(r)].append((r, v))
             if not by_model:
                 continue
             for model, rows in by_model.items():
@@ -384,7 +408,7 @@ class ChartBuilder:
                         "width": [max(_ms(r.end - r.start), 1.0) for r, _ in rows],
                         "y": [round(v, 3) for _, v in rows],
                         "yaxis": f"y{axis}",
-                        "marker": {"color": self.colours.get(model, "#999"), "opacity": 0.7, "line": {"width": 0}},
+                        "marker": {"color": self.colour(model), "opacity": 0.7, "line": {"width": 0}},
                         "hoverRefs": [self.index[r.id] for r, _ in rows],
                     }
                 )
@@ -393,23 +417,46 @@ class ChartBuilder:
         return titles, traces, parts
 
     @staticmethod
-    def _segments(r: Request) -> dict[str, float]:
+    def _wire_only(r: Request) -> bool:
+        """A stream without Ollama's durations (OpenAI-compatible and Anthropic APIs): drawn from the wire's times."""
+        return r.total_duration_ms is None and bool(r.stream) and r.ttft_ms is not None and r.total_ms is not None
+
+    @classmethod
+    def _segments(cls, r: Request) -> dict[str, float]:
+        if cls._wire_only(r):
+            thinking = min(r.thinking_ms or 0.0, max(0.0, r.total_ms - r.ttft_ms))
+            answer = max(0.0, r.total_ms - r.ttft_ms - thinking)
+            wire = {"first": r.ttft_ms, "thinking": thinking, "eval": answer}
+            return {key: wire.get(key, 0.0) for key, _, _ in SEGMENTS}
+        # Thinking is generation too: the wire's thinking_ms is carved out of Ollama's eval_duration.
+        generation = r.eval_ms or 0.0
+        thinking = min(r.thinking_ms or 0.0, generation)
         return {
+            "first": 0.0,
             "load": r.load_ms or 0.0,
             "wait": r.hidden_wait_ms or 0.0,
             "prompt": r.prompt_eval_ms or 0.0,
-            "eval": r.eval_ms or 0.0,
+            "thinking": thinking,
+            "eval": generation - thinking,
             "overhead": r.wire_overhead_ms or 0.0,
         }
 
     def breakdown(self) -> Figure:
-        timed = [r for r in self.requests if r.total_duration_ms is not None]
+        timed = [r for r in self.requests if r.total_duration_ms is not None or self._wire_only(r)]
         untimed = len(self.requests) - len(timed)
+        wire_only = sum(1 for r in timed if self._wire_only(r))
         notes = []
+        if wire_only:
+            notes.append(
+                (f"{wire_only:,} streams carry" if wire_only != 1 else "1 stream carries")
+                + " no Ollama durations (OpenAI-compatible and Anthropic APIs): their bars are the wire's view — "
+                "time to the first token, thinking, the answer."
+            )
         if untimed:
             notes.append(
                 (f"{untimed:,} requests carry" if untimed != 1 else "1 request carries")
-                + " no Ollama durations (OpenAI-compatible API, errors, aborts): not in this chart."
+                + " no durations to split (non-streamed compatible-API replies, model management, errors, aborts):"
+                " not in this chart."
             )
         data: list[dict[str, Any]] = []
         if len(timed) <= BREAKDOWN_MAX_BARS:
@@ -438,11 +485,9 @@ class ChartBuilder:
             means: dict[str, list[float]] = {key: [] for key, _, _ in SEGMENTS}
             for b in starts:
                 rows = buckets[b]
-                means["load"].append(round(sum(r.load_ms or 0.0 for r in rows) / len(rows), 1))
-                means["wait"].append(round(sum(r.hidden_wait_ms or 0.0 for r in rows) / len(rows), 1))
-                means["prompt"].append(round(sum(r.prompt_eval_ms or 0.0 for r in rows) / len(rows), 1))
-                means["eval"].append(round(sum(r.eval_ms or 0.0 for r in rows) / len(rows), 1))
-                means["overhead"].append(round(sum(r.wire_overhead_ms or 0.0 for r in rows) / len(rows), 1))
+                segments = [self._segments(r) for r in rows]
+                for key in means:
+                    means[key].append(round(sum(seg[key] for seg in segments) / len(rows), 1))
             for key, label, colour in SEGMENTS:
                 data.append(
                     {
@@ -460,9 +505,10 @@ class ChartBuilder:
             "breakdown",
             "Where each request's time went",
             "Stacked per request: Ollama's load_duration, the hidden wait (total_duration − load − prompt eval − "
-            "eval: queueing for a busy model's slot), prompt evaluation, generation, and what the wire added beyond "
-            "Ollama's own total (network, proxy, client). A tall red segment is queueing; a tall orange one, a "
-            "model load.",
+            "eval: queueing for a busy model's slot), prompt evaluation, generation split into thinking (first "
+            "thinking token to first answer token, as the wire saw it) and the answer, and what the wire added "
+            "beyond Ollama's own total (network, proxy, client). A tall red segment is queueing; a tall orange "
+            "one, a model load; a tall teal one, a model thinking at length.",
             data,
             _layout(
                 barmode="stack",
@@ -511,7 +557,7 @@ class ChartBuilder:
         for r in self.requests:
             v = value(r)
             if v is not None and r.model:
-                groups[r.model].append(v)
+                groups[self.series(r)].append(v)
         return groups
 
     def ttft_box(self) -> Figure:
@@ -564,9 +610,9 @@ class ChartBuilder:
         points = 0
         by_model: dict[str, list[Request]] = defaultdict(list)
         for r in self.drawn:
-            by_model[r.model or "-"].append(r)
+            by_model[self.series(r)].append(r)
         for model, rows in by_model.items():
-            colour = self.colours.get(model, "#999")
+            colour = self.colour(model)
             ttft = [r for r in rows if r.ttft_ms is not None and r.stream]
             rate = [r for r in rows if r.tokens_per_s]
             if ttft:
@@ -620,7 +666,7 @@ class ChartBuilder:
         by_model: dict[str, list[Request]] = defaultdict(list)
         for r in self.drawn:
             if r.prompt_eval_count and r.prompt_chars and r.kind in ("generate", "chat"):
-                by_model[r.model or "-"].append(r)
+                by_model[self.series(r)].append(r)
         for model, rows in by_model.items():
             data.append(
                 {
@@ -629,7 +675,7 @@ class ChartBuilder:
                     "name": model,
                     "x": [r.prompt_chars for r in rows],
                     "y": [r.prompt_eval_count for r in rows],
-                    "marker": {"color": self.colours.get(model, "#999"), "size": 6},
+                    "marker": {"color": self.colour(model), "size": 6},
                     "hoverRefs": [self.index[r.id] for r in rows],
                 }
             )

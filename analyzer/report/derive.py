@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from analyzer.protocol.record import REPORT, RESOURCE_COLUMNS, Column, InteractionRecord, columns_in
 from analyzer.report.errors import error_category
 
-INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings"})
+# Requests the local scheduler runs a model for (Anthropic `messages` and OpenAI `responses` are chats too).
+INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings", "messages", "responses"})
 PREVIEW_CHARS = 100
 
 
@@ -97,7 +98,7 @@ class DerivedColumns:
     prompt_chars: int
     tool_calls: bool  # the response called tools (Ollama holds back tool-call tokens until a call is parsed)
     category: str | None  # errors.error_category
-    inference: bool  # a generate/chat/embed request of a model: one the scheduler runs
+    inference: bool  # a generate/chat/embed request of a local model: one the local scheduler runs
     load_ms: float | None
     prompt_eval_ms: float | None
     eval_ms: float | None
@@ -169,7 +170,8 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         prompt_chars=prompt_chars(record),
         tool_calls=bool(record.tool_calls),
         category=error_category(record.status, record.error, flags),
-        inference=(record.kind or "") in INFERENCE_KINDS and bool(record.model),
+        # a remote (cloud) model is not run by the local scheduler: its time is not this machine's
+        inference=(record.kind or "") in INFERENCE_KINDS and bool(record.model) and not record.remote,
         load_ms=record.load_duration_ms,
         prompt_eval_ms=record.prompt_eval_duration_ms,
         eval_ms=record.eval_duration_ms,

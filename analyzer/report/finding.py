@@ -34,6 +34,7 @@ class Finding:
     first: str
     last: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    try_commands: list[str] = field(default_factory=list)  # report/try_it.py: replay + compare to test the change
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, keys in a fixed order."""
@@ -49,6 +50,7 @@ class Finding:
             "first": self.first,
             "last": self.last,
             "numbers": self.numbers,
+            "try": self.try_commands,
         }
 
 

@@ -20,6 +20,7 @@ from analyzer.protocol.record import (
 from analyzer.report import errors
 from analyzer.report.derive import Request
 from analyzer.report.finding import ERROR, INFO, SEVERITY_ORDER, WARNING, Finding, make_finding
+from analyzer.report.thinking import long_thinking
 
 # cold_load: Ollama's load_duration at or above this (ms) means the model was loaded for the request
 # (or the request waited for the scheduler to free a runner for it).
@@ -428,6 +429,7 @@ RULES: tuple[Rule, ...] = (
     length_cutoff,
     stall,
     slow_generation,
+    long_thinking,
     capture_loss,
 )
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from analyzer.protocol.timing import percentile
+from analyzer.report.apis import api_rows
 from analyzer.report.derive import Request
 from analyzer.report.finding import iso
 from analyzer.report.machine import cost_numbers, prices_dict, resource_numbers
@@ -18,17 +19,29 @@ def _pct(ordered: list[float], pct: float) -> float | None:
     return round(percentile(ordered, pct), 1) if ordered else None
 
 
+MODELS_SHOWN = 30  # per-model rows: the busiest models, then one row for all the others
+
+
 def model_rows(
-    requests: Sequence[Request], prices: Prices | None = None, sampled: bool = False
+    requests: Sequence[Request], prices: Prices | None = None, sampled: bool = False, limit: int = MODELS_SHOWN
 ) -> list[dict[str, Any]]:
     """Per model (busiest first): requests, errors, TTFT p50/p95 (wire), tokens/s p50/p95 (Ollama's, else wire);
-    with ``sampled`` the resource numbers, with ``prices`` the two costs."""
+    with ``sampled`` the resource numbers, with ``prices`` the two costs.
+
+    Clients choose model names: beyond the ``limit`` busiest, the other models' requests make one more row,
+    model ``(N other models)`` with ``"others": N``, so the report stays readable with thousands of names.
+    """
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
         if r.model:
             by_model[r.model].append(r)
+    ranked = sorted(by_model.items(), key=lambda item: -len(item[1]))
+    groups = ranked[:limit]
+    rest = ranked[limit:]
+    if rest:
+        groups.append((f"({len(rest):,} other models)", [r for _, rows_of in rest for r in rows_of]))
     rows = []
-    for model, rows_of in sorted(by_model.items(), key=lambda item: -len(item[1])):
+    for model, rows_of in groups:
         ttft = sorted(r.ttft_ms for r in rows_of if r.ttft_ms is not None and r.stream)
         rate = sorted(v for v in (r.tokens_per_s for r in rows_of) if v)
         rows.append(
@@ -44,6 +57,8 @@ def model_rows(
                 "tokens_out": sum(r.eval_count or 0 for r in rows_of),
             }
         )
+        if rest and len(rows) == len(groups):
+            rows[-1]["others"] = len(rest)
         if sampled:
             rows[-1].update(resource_numbers(rows_of))
         if prices is not None:
@@ -55,7 +70,7 @@ def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[
     """The numbers at the top of the report (and of ``report --json``). Resource numbers only when a request was
     sampled; costs (and the prices used) only with ``prices``."""
     if not requests:
-        empty: dict[str, Any] = {"requests": 0, "errors": 0, "models": [], "per_model": []}
+        empty: dict[str, Any] = {"requests": 0, "errors": 0, "models": [], "per_model": [], "per_api": []}
         if prices is not None:
             empty.update(cost_numbers([], prices), prices=prices_dict(prices))
         return empty
@@ -81,4 +96,5 @@ def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[
     if prices is not None:
         numbers.update(cost_numbers(requests, prices), prices=prices_dict(prices))
     numbers["per_model"] = model_rows(requests, prices, sampled)
+    numbers["per_api"] = api_rows(requests)
     return numbers

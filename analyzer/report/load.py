@@ -49,6 +49,15 @@ def _jsonl_columns(path: Path, warn: Warn) -> Iterator[Any]:
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:  # the whole file in one pass (a fifth faster than line by line) when every line is one record
+        rows = _DECODER.decode_lines(data)
+    except msgspec.DecodeError:
+        pass
+    else:
+        # blank lines give no row and two records glued on one line give two (unless both occur in one file)
+        if len(rows) == data.count(b"\n") + (1 if data[data.rfind(b"\n") + 1 :].strip() else 0):
+            yield from rows
+            return
     for number, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
@@ -97,9 +106,11 @@ def load_requests(
     models: Sequence[str] = (),
     warn: Warn | None = None,
     ports: tuple[int, ...] = DEFAULT_PORTS,
+    include_replays: bool = False,
 ) -> tuple[list[Request], int]:
     """The requests of every source within [since, until) and of ``models`` (all when empty), oldest first, each
-    record id once; and how many records had no readable ``started_at``. Raises SourceError for a bad source."""
+    record id once; and how many records had no readable ``started_at``. Records a replay wrote only with
+    ``include_replays``. Raises SourceError for a bad source."""
     report: Warn = warn or (lambda _message: None)
     low = since.timestamp() if since else None
     high = until.timestamp() if until else None
@@ -110,7 +121,7 @@ def load_requests(
 
     def keep(rows: Iterable[Any]) -> None:
         nonlocal unreadable
-        for row in wanted_once(rows, wanted, seen):
+        for row in wanted_once(rows, wanted, seen, include_replays):
             request = to_request(row)
             if request is None:
                 unreadable += 1
@@ -123,7 +134,16 @@ def load_requests(
         path = Path(source)
         files = _fast_files(path)
         if files is None:
-            keep(read_sources([path], since=since, until=until, models=models, warn=report, ports=ports))
+            chosen = read_sources(
+                [path],
+                since=since,
+                until=until,
+                models=models,
+                warn=report,
+                ports=ports,
+                include_replays=include_replays,
+            )
+            keep(chosen)
             continue
         with _no_cyclic_gc():  # only around our own decoding: captures go through the packet engines
             for file in files:

@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from analyzer.protocol.untrusted import clip, for_terminal
 from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
@@ -17,6 +18,7 @@ from analyzer.report.finding import Finding
 from analyzer.report.machine import energy, energy_unit, usd
 
 MAX_LINKS_PER_FINDING = 20
+MODEL_WIDTH = 80  # a model name in a table cell is cut here (clients choose model names)
 
 
 @cache
@@ -37,7 +39,9 @@ def _json_for_script(value: Any) -> str:
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: HTML-escaped, and control/bidi characters and newlines shown as escapes (``\x1b``,
+    ``\u202e``, ``\n``), so text from traffic can neither inject markup nor reorder what is shown around it."""
+    return html.escape(for_terminal(str(value)), quote=True)
 
 
 def _anchor(request_id: str) -> str:
@@ -105,6 +109,7 @@ tr:target{background:#fff3bf}
 td.prompt{min-width:260px;color:#444}
 td.when{white-space:nowrap}
 footer{color:#777;font-size:12px;text-align:center;padding:10px}
+pre.try{margin:4px 0 4px 18px;background:#eef0f4;padding:6px 10px;border-radius:4px;white-space:pre-wrap;font-size:12px}
 """
 
 SCRIPT = """
@@ -193,13 +198,33 @@ def _model_table(rows: Sequence[dict[str, Any]]) -> str:
         "<th class=num>tokens in</th><th class=num>tokens out</th></tr>"
     )
     body = "".join(
-        f"<tr><td>{_e(r['model'])}</td><td class=num>{_n(r['requests'])}</td><td class=num>{_n(r['errors'])}</td>"
+        f"<tr><td>{_e(clip(r['model'], MODEL_WIDTH))}</td><td class=num>{_n(r['requests'])}</td>"
+        f"<td class=num>{_n(r['errors'])}</td>"
         f"<td class=num>{_n(r['ttft_p50_ms'], 0, 'ms')}</td><td class=num>{_n(r['ttft_p95_ms'], 0, 'ms')}</td>"
         f"<td class=num>{_n(r['tokens_per_s_p50'], 1)}</td><td class=num>{_n(r['tokens_per_s_p95'], 1)}</td>"
         f"<td class=num>{_n(r['tokens_in'])}</td><td class=num>{_n(r['tokens_out'])}</td></tr>"
         for r in rows
     )
     return f"<table>{head}{body}</table>"
+
+
+def _api_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Per API and endpoint kind (native, OpenAI-compatible, Anthropic)."""
+    if not rows:
+        return ""
+    head = (
+        "<tr><th>API</th><th>kind</th><th class=num>requests</th><th class=num>errors</th>"
+        "<th class=num>TTFT p50</th><th class=num>thinking p50</th><th class=num>with tool calls</th>"
+        "<th class=num>tokens in</th><th class=num>tokens out</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{_e(r['api'])}</td><td>{_e(r['kind'])}</td><td class=num>{_n(r['requests'])}</td>"
+        f"<td class=num>{_n(r['errors'])}</td><td class=num>{_n(r['ttft_p50_ms'], 0, 'ms')}</td>"
+        f"<td class=num>{_n(r['thinking_p50_ms'], 0, 'ms')}</td><td class=num>{_n(r['tool_calls'])}</td>"
+        f"<td class=num>{_n(r['tokens_in'])}</td><td class=num>{_n(r['tokens_out'])}</td></tr>"
+        for r in rows
+    )
+    return f"<h3 id=apis>Per API</h3><table>{head}{body}</table>"
 
 
 PRICES_HINT = (
@@ -239,7 +264,7 @@ def _resource_table(head: dict[str, Any]) -> str:
         + "".join(f"<th class=num>{_e(name)}</th>" for name, _ in columns)
         + "</tr>"
         + "".join(
-            f"<tr><td>{_e(r['model'])}</td>"
+            f"<tr><td>{_e(clip(r['model'], MODEL_WIDTH))}</td>"
             + "".join(f"<td class=num>{_e(cell(r))}</td>" for _, cell in columns)
             + "</tr>"
             for r in rows
@@ -283,7 +308,13 @@ def _finding_html(finding: Finding, evidence_rows: set[str]) -> str:
         "</summary>"
         f"<p>{_e(finding.detail)}</p>"
         f"<p><b>What to change:</b> {_e(finding.suggestion)}</p>"
-        f'<p class="evidence"><b>Evidence:</b> {"".join(links)}</p>'
+        + (
+            "<p><b>Try it on this traffic</b> (replay the period against the changed server, then compare):</p>"
+            f'<pre class="try">{_e(chr(10).join(finding.try_commands))}</pre>'
+            if finding.try_commands
+            else ""
+        )
+        + f'<p class="evidence"><b>Evidence:</b> {"".join(links)}</p>'
         "</details>"
     )
 
@@ -299,7 +330,7 @@ def _evidence_table(requests: Sequence[Request], codes: dict[str, list[str]]) ->
     for r in requests:
         rows.append(
             f'<tr id="{_anchor(r.id)}"><td><code>{_e(r.id)}</code></td><td class=when>{_e(_when(r.started_at))}</td>'
-            f"<td>{_e(r.model)}</td><td>{_e(', '.join(codes.get(r.id, [])))}</td>"
+            f"<td>{_e(clip(r.model or '', MODEL_WIDTH))}</td><td>{_e(', '.join(codes.get(r.id, [])))}</td>"
             f"<td class=num>{_e(r.status or '–')}</td><td class=num>{_n(r.ttft_ms)}</td>"
             f"<td class=num>{_n(r.total_ms)}</td><td class=num>{_n(r.load_ms)}</td>"
             f"<td class=num>{_n(r.hidden_wait_ms)}</td><td class=num>{_n(r.prompt_eval_ms)}</td>"
@@ -364,7 +395,7 @@ def render_page(analysis: Analysis, sources: Sequence[str] = (), title: str = "o
         f"{failed:,} failed · sources: {_e(', '.join(sources) or '–')} · generated {generated}</p></header>",
         "<main>",
         f"<section id=headline><h2>Headline</h2>{skipped}{_cards(head)}{_model_table(head.get('per_model', []))}"
-        f"{_resource_table(head)}</section>",
+        f"{_api_table(head.get('per_api', []))}{_resource_table(head)}</section>",
         f'<section id=findings><h2>Findings ({len(analysis.findings)})</h2><p class="explain">What went wrong and '
         "what to change (click one to open it); each links to the requests that show it (listed at the bottom; "
         "clicking such a request in a chart jumps there too).</p>"

@@ -19,7 +19,7 @@ from typing import Any
 from analyzer.resources.base import Unavailable
 from analyzer.resources.streamed import StreamedSampler
 
-DEFAULT_HELPER = "/usr/local/libexec/ollama-wire/ollama-capture-helper"  # as capture_scripts.config installs it
+DEFAULT_HELPER = "/usr/local/libexec/ollama-wire/ollama-capture-helper"  # where `ollama-capture setup` installs it
 HELPER_MAX_DURATION = 600
 
 

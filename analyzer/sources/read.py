@@ -11,8 +11,9 @@ from typing import Protocol, TypeVar
 from analyzer.pcap.analyze import DEFAULT_PORTS, AnalyzeOptions, analyze_capture
 from analyzer.pcap.inputs import CAPTURE_SUFFIXES
 from analyzer.protocol.record import InteractionRecord, record_from_row
+from analyzer.protocol.untrusted import csv_uncell
 from analyzer.store.log import LogError, iter_file_dicts, iter_log_dicts, log_files
-from analyzer.store.select import select
+from analyzer.store.select import counts_as_traffic, select
 
 Warn = Callable[[str], None]
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
@@ -27,14 +28,22 @@ class Identified(Protocol):
     @property
     def model(self) -> str | None: ...
 
+    @property
+    def source(self) -> str | None: ...
+
 
 Row = TypeVar("Row", bound=Identified)
 
 
-def wanted_once(rows: Iterable[Row], models: Sequence[str] | set[str], seen: set[str]) -> Iterator[Row]:
+def wanted_once(
+    rows: Iterable[Row], models: Sequence[str] | set[str], seen: set[str], include_replays: bool = False
+) -> Iterator[Row]:
     """The rows of ``models`` (all when empty), each record id once: ``seen`` holds the ids met so far (pass the
-    same set across sources, so a record found in a log and again in a CSV export counts once)."""
+    same set across sources, so a record found in a log and again in a CSV export counts once). Rows
+    ``ollama-wire replay`` wrote only with ``include_replays`` (``counts_as_traffic``)."""
     for row in rows:
+        if not counts_as_traffic(row.source, include_replays):
+            continue
         if models and row.model not in models:
             continue
         if row.id:
@@ -66,20 +75,29 @@ def _jsonl_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:
         raise SourceError(str(exc)) from exc
 
 
+# The largest cell a record can hold: request bodies are read up to 32 MiB (a model name can be that long).
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+
+
 def _csv_records(path: Path, warn: Warn) -> Iterator[InteractionRecord]:
     try:
         fh = path.open(encoding="utf-8", errors="replace", newline="")
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     with fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or "started_at" not in reader.fieldnames:
-            raise SourceError(f"{path}: not a CSV of interaction records (no started_at column)")
-        for number, row in enumerate(reader, 2):
-            try:
-                yield record_from_row(row)
-            except ValueError as exc:
-                warn(f"{path}:{number}: skipped a row ({exc})")
+        try:
+            if not reader.fieldnames or "started_at" not in reader.fieldnames:
+                raise SourceError(f"{path}: not a CSV of interaction records (no started_at column)")
+            for number, row in enumerate(reader, 2):
+                try:
+                    # --csv guarded formula-like cells with a ' (csv_cell); undo it so the text is exact again
+                    yield record_from_row({name: csv_uncell(text) for name, text in row.items() if text is not None})
+                except ValueError as exc:
+                    warn(f"{path}:{number}: skipped a row ({exc})")
+        except csv.Error as exc:
+            raise SourceError(f"{path}: line {reader.line_num}: not readable as CSV ({exc})") from exc
 
 
 def _capture_records(path: Path, ports: tuple[int, ...]) -> Iterator[InteractionRecord]:
@@ -135,9 +153,12 @@ def read_sources(
     models: Sequence[str] = (),
     warn: Warn | None = None,
     ports: tuple[int, ...] = DEFAULT_PORTS,
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
     """The records of every source within [since, until) and of the given models (all when empty), oldest
     first, each record id once (a record found in a log and again in a CSV export counts once). ``ports``: the
-    server ports whose traffic a capture is analyzed for."""
-    unique = list(wanted_once(iter_source_records(sources, warn=warn, ports=ports), set(models), set()))
-    return select(unique, since=since, until=until)
+    server ports whose traffic a capture is analyzed for. Records ``ollama-wire replay`` wrote only with
+    ``include_replays``."""
+    records = iter_source_records(sources, warn=warn, ports=ports)
+    unique = list(wanted_once(records, set(models), set(), include_replays))
+    return select(unique, since=since, until=until, include_replays=include_replays)

@@ -38,6 +38,7 @@ import msgspec
 from analyzer.protocol.record import SCHEMA, InteractionRecord, record_problem
 from analyzer.protocol.timing import percentile
 from analyzer.store.log import LogError, log_files
+from analyzer.store.select import counts_as_traffic
 
 NO_MODEL = "(none)"  # how a summary names the group of records without a model
 
@@ -48,7 +49,7 @@ def summary_model(model: str | None) -> str:
 
 
 CACHE_DIR_NAME = ".summary-cache"
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 4 on branches schema (7 columns) and replay (regex): neither cache is this one
 
 Warn = Callable[[str], object] | None
 
@@ -99,6 +100,7 @@ class SummaryFields(NamedTuple):
     ttft_ms: float | None
     rate: float | None  # Ollama's tokens/s, else the wire's
     eval_count: int | None
+    replay: bool  # written by ``ollama-wire replay`` (source "replay"): left out unless asked
 
 
 def _epoch(text: str) -> float | None:
@@ -120,6 +122,7 @@ def _columns(items: Sequence[Any], started: list[float | None]) -> list[list[Any
         [r.ttft_ms for r in items],
         [r.eval_tokens_per_s if r.eval_tokens_per_s is not None else r.wire_tokens_per_s for r in items],
         [r.eval_count for r in items],
+        [not counts_as_traffic(r.source) for r in items],
     ]
 
 
@@ -360,12 +363,15 @@ def summary_fields(
     model: str | None = None,
     errors_only: bool = False,
     warn: Warn = None,
+    include_replays: bool = False,
 ) -> Iterator[SummaryFields]:
     """The summary fields of every record ``select`` would choose with these filters (in file order)."""
     cache = DigestCache(log_dir)
     since_s = since.timestamp() if since is not None else None
     for path in _files(log_dir, since, None):
         for fields in cache.rows(path, warn):
+            if fields.replay and not include_replays:
+                continue
             if model and fields.model != model:
                 continue
             if errors_only and not fields.failed:
@@ -389,7 +395,15 @@ class _Group:
 class SummaryAccumulator:
     """Per-model counts and samples, fed record by record or a cached file's columns at a time."""
 
-    def __init__(self, *, since: datetime | None = None, model: str | None = None, errors_only: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        since: datetime | None = None,
+        model: str | None = None,
+        errors_only: bool = False,
+        include_replays: bool = False,
+    ) -> None:
+        self.include_replays = include_replays
         self.since_s = since.timestamp() if since is not None else None
         self.model = model
         self.errors_only = errors_only
@@ -404,14 +418,16 @@ class SummaryAccumulator:
 
         Records are grouped by model with one pass of index lists; each group's values are then gathered column
         by column (``itemgetter``, in C) rather than record by record."""
-        started, models, errors, failed, ttfts, rates, evals = columns
+        started, models, errors, failed, ttfts, rates, evals, replays = columns
         since_s, wanted, errors_only = self.since_s, self.model, self.errors_only
+        skip_replays = not self.include_replays and any(replays)
         kept: Iterable[int] = range(len(models))
-        if wanted or errors_only or since_s is not None:
+        if wanted or errors_only or since_s is not None or skip_replays:
             kept = [
                 i
                 for i in kept
-                if (not wanted or models[i] == wanted)
+                if (not skip_replays or not replays[i])
+                and (not wanted or models[i] == wanted)
                 and (not errors_only or failed[i])
                 and (since_s is None or (started[i] is not None and started[i] >= since_s))
             ]
@@ -458,7 +474,7 @@ def summarize(rows: Iterable[SummaryFields]) -> list[dict[str, Any]]:
 
     Numbers rounded to 0.1; None where nothing was measured; one dict per model, by model name.
     """
-    accumulator = SummaryAccumulator()
+    accumulator = SummaryAccumulator(include_replays=True)  # the rows were chosen already
     columns = [list(column) for column in zip(*rows, strict=True)]
     if columns:
         accumulator.add_columns(columns)
@@ -526,13 +542,14 @@ def summarize_log(
     warn: Warn = None,
     progress: Callable[[int, int], object] | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    include_replays: bool = False,
 ) -> list[dict[str, Any]]:
     """``summarize`` of the records ``select`` would choose — from the per-day cache, without per-record objects.
 
     ``progress(files_done, files_total)`` is called as files are done. With at least ``parallel_min_bytes`` not
     yet cached, files are decoded in worker processes.
     """
-    accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only)
+    accumulator = SummaryAccumulator(since=since, model=model, errors_only=errors_only, include_replays=include_replays)
     paths = list(_files(log_dir, since, None))
     for columns, extra, messages in _decoded(log_dir, paths, progress, parallel_min_bytes):
         if warn:

@@ -32,13 +32,23 @@ def matching_records(
     errors_only: bool = False,
     warn: Warn = None,
     progress: Progress = None,
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
     """The newest ``count`` records (0: all) of ``model`` started since ``since`` (errors only if asked), oldest
-    first. Raises ``LogError`` for a log that cannot be read; lines that are not records go to ``warn``."""
+    first; replayed ones only with ``include_replays``. Raises ``LogError`` for a log that cannot be read; lines
+    that are not records go to ``warn``."""
     if not count and since is None:  # everything: one forward pass
-        return select(read_log(log_dir, warn=warn), model=model, errors_only=errors_only)
+        records = read_log(log_dir, warn=warn)
+        return select(records, model=model, errors_only=errors_only, include_replays=include_replays)
     return newest_records(
-        log_dir, count=count, since=since, model=model, errors_only=errors_only, warn=warn, progress=progress
+        log_dir,
+        count=count,
+        since=since,
+        model=model,
+        errors_only=errors_only,
+        warn=warn,
+        progress=progress,
+        include_replays=include_replays,
     )
 
 
@@ -51,12 +61,22 @@ def matching_summary(
     with_records: bool = False,
     warn: Warn = None,
     progress: Progress = None,
+    include_replays: bool = False,
 ) -> tuple[list[dict[str, Any]], list[InteractionRecord]]:
     """Per-model summary rows (``SUMMARY_COLUMNS``) of every matching record, and — ``with_records`` only (for a
     SQLite copy or costs, which need whole records) — those records. Without it the records are not read: the
     digest's fields, cached per daily file, are enough (the fast path)."""
     if not with_records:
-        rows = summarize_log(log_dir, since=since, model=model, errors_only=errors_only, warn=warn, progress=progress)
+        rows = summarize_log(
+            log_dir,
+            since=since,
+            model=model,
+            errors_only=errors_only,
+            warn=warn,
+            progress=progress,
+            include_replays=include_replays,
+        )
         return rows, []
-    chosen = select(read_log(log_dir, warn=warn), model=model, since=since, errors_only=errors_only)
+    records = read_log(log_dir, warn=warn)
+    chosen = select(records, model=model, since=since, errors_only=errors_only, include_replays=include_replays)
     return summary_stats(chosen), chosen

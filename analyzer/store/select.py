@@ -8,6 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from analyzer.protocol.record import InteractionRecord
 
+SOURCE_REPLAY = "replay"  # the ``source`` of records ``ollama-wire replay`` wrote
+
+
+def counts_as_traffic(source: str | None, include_replays: bool = False) -> bool:
+    """The one rule every reading command (report, findings, logs, top, compare) applies to a record's ``source``:
+    records a replay wrote are left out of the picture of real traffic unless ``include_replays``."""
+    return include_replays or source != SOURCE_REPLAY
+
+
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -49,10 +58,13 @@ def select(
     since: datetime | None = None,
     until: datetime | None = None,
     errors_only: bool = False,
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
-    """Records matching every given filter, oldest first."""
+    """Records matching every given filter, oldest first (replayed ones only with ``include_replays``)."""
     chosen = []
     for r in records:
+        if not counts_as_traffic(r.source, include_replays):
+            continue
         if model and r.model != model:
             continue
         if errors_only and not (r.error or (r.status is not None and r.status >= 400)):

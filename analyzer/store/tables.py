@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from analyzer.protocol.record import COLUMNS, LIST_COLUMNS, SCHEMA, InteractionRecord, scalar_row
+from analyzer.protocol.untrusted import csv_cell, terminal_cell
 from analyzer.store.digest import fields_of, summarize
 
 if TYPE_CHECKING:
@@ -21,9 +22,11 @@ LISTING_COLUMNS = (
     "started_at",
     "method",
     "path",
+    "kind",
     "model",
     "status",
     "ttft_ms",
+    "thinking_ms",
     "eval_count",
     "tok_per_s",
     "total_ms",
@@ -46,13 +49,23 @@ def records_to_frame(records: Iterable[InteractionRecord]) -> pd.DataFrame:
     return frame
 
 
-def write_csv(records: Iterable[InteractionRecord], out: TextIO) -> int:
-    """Every column, list columns flattened (``flags`` joined with ``;``). Returns rows written."""
+def spreadsheet_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row whose text cells a spreadsheet will not run as formulas (``analyzer.protocol.untrusted.csv_cell``)."""
+    return {name: csv_cell(value) for name, value in row.items()}
+
+
+def write_csv(records: Iterable[InteractionRecord], out: TextIO, *, raw: bool = False) -> int:
+    """Every column, list columns flattened (``flags`` joined with ``;``). Returns rows written.
+
+    Cells that a spreadsheet would read as a formula get a ``'`` prefix (the OWASP rule; the project's CSV
+    reader removes it again) unless ``raw``.
+    """
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     count = 0
     for record in records:
-        writer.writerow(scalar_row(record))
+        row = scalar_row(record)
+        writer.writerow(row if raw else spreadsheet_safe(row))
         count += 1
     return count
 
@@ -113,9 +126,11 @@ def listing_rows(records: Sequence[InteractionRecord]) -> list[dict[str, Any]]:
                 "started_at": r.started_at[:23].replace("T", " "),
                 "method": r.method,
                 "path": r.path,
+                "kind": r.kind,
                 "model": r.model or "",
                 "status": "" if r.status is None else r.status,
                 "ttft_ms": _fmt(r.ttft_ms),
+                "thinking_ms": _fmt(r.thinking_ms),
                 "eval_count": "" if r.eval_count is None else r.eval_count,
                 "tok_per_s": _fmt(_rate(r)),
                 "total_ms": _fmt(r.total_ms),
@@ -157,13 +172,16 @@ def format_summary(stats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{name: cell(value) for name, value in row.items()} for row in stats]
 
 
-def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO) -> int:
-    """Plain dict rows (a summary, say) as ``csv`` (header always written), ``jsonl`` or a ``json`` array."""
+def write_rows(
+    rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO, *, raw: bool = False
+) -> int:
+    """Plain dict rows (a summary, say) as ``csv`` (header always written; spreadsheet-safe unless ``raw``, as
+    :func:`write_csv`), ``jsonl`` or a ``json`` array."""
     items = list(rows)
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(items)
+        writer.writerows(items if raw else (spreadsheet_safe(item) for item in items))
     elif fmt == "jsonl":
         for item in items:
             out.write(json.dumps(item, ensure_ascii=False) + "\n")
@@ -175,12 +193,21 @@ def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
     return len(items)
 
 
-def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain aligned text table (no dependencies, no colours): header, rule, rows."""
+TABLE_CELL_WIDTH = 60  # widest a text-table cell gets before it is cut with an ellipsis
+
+
+def text_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, *, cell_width: int = TABLE_CELL_WIDTH
+) -> str:
+    """A plain aligned text table (no dependencies, no colours): header, rule, rows.
+
+    Every cell is escaped for the terminal and cut to ``cell_width`` (``analyzer.protocol.untrusted``): model
+    names, paths and errors come from traffic.
+    """
     if not rows:
         return ""
     names = list(columns or rows[0].keys())
-    cells = [[str(row.get(n, "")) for n in names] for row in rows]
+    cells = [[terminal_cell(row.get(n, ""), cell_width) for n in names] for row in rows]
     widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(names)]
     out = io.StringIO()
     out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
@@ -197,6 +224,7 @@ __all__ = [
     "format_summary",
     "listing_rows",
     "records_to_frame",
+    "spreadsheet_safe",
     "summary_rows",
     "summary_stats",
     "text_table",

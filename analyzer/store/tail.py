@@ -29,7 +29,7 @@ from pathlib import Path
 
 from analyzer.protocol.record import InteractionRecord, record_problem
 from analyzer.store.log import LogError, log_file_for, log_files
-from analyzer.store.select import select, started_at
+from analyzer.store.select import counts_as_traffic, select, started_at
 
 BLOCK_BYTES = 64 * 1024
 WRITE_SLACK_S = 120.0  # how long after its interaction ended a proxy record may reach the file
@@ -113,6 +113,7 @@ def newest_records(
     errors_only: bool = False,
     warn: Warn = None,
     progress: Callable[[int, int], object] | None = None,
+    include_replays: bool = False,
 ) -> list[InteractionRecord]:
     """The newest ``count`` records (0: all) that match, oldest first — reading the log from its end.
 
@@ -136,7 +137,7 @@ def newest_records(
             record = _record(path, offset, line, warn)
             if record is None:
                 continue
-            if select([record], model=model, since=since, errors_only=errors_only):
+            if select([record], model=model, since=since, errors_only=errors_only, include_replays=include_replays):
                 found.append(record)
                 started = started_at(record)
                 if count and started is not None:
@@ -149,7 +150,7 @@ def newest_records(
             bound = written_by(record)
             if wanted_from is not None and bound is not None and bound < wanted_from:
                 break  # every earlier line of this file started before ``wanted_from``
-    chosen = select(found, model=model, since=since, errors_only=errors_only)
+    chosen = select(found, model=model, since=since, errors_only=errors_only, include_replays=include_replays)
     return chosen[-count:] if count else chosen
 
 
@@ -178,9 +179,10 @@ class LogFollower:
     (an empty string when all is well): live views show it instead of failing.
     """
 
-    def __init__(self, log_dir: Path, history_s: float = FOLLOW_HISTORY_S) -> None:
+    def __init__(self, log_dir: Path, history_s: float = FOLLOW_HISTORY_S, include_replays: bool = False) -> None:
         self.log_dir = log_dir
         self.history_s = history_s
+        self.include_replays = include_replays  # records ``ollama-wire replay`` wrote: left out unless asked
         self.offsets: dict[Path, int] = {}
         self._aligned: dict[Path, bool] = {}
         self.problem = ""
@@ -218,6 +220,6 @@ class LogFollower:
             self.offsets[path] += end
             for line in data[start:end].splitlines():
                 record = _record(path, offset, line, None) if line.strip() else None
-                if record is not None:
+                if record is not None and counts_as_traffic(record.source, self.include_replays):
                     records.append(record)
         return records

@@ -41,6 +41,8 @@ def _exit_output(proxy: MitmdumpProcess) -> tuple[int, str]:
         ("ollama_prometheus", "metrics.example:9464"),
         ("ollama_export_content", "maybe"),
         ("ollama_promethues", "127.0.0.1:9464"),
+        ("ollama_label_limit", "0"),
+        ("ollama_label_limit", "many"),
     ],
 )
 def test_bad_export_setting_stops_mitmdump_with_one_line(tmp_path: Path, name: str, value: str) -> None:

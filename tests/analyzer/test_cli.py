@@ -68,10 +68,47 @@ def cells(output: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines()]
 
 
-HEADER = ["started_at", "method", "path", "model", "status", "ttft_ms", "eval_count", "tok_per_s", "total_ms", "flags"]
-ROW0 = ["2026-01-01 10:00:00.000", "POST", "/api/generate", "m1", "200", "10.0", "10", "50.0", "100.0", "a;b"]
-ROW1 = ["2026-01-02 10:00:00.000", "POST", "/api/generate", "m2", "200", "20.0", "10", "51.0", "100.0"]
-ROW2 = ["2026-01-02 11:00:00.000", "POST", "/api/generate", "m1", "200", "30.0", "10", "52.0", "100.0", "error: boom"]
+HEADER = [
+    "started_at",
+    "method",
+    "path",
+    "kind",
+    "model",
+    "status",
+    "ttft_ms",
+    "thinking_ms",
+    "eval_count",
+    "tok_per_s",
+    "total_ms",
+    "flags",
+]
+ROW0 = [
+    "2026-01-01 10:00:00.000",
+    "POST",
+    "/api/generate",
+    "generate",
+    "m1",
+    "200",
+    "10.0",
+    "10",
+    "50.0",
+    "100.0",
+    "a;b",
+]
+ROW1 = ["2026-01-02 10:00:00.000", "POST", "/api/generate", "generate", "m2", "200", "20.0", "10", "51.0", "100.0"]
+ROW2 = [
+    "2026-01-02 11:00:00.000",
+    "POST",
+    "/api/generate",
+    "generate",
+    "m1",
+    "200",
+    "30.0",
+    "10",
+    "52.0",
+    "100.0",
+    "error: boom",
+]
 
 
 @pytest.mark.parametrize(
@@ -243,3 +280,12 @@ def test_cli_reference_is_up_to_date() -> None:
     """docs/cli.md is generated from --help: regenerate with `python docs/generate_cli.py`."""
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "generate_cli.py"), "--check"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_error_lines_show_control_characters_escaped(tmp_path: Path) -> None:
+    """An ``Error:`` line quoting a name (a file's, the traffic's) never sends a raw escape to the terminal."""
+    from analyzer.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["findings", str(tmp_path / "gone\x1b]0;OWNED\x07")])
+    assert result.exit_code == 1
+    assert "gone\\x1b]0;OWNED\\x07" in result.output and "\x1b" not in result.output

@@ -99,9 +99,10 @@ def test_the_findings_name_each_staged_problem(night: tuple[str, Path]) -> None:
 def test_the_terminal_shows_the_session_then_the_findings(night: tuple[str, Path]) -> None:
     stdout, log_dir = night
     lines = stdout.splitlines()
-    assert re.fullmatch(r"upstream: built-in emulator at http://127\.0\.0\.1:\d+, staging a short night: .+", lines[0])
-    assert re.fullmatch(r"proxy: +mitmdump with the ollama_log addon listening on http://127\.0\.0\.1:\d+", lines[1])
-    steps = [line.strip() for line in lines[3:8]]
+    assert re.fullmatch(r"upstream: built-in emulator at http://127\.0\.0\.1:\d+, staging a short night .+:", lines[0])
+    assert lines[1] == "          a model load takes 1.5 s, one request at a time per model (OLLAMA_NUM_PARALLEL=1)"
+    assert re.fullmatch(r"proxy: +mitmdump with the ollama_log addon listening on http://127\.0\.0\.1:\d+", lines[2])
+    steps = [line.strip() for line in lines[4:9]]
     assert [re.split(r"\s+→", step)[0] for step in steps] == [
         "ollama generate, first request of the night",
         f"ollama chat ×{BURST} at once, one model",

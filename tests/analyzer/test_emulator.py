@@ -301,7 +301,7 @@ def test_openai_chat_stream_with_usage(emulator: EmulatorThread, oai: openai.Ope
     plan = plan_reply("openai_chat", {"model": MODEL, "messages": messages}, emulator.config)
     content = [c for c in chunks if c.choices]
     assert "".join(c.choices[0].delta.content or "" for c in content) == plan.text
-    assert [c.choices[0].delta.role for c in content].count("assistant") == 1 and content[0].choices[0].delta.role
+    assert all(c.choices[0].delta.role == "assistant" for c in content)  # in every chunk, as Ollama v0.24.0
     assert content[-1].choices[0].finish_reason == "stop" and not content[-1].choices[0].delta.content
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(plan.content)
     # Same messages, native chat: same text.
@@ -421,10 +421,15 @@ def test_sse_framing_one_event_per_chunk(emulator: EmulatorThread, conn: HttpCon
     body["stream_options"] = {"include_usage": True}
     response = conn.request("POST", "/v1/chat/completions", body)
     assert response.headers["content-type"] == "text/event-stream"
-    assert all(c.startswith(b"data: ") and c.endswith(b"\n\n") and c.count(b"\n\n") == 1 for c in response.chunks)
-    assert response.chunks[-1] == b"data: [DONE]\n\n"
-    events = [json.loads(c[6:]) for c in response.chunks[:-1]]
-    assert events[-2]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    # One event per chunk; the end (finish_reason, usage, [DONE]) in one chunk, as Ollama v0.24.0 writes it.
+    *body_chunks, end = response.chunks
+    assert all(c.startswith(b"data: ") and c.endswith(b"\n\n") and c.count(b"\n\n") == 1 for c in body_chunks)
+    assert end.count(b"\n\n") == 3 and end.endswith(b"data: [DONE]\n\n")
+    tail = [e.removeprefix(b"data: ") for e in end.split(b"\n\n")[:2]]
+    events = [json.loads(c[6:]) for c in body_chunks] + [json.loads(e) for e in tail]
+    assert events[-2]["choices"][0] == {
+        "index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": "stop"
+    }  # fmt: skip
     assert events[-1]["choices"] == [] and set(events[-1]["usage"]) == {
         "prompt_tokens",
         "completion_tokens",

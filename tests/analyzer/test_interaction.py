@@ -317,6 +317,10 @@ def test_pull_progress_stream() -> None:
 def test_single_object_endpoints() -> None:
     rec = build("/api/embed", {"model": "m", "input": "hello"}, JSON, [b'{"model":"m","embeddings":[[0.1,0.2]]}'])
     assert rec.kind == "embed" and rec.prompt == "hello" and rec.complete
+    # Ollama's /api/embed reply carries its counters without `done` (seen on v0.24.0).
+    reply = b'{"model":"m","embeddings":[[0.1]],"total_duration":5000000,"load_duration":1000000,"prompt_eval_count":3}'
+    rec = build("/api/embed", {"model": "m", "input": "hello"}, JSON, [reply])
+    assert (rec.prompt_eval_count, rec.total_duration_ms, rec.load_duration_ms) == (3, 5.0, 1.0)
     b = InteractionBuilder(source="proxy")
     b.request_started(1.0, "GET", "/api/version", {})
     b.response_started(1.001, 200, JSON)

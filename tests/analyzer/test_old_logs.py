@@ -91,3 +91,20 @@ def test_the_report_loads_an_old_log_as_from_its_full_records(old_log: tuple[str
     assert result.exit_code == 0, result.output
     headline, old_headline = json.loads(result.output)["headline"], expected(version, "report")["headline"]  # type: ignore[index]
     assert {k: headline[k] for k in STABLE_HEADLINE} == {k: old_headline[k] for k in STABLE_HEADLINE}
+
+
+def test_report_loading_reads_whole_files_and_odd_lines_as_before(tmp_path: Path) -> None:
+    """The report decodes a file in one pass when every line is one record, else line by line: the same requests
+    and warnings either way (blank lines, a glued line, a bad line, an unterminated last line)."""
+    lines = (OLD_LOGS / "d3d0b38" / "2026-12-01.jsonl").read_text(encoding="utf-8").splitlines()
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(lines), encoding="utf-8")  # no newline after the last record: still read
+    requests, _ = load_requests([clean], warn=pytest.fail)
+    assert len(requests) == len(lines)
+
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("\n".join([lines[0], "", lines[1] + lines[2], '{"id": 5}', *lines[3:6], "  "]) + "\n")
+    warnings: list[str] = []
+    requests, _ = load_requests([odd], warn=warnings.append)
+    assert sorted(r.id for r in requests) == sorted(json.loads(line)["id"] for line in [lines[0], *lines[3:6]])
+    assert [w.split(":")[1] for w in warnings] == ["3", "4"]

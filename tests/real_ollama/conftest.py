@@ -12,15 +12,21 @@ sent and received, never on speed.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ollama
 import openai
 import pytest
 
+from analyzer.protocol.record import InteractionRecord
 from tests.support.processes import Mitmdump
 from tests.support.real_ollama import RealOllama
+from tests.support.tcpdump import missing_live_capture, tcpdump
 
 # A cold load plus a few tokens on a loaded 2-core machine: generous, and only a bound (nothing asserts speed).
 CLIENT_TIMEOUT_S = 120.0
@@ -52,3 +58,56 @@ def ollama_client(url: str) -> ollama.Client:
 
 def openai_client(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key="ollama", max_retries=0, timeout=CLIENT_TIMEOUT_S)
+
+
+@dataclass
+class RecordedSession:
+    """The scripted session through the proxy to one real server, its records, and (as root) a capture of both legs."""
+
+    server: RealOllama
+    proxy: Mitmdump
+    received: list[Any]  # session.Received, in call order
+    records: list[InteractionRecord]  # the proxy's records, in the same order
+    capture: Path | None  # both legs (proxy port and server port), or None without tcpdump/root
+
+    def pair(self, name: str) -> tuple[Any, InteractionRecord]:
+        index = next(i for i, r in enumerate(self.received) if r.name == name)
+        return self.received[index], self.records[index]
+
+
+@pytest.fixture(scope="session")
+def recorded_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordedSession]:
+    """Every call of ``session.CALLS`` by the official clients → mitmdump (resources sampled) → one real server."""
+    from tests.conftest import real_ollama_unavailable
+    from tests.real_ollama.session import CALLS, run_session
+
+    reason = real_ollama_unavailable()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("real-session")
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(RealOllama(base / "server", num_parallel=1))
+        options = ["ollama_resources=process,host", "ollama_resources_interval=50"]
+        proxy = Mitmdump(server.url, "127.0.0.1", base / "log", base / "console.txt", *options)
+        stack.callback(proxy.stop)
+        proxy.start()
+        capture: Path | None = None
+        with contextlib.ExitStack() as capturing:
+            if missing_live_capture() is None:
+                capture = base / "legs.pcap"
+                capturing.enter_context(tcpdump(capture, f"tcp port {proxy.port} or tcp port {server.port}"))
+            received = run_session(proxy.url, server.model)
+            records = wait_for_count(proxy, len(CALLS))
+        yield RecordedSession(server, proxy, received, records, capture)
+
+
+def wait_for_count(proxy: Mitmdump, count: int, timeout_s: float = 30.0) -> list[InteractionRecord]:
+    """The proxy's first ``count`` records by start time, once that many are written (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = proxy.records()
+        if len(records) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(records) == count, f"{len(records)} records, expected {count}"
+    return sorted(records, key=lambda r: r.started_at)

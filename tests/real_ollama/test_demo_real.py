@@ -41,6 +41,5 @@ def test_demo_records_the_same_session_against_real_ollama(real_ollama_server, t
     # each long chat's prompt is longer than its num_ctx: Ollama evaluated at most num_ctx tokens of it
     assert all(r.prompt_eval_count is not None and r.prompt_eval_count <= SMALL_NUM_CTX for r in long_chats)
     codes = {f.code for f in analyze(records).findings}
-    print(sorted(codes), [(r.path, r.load_duration_ms, r.prompt_eval_count, r.total_duration_ms) for r in records])
     assert {"queueing", "context_truncated", "model_not_found"} <= codes
     assert (log_dir / "report.html").exists()

@@ -9,6 +9,8 @@
 - ``tcpdump``: capture around a block of code (``--immediate-mode``), and whether live capture is possible here.
 - ``workload``: keyword-built workloads of the official ``ollama``/``openai`` clients and what each client got.
 - ``corpus``: the committed captures under ``tests/data/captures`` and their golden records.
+- ``real_ollama``: a real Ollama v0.24.0 built once from Go's module proxy, two small models, ``RealOllama`` (serve).
+- ``legs``: a capture's HTTP exchanges on one port, byte for byte (status, headers, every chunk).
 
 Benchmarks import it too (``from tests.support import ...`` with the checkout on ``sys.path``).
 """

@@ -174,7 +174,8 @@ def build_server() -> Path:
         "CGO_ENABLED": "1",
         "GOBIN": str(binary.parent),
         "CGO_CPPFLAGS": f"-I{include}",
-        "GOFLAGS": "-modcacherw",
+        # go install sets no version (the server would say 0.0.0): set it as Ollama's own release build does.
+        "GOFLAGS": f"-modcacherw -ldflags=-X=github.com/ollama/ollama/version.Version={OLLAMA_VERSION.lstrip('v')}",
     }
     print(f"real-ollama: building {OLLAMA_MODULE}@{OLLAMA_VERSION} with cgo (takes minutes, once)", flush=True)
     started = time.monotonic()

@@ -1,5 +1,6 @@
 """``ollama-wire top``: the Textual dashboard over the live feed, the log directory, Ollama's /api/ps and the machine.
 
 ``state`` holds what is known (pure, no I/O), ``rows`` turns it into table rows shared by the screen and the
-``--once`` text snapshot, ``sources`` are the workers that feed it, ``app``/``widgets`` draw it (``top.tcss``).
+``--once`` text snapshot, ``pollers`` are what the workers poll (Ollama's API, the machine, the GPU; the log is
+followed by ``analyzer.store.tail.LogFollower``), ``app``/``widgets`` draw it (``top.tcss``).
 """

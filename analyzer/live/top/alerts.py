@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 import sys
 import time
+
+from analyzer.protocol.untrusted import terminal_cell
 
 MIN_INTERVAL_S = 30.0  # at most one notification per this many seconds; the rest are summed into the next
 
@@ -35,8 +38,9 @@ class Alerts:
         return self.notify or self.bell
 
     def add(self, line: str) -> None:
+        """One alert line; it quotes model names, paths and errors from traffic, so it is escaped and cut."""
         if self.enabled:
-            self.pending.append(line)
+            self.pending.append(terminal_cell(line, 200))
 
     def due(self, now: float | None = None) -> bool:
         now = now or time.time()
@@ -62,7 +66,8 @@ class Alerts:
             script = f"display notification {_applescript(body)} with title {_applescript(title)}"
             argv = [*self.command, script]
         else:
-            argv = [*self.command, "--app-name=ollama-wire", title, body]
+            # notify-send bodies are markup (<b>, <a href>): traffic text is shown as text
+            argv = [*self.command, "--app-name=ollama-wire", title, html.escape(body, quote=False)]
         try:
             subprocess.run(argv, timeout=5, check=False, capture_output=True)
         except (OSError, subprocess.SubprocessError):

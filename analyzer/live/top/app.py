@@ -107,8 +107,10 @@ class TopApp(App[None]):
         poll_machine: bool = True,
         prices: Prices | None = None,
         gpu: GpuReader | None = None,
+        include_replays: bool = False,
     ) -> None:
         super().__init__()
+        self.include_replays = include_replays
         self.live_path = live_path
         self.log_dir = log_dir
         self.ollama_url = ollama_url
@@ -177,7 +179,7 @@ class TopApp(App[None]):
 
     @work(thread=True, group="log")
     def follow_log(self) -> None:
-        tail = LogFollower(self.log_dir)
+        tail = LogFollower(self.log_dir, include_replays=self.include_replays)
         worker = get_current_worker()
         while not worker.is_cancelled:
             records = tail.poll()

@@ -19,6 +19,7 @@ from analyzer.live.top.state import (
     token_rate,
 )
 from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.untrusted import terminal_cell
 from analyzer.resources.cost import Prices, cost_columns
 
 WINDOWS = WINDOWS_S
@@ -29,9 +30,20 @@ SPARK_WIDTH = 12
 SPARK_BUCKET_S = 0.5
 
 IN_FLIGHT_COLUMNS = ("Model", "Client", "Elapsed", "TTFT", "Tokens", "Tok/s", "Rate", "Prompt / progress")
-RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Tok/s", "Tokens", "Total", "Flags")
+RECENT_COLUMNS = ("Ended", "Status", "Model", "Path", "TTFT", "Think", "Tok/s", "Tokens", "Total", "Flags")
 MODEL_COLUMNS = ("Model", "Reqs", "Err", "TTFT p50", "TTFT p95", "Tok/s")
 COST_COLUMNS = ("Energy $", "API $")  # only with --prices
+
+
+CELL_WIDTH = 48  # a cell never holds more of a traffic string than this: one huge name must not push the others off
+LAST_CELL_WIDTH = 200  # the last column (prompt, flags) takes what is left of the screen
+LOADED_SHOWN = 10  # the Ollama panel lists this many loaded models, then a count
+
+
+def data(value: Any, style: str = "", width: int = CELL_WIDTH) -> Text:
+    """A cell or line part holding text from traffic or from files: a ``Text`` (never parsed as markup), its
+    control characters escaped and its length cut (``analyzer.protocol.untrusted``)."""
+    return Text(terminal_cell("" if value is None else value, width), style=style, no_wrap=True, overflow="ellipsis")
 
 
 def recent_columns(with_cost: bool) -> tuple[str, ...]:
@@ -114,22 +126,24 @@ def in_flight_row(running: Running, now: float) -> tuple[Any, ...]:
     elapsed = now - started
     live_rate = running.live_rate()
     if running.is_pull:  # bytes, not tokens: the bar says it all
-        model = Text(f"⇣ {running.model or '?'}", style="bold cyan")
-        return (model, start.get("client", ""), seconds(elapsed), "-", "-", "-", "", _pull_cell(running, elapsed))
+        model = data(f"⇣ {running.model or '?'}", "bold cyan")
+        client = data(start.get("client", ""))
+        pull = data(_pull_cell(running, elapsed), width=LAST_CELL_WIDTH)
+        return (model, client, seconds(elapsed), "-", "-", "-", "", pull)
     last = start.get("prompt_preview") or f"{start.get('method', '')} {start.get('path', '')}"
     tokens = str(progress.get("tokens", 0)) if progress else "0"
-    model = Text(running.model or "?", style="bold")
+    model = data(running.model or "?", "bold")
     ttft = progress.get("ttft_ms") if progress else None
     ttft_cell = Text(ms(ttft)) if ttft is not None else Text("waiting", style="yellow")
     return (
         model,
-        start.get("client", ""),
+        data(start.get("client", "")),
         seconds(elapsed),
         ttft_cell,
         tokens,
         rate(live_rate),
         Text(sparkline(running.rate_series(SPARK_WIDTH, SPARK_BUCKET_S, now), SPARK_WIDTH), style="green"),
-        last,
+        data(last, width=LAST_CELL_WIDTH),
     )
 
 
@@ -152,7 +166,7 @@ def recent_row(record: InteractionRecord, prices: Prices | None = None) -> tuple
     tokens = record.eval_count if record.eval_count is not None else record.chunks
     flags = flags_of(record)
     if record.error:
-        flags = (" ".join(record.error.split())[:60] + (f" [{flags}]" if flags else "")).strip()
+        flags = (" ".join(record.error[:600].split())[:60] + (f" [{flags}]" if flags else "")).strip()
     costs: tuple[str, ...] = ()
     if prices is not None:
         cost = cost_columns(record, prices)
@@ -160,14 +174,15 @@ def recent_row(record: InteractionRecord, prices: Prices | None = None) -> tuple
     return (
         when,
         status,
-        Text(record.model or "-", style=style),
-        record.path,
+        data(record.model or "-", style),
+        data(record.path),
         ms(record.ttft_ms),
+        ms(record.thinking_ms),  # first thinking token → first answer token
         rate(token_rate(record)),
         str(tokens),
         ms(record.total_ms),
         *costs,
-        Text(flags, style=style or "dim"),
+        data(flags, style or "dim", LAST_CELL_WIDTH),
     )
 
 
@@ -175,7 +190,7 @@ def model_row(stats: ModelStats, with_cost: bool = False) -> tuple[Any, ...]:
     errors = Text(str(stats.errors), style="bold red" if stats.errors else "")
     costs = (usd(stats.cost_energy_usd), usd(stats.cost_api_usd)) if with_cost else ()
     return (
-        stats.model,
+        data(stats.model, "italic" if stats.others else ""),
         str(stats.requests),
         errors,
         ms(stats.ttft_p50),
@@ -218,26 +233,28 @@ def _until(expires_at: str, now: float) -> str:
 def ollama_lines(status: OllamaStatus, now: float) -> list[Text]:
     """The Ollama panel: reachable or not, then one line per loaded model."""
     if status.reachable is None:
-        return [Text(f"{status.url}: asking…", style="dim")]
+        return [data(f"{status.url}: asking…", "dim", LAST_CELL_WIDTH)]
     if not status.reachable:
-        return [Text(f"{status.url} unreachable", style="bold red"), Text(status.error[:80], style="dim")]
-    head = Text(f"{status.url} up", style="green")
+        return [data(f"{status.url} unreachable", "bold red", LAST_CELL_WIDTH), data(status.error, "dim", 80)]
+    head = data(f"{status.url} up", "green", LAST_CELL_WIDTH)
     if status.version:
-        head.append(f" (v{status.version})", style="dim")
+        head.append_text(data(f" (v{status.version})", "dim", 40))
     lines = [head]
     if not status.models:
         lines.append(Text("no model loaded", style="dim"))
-    for model in status.models:
+    for model in status.models[:LOADED_SHOWN]:
         total = int(model.get("size") or 0)
         vram = int(model.get("size_vram") or 0)
         share = f"{vram / total:.0%} VRAM" if total else "-"
         lines.append(
             Text.assemble(
-                (str(model.get("name") or model.get("model") or "?"), "bold"),
+                data(model.get("name") or model.get("model") or "?", "bold", 80),
                 f" {size(total)} {share} ",
                 (_until(str(model.get("expires_at") or ""), now), "dim"),
             )
         )
+    if len(status.models) > LOADED_SHOWN:
+        lines.append(Text(f"… and {len(status.models) - LOADED_SHOWN} more loaded", style="dim"))
     return lines
 
 
@@ -246,7 +263,7 @@ def gpu_line(gpu: GpuStatus) -> Text:
     if gpu.available is None:
         return Text("GPU: looking for a GPU sampler…", style="dim")
     if not gpu.available:
-        return Text(f"GPU: unavailable because {gpu.reason}", style="dim")
+        return data(f"GPU: unavailable because {gpu.reason}", "dim", LAST_CELL_WIDTH)
     util = gpu.util_pct
     parts = [f"GPU    {bar((util or 0.0) / 100, 8)} {'-' if util is None else f'{util:.0f}%'}"]
     if gpu.mem_mb is not None:
@@ -266,15 +283,18 @@ def machine_lines(machine: MachineStatus, gpu: GpuStatus | None = None) -> list[
     if gpu is not None:
         lines.append(gpu_line(gpu))
     if machine.ollama_pid is not None:
-        lines.append(Text(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", style="bold"))
+        lines.append(data(f"Ollama pid {machine.ollama_pid} ({machine.ollama_name or '?'})", "bold", LAST_CELL_WIDTH))
         lines.append(Text(f"  {size(machine.ollama_rss)} RSS, {machine.ollama_cpu_percent:.0f}% CPU"))
     elif machine.note:
-        lines.append(Text(machine.note, style="dim"))
+        lines.append(data(machine.note, "dim", LAST_CELL_WIDTH))
     return lines
 
 
 def header_text(state: TopState, costs: str = "") -> str:
-    """The one line saying where the data comes from (live feed or log only) and what the filters are."""
+    """The one line saying where the data comes from (live feed or log only) and what the filters are.
+
+    Plain text with escaped control characters (it quotes paths and feed errors); show it as a ``Text``.
+    """
     if state.live:
         source = f"live feed {state.live_path}"
     else:
@@ -292,4 +312,4 @@ def header_text(state: TopState, costs: str = "") -> str:
         parts.append(f"model ~ {state.model_filter!r}")
     if state.paused:
         parts.append("PAUSED")
-    return " · ".join(parts)
+    return terminal_cell(" · ".join(parts), 1000)

@@ -48,11 +48,12 @@ def gather(
     listen_s: float = ATTACH_S,
     prices: Prices | None = None,
     gpu: GpuReader | None = None,
+    include_replays: bool = False,
 ) -> TopState:
     """One reading of every source."""
     state = TopState(str(live_path or "off"), str(log_dir), ollama_url)
     state.prices = prices
-    for record in LogFollower(log_dir).poll():
+    for record in LogFollower(log_dir, include_replays=include_replays).poll():
         state.add_finished(record)
     if live_path is None:
         state.feed_problem = "live feed turned off (--live off)"
@@ -83,8 +84,8 @@ def _table(title: str, columns: tuple[str, ...], body: list[tuple], empty: str) 
             continue
         widest = max([len(column), *(Text(str(cells[index])).cell_len for cells in body)])
         table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=min(widest, MAX_CELL))
-    for cells in body:
-        table.add_row(*cells)
+    for cells in body:  # plain strings would be parsed as Rich markup: every cell goes in as Text
+        table.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in cells))
     return table
 
 

@@ -16,6 +16,13 @@ from analyzer.store.select import started_at
 RECENT_KEPT = 2000
 STALL_AFTER_S = 30.0  # a running stream with no new token for this long counts as stalled
 WINDOWS_S = (("5 min", 300.0), ("1 hour", 3600.0))
+MODELS_SHOWN = 20  # Per model: the busiest models, the rest summed into one "others" row
+
+
+# Kinds that say nothing about a model's speed: listings, status, account, and loading/unloading a model.
+NOT_GENERATIONS = frozenset(
+    {"tags", "ps", "version", "show", "status", "account", "recommendations", "load", "unload", "root", ""}
+)
 
 
 def is_error(record: InteractionRecord) -> bool:
@@ -47,6 +54,12 @@ class ModelStats:
     tokens_per_s: float | None = None
     cost_energy_usd: float | None = None  # sums over the window; None without prices or without the fact
     cost_api_usd: float | None = None
+    others: bool = False  # the row summing the models beyond the busiest ones
+
+    @property
+    def key(self) -> str:
+        """A row key no model name can collide with (a client may name a model like the others row)."""
+        return "others" if self.others else f"model:{self.model}"
 
 
 @dataclass
@@ -177,33 +190,43 @@ class TopState:
                 out.append(running)
         return out
 
-    def per_model(self, window_s: float, now: float) -> list[ModelStats]:
-        """Per model over the last ``window_s`` seconds: requests, errors, p50/p95 TTFT, median tokens/s."""
+    def per_model(self, window_s: float, now: float, limit: int = MODELS_SHOWN) -> list[ModelStats]:
+        """Per model over the last ``window_s`` seconds: requests, errors, p50/p95 TTFT, median tokens/s.
+
+        The ``limit`` busiest models (most requests, then by name), in name order, then one row summing the
+        others (``(N other models)``): clients choose model names, so the table must stay readable with
+        thousands of them.
+        """
         groups: dict[str, list[InteractionRecord]] = {}
         for record in reversed(self.recent):
             if record_time(record) < now - window_s:
                 continue
-            if not self._model_ok(record.model) or record.kind in ("tags", "ps", "version", "show", ""):
+            if not self._model_ok(record.model) or record.kind in NOT_GENERATIONS:
                 continue
             groups.setdefault(record.model or "-", []).append(record)
-        stats = []
-        for model, records in sorted(groups.items()):
-            ttfts = sorted(r.ttft_ms for r in records if r.ttft_ms is not None)
-            rates = sorted(rate for r in records if (rate := token_rate(r)) is not None)
-            costs = total_costs(records, self.prices) if self.prices is not None else {}
-            stats.append(
-                ModelStats(
-                    model=model,
-                    requests=len(records),
-                    errors=sum(1 for r in records if is_error(r)),
-                    ttft_p50=percentile(ttfts, 50) if ttfts else None,
-                    ttft_p95=percentile(ttfts, 95) if ttfts else None,
-                    tokens_per_s=percentile(rates, 50) if rates else None,
-                    cost_energy_usd=costs.get("cost_energy_usd"),
-                    cost_api_usd=costs.get("cost_api_usd"),
-                )
-            )
+        busiest = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+        stats = [self._stats(model, records) for model, records in sorted(busiest[:limit])]
+        rest = busiest[limit:]
+        if rest:
+            label = f"({len(rest)} other model{'' if len(rest) == 1 else 's'})"
+            stats.append(self._stats(label, [r for _, records in rest for r in records], others=True))
         return stats
+
+    def _stats(self, model: str, records: list[InteractionRecord], others: bool = False) -> ModelStats:
+        ttfts = sorted(r.ttft_ms for r in records if r.ttft_ms is not None)
+        rates = sorted(rate for r in records if (rate := token_rate(r)) is not None)
+        costs = total_costs(records, self.prices) if self.prices is not None else {}
+        return ModelStats(
+            model=model,
+            requests=len(records),
+            errors=sum(1 for r in records if is_error(r)),
+            ttft_p50=percentile(ttfts, 50) if ttfts else None,
+            ttft_p95=percentile(ttfts, 95) if ttfts else None,
+            tokens_per_s=percentile(rates, 50) if rates else None,
+            cost_energy_usd=costs.get("cost_energy_usd"),
+            cost_api_usd=costs.get("cost_api_usd"),
+            others=others,
+        )
 
     def window_costs(self, window_s: float, now: float) -> dict[str, float | None]:
         """Both cost sums over the finished requests of the last ``window_s`` seconds (empty without prices)."""

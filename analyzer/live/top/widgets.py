@@ -18,9 +18,11 @@ from analyzer.live.subscriber import Running
 from analyzer.live.top import rows
 from analyzer.live.top.state import TopState
 from analyzer.protocol.record import InteractionRecord
+from analyzer.protocol.untrusted import clip, for_terminal
 from analyzer.resources.cost import Prices, cost_columns
 
 RECENT_SHOWN = 200
+DETAIL_TEXT = 20_000  # characters of a prompt/response the details screen shows
 
 
 def _text(cell: Any) -> Text:
@@ -103,7 +105,7 @@ class ModelTable(SyncedTable):
         if self.with_cost:  # the window's totals (model filter applied)
             self.border_title += " — " + rows.cost_totals(state, seconds, now)
         self.border_subtitle = f"w: last {other}"
-        self.sync((stats.model, rows.model_row(stats, self.with_cost)) for stats in state.per_model(seconds, now))
+        self.sync((stats.key, rows.model_row(stats, self.with_cost)) for stats in state.per_model(seconds, now))
 
 
 class LinesPanel(Static):
@@ -169,7 +171,13 @@ def _pairs(text: Text, pairs: Iterable[tuple[str, Any]]) -> None:
         if value is None or value == "":
             continue
         text.append(f"{name:>18}  ", style="bold")
-        text.append(f"{value}\n")
+        text.append(rows.data(value, width=1000))
+        text.append("\n")
+
+
+def _block(value: str) -> str:
+    """A prompt or response from traffic for the details screen: newlines kept, other controls escaped, cut."""
+    return clip(for_terminal(value[: DETAIL_TEXT + 1], keep_newlines=True), DETAIL_TEXT)
 
 
 def _number(value: float | None, unit: str, digits: int = 1) -> str | None:
@@ -220,9 +228,9 @@ def details_text(state: TopState, key: str, now: float) -> Text:
             ],
         )
         text.append("\nPrompt\n", style="bold underline")
-        text.append((start.get("prompt") or "(not shown)") + "\n")
+        text.append(_block(start.get("prompt") or "(not shown)") + "\n")
         text.append("\nResponse so far (last 2,000 characters)\n", style="bold underline")
-        text.append(progress.get("response_tail") or "")
+        text.append(_block(progress.get("response_tail") or ""))
         return text
     record = state.record_by_id(key)
     if record is None:
@@ -261,9 +269,9 @@ def details_text(state: TopState, key: str, now: float) -> Text:
     )
     if record.system:
         text.append("\nSystem\n", style="bold underline")
-        text.append(record.system + "\n")
+        text.append(_block(record.system) + "\n")
     text.append("\nPrompt\n", style="bold underline")
-    text.append((record.prompt or "(none)") + "\n")
+    text.append(_block(record.prompt or "(none)") + "\n")
     text.append("\nResponse\n", style="bold underline")
-    text.append(record.response_text or "(none)")
+    text.append(_block(record.response_text or "(none)"))
     return text

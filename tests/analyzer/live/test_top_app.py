@@ -115,7 +115,7 @@ def test_in_flight_grows_then_finishes_and_keys_work(sock_path: Path, log_dir: P
                 # e: errors only
                 await pilot.press("e")
                 await until(pilot, lambda: recent.row_count == 1)
-                assert cells(recent)[0][1] == "500" and "boom" in cells(recent)[0][8]
+                assert cells(recent)[0][1] == "500" and "boom" in cells(recent)[0][-1]
                 assert "errors only" in header(app)
                 await pilot.press("e")
                 await until(pilot, lambda: recent.row_count == 3)

@@ -84,3 +84,54 @@ def test_per_model_window_counts_errors_and_percentiles() -> None:
     five = state.per_model(300, time.time())
     assert [(s.model, s.requests, s.errors, s.ttft_p50) for s in five] == [("a", 4, 1, 200.0)]
     assert [s.model for s in state.per_model(3600, time.time())] == ["a", "b"]
+
+
+def test_per_model_shows_the_busiest_models_and_sums_the_others() -> None:
+    """10,000 model names (RECENT_KEPT records) give MODELS_SHOWN rows plus one for the others, not thousands."""
+    from analyzer.live.top.state import MODELS_SHOWN, RECENT_KEPT
+
+    state = TopState("sock", "log", "http://x")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 60))
+    for i in range(10_000):
+        state.add_finished(InteractionRecord(id=f"m{i}", started_at=stamp, kind="chat", model=f"model-{i}"))
+    for i in range(5):  # "busy" has the most requests: it must be among the rows shown
+        state.add_finished(InteractionRecord(id=f"b{i}", started_at=stamp, kind="chat", model="busy"))
+    shown = state.per_model(3600, time.time())
+    assert len(shown) == MODELS_SHOWN + 1
+    assert "busy" in [s.model for s in shown] and shown[-1].others
+    assert sum(s.requests for s in shown) == RECENT_KEPT  # nothing lost: the others row sums the rest
+    others = RECENT_KEPT - 5 - (MODELS_SHOWN - 1)
+    assert shown[-1].model == f"({others} other models)"
+    assert len({s.key for s in shown}) == len(shown)
+
+
+def test_a_model_named_like_the_others_row_keeps_its_own_key() -> None:
+    state = TopState("sock", "log", "http://x")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 60))
+    for i in range(3):
+        state.add_finished(InteractionRecord(id=f"x{i}", started_at=stamp, kind="chat", model=f"m{i}"))
+    state.add_finished(InteractionRecord(id="y", started_at=stamp, kind="chat", model="(2 other models)"))
+    shown = state.per_model(3600, time.time(), limit=2)
+    assert [s.model for s in shown][-1] == "(2 other models)" and len({s.key for s in shown}) == len(shown)
+
+
+def test_rows_are_text_never_markup_and_never_raw_controls() -> None:
+    from rich.text import Text
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 60))
+    record = InteractionRecord(
+        id="h",
+        started_at=stamp,
+        kind="chat",
+        model="mark[/]up\x1b]0;OWNED\x07",
+        path="/api/chat\n[bold]x",
+        status=500,
+        error="boom\x1b[2J\nforged line",
+        flags=["client_aborted"],
+    )
+    cells = rows.recent_row(record)
+    texts = [c for c in cells if isinstance(c, Text)]
+    assert {c.plain for c in texts} >= {"mark[/]up\\x1b]0;OWNED\\x07", "/api/chat\\n[bold]x"}
+    for cell in cells:
+        plain = cell.plain if isinstance(cell, Text) else str(cell)
+        assert "\x1b" not in plain and "\n" not in plain and "\x07" not in plain

@@ -90,9 +90,10 @@ def test_recent_and_per_model_show_cost_and_the_window_totals(log_dir: Path) -> 
             assert row(recent, "known")["API $"] == "$0.000090"
             assert (row(recent, "no-energy")["Energy $"], row(recent, "no-energy")["API $"]) == ("-", "$0.000002")
             assert (row(recent, "unpriced")["Energy $"], row(recent, "unpriced")["API $"]) == ("$0.000300", "-")
-            llama = row(models, "llama3.2:1b")
+            llama = row(models, "model:llama3.2:1b")  # ModelStats.key: no model name can collide with "others"
             assert (llama["Reqs"], llama["Energy $"], llama["API $"]) == ("2", "$0.000060", "$0.000092")
-            assert (row(models, "qwen3:0.6b")["Energy $"], row(models, "qwen3:0.6b")["API $"]) == ("$0.000300", "-")
+            qwen = row(models, "model:qwen3:0.6b")
+            assert (qwen["Energy $"], qwen["API $"]) == ("$0.000300", "-")
             details = details_text(app.state, "known", time.time()).plain
             assert "energy  720.0 J" in details and "cost energy  $0.000060" in details
             assert "cost API  $0.000090" in details

@@ -153,11 +153,15 @@ class TestOutputs:
         result = run(lo4.path.name, *ports(lo4), "--responses")
         assert result.exit_code == 0, result.stderr
         assert result.stdout == (CORPUS / "lo4.responses.txt").read_text(encoding="utf-8")
+
+        def block(text: str) -> str:  # --responses indents every line of a text by two spaces
+            return "\n".join("  " + line for line in text.split("\n"))
+
         for sent in lo4.sent:
-            assert sent.prompt in result.stdout
-            assert sent.text in result.stdout
+            assert block(sent.prompt) in result.stdout
+            assert block(sent.text) in result.stdout
             if sent.thinking:
-                assert sent.thinking in result.stdout
+                assert block(sent.thinking) in result.stdout
         assert "[error_mid_stream]" in result.stdout
 
     @needs_tshark
@@ -529,7 +533,7 @@ class TestOrder:
             "00:16:40.504",
         ]
         texts = run(crafted["overlap"], crafted["later"], "--responses").stdout
-        assert [line for line in texts.splitlines() if line.startswith("answer")] == [
+        assert [line.strip() for line in texts.splitlines() if line.startswith("  answer")] == [
             "answer to slow",
             "answer to middle",
             "answer to quick",
@@ -639,9 +643,9 @@ class TestResponses:
         path = write_capture(tmp_path / "tools.pcap", segments)
         result = run(path, "--responses")
         assert result.exit_code == 0, result.stderr
-        assert "--- system\nBe terse.\n" in result.stdout
+        assert "--- system\n  Be terse.\n" in result.stdout
         compact = json.dumps([call], separators=(",", ":"))
-        assert f"--- tool_calls\n{compact}\n" in result.stdout
+        assert f"--- tool_calls\n  {compact}\n" in result.stdout
 
     def test_blocks_are_left_out_when_empty(self, crafted: dict[str, Path]) -> None:
         result = run(crafted["later"], "--responses")

@@ -24,7 +24,7 @@ FINAL = {
 def apply(kind: str, objects: list[dict[str, Any]], cap: int = 1000) -> tuple[ResponseContent, list[bool]]:
     content = ResponseContent(cap)
     apply_one = content.apply_native if kind == "native" else content.apply_openai
-    return content, [apply_one(obj) for obj in objects]
+    return content, [bool(apply_one(obj)) for obj in objects]
 
 
 def test_native_generate_stream() -> None:

@@ -206,6 +206,11 @@ def test_span_attributes_follow_the_span_view() -> None:
         "source": sc.OLLAMA_SOURCE,
         "chunks": sc.OLLAMA_CHUNKS,
         "complete": sc.OLLAMA_COMPLETE,
+        "ttft_thinking_ms": sc.OLLAMA_TTFT_THINKING,
+        "ttft_content_ms": sc.OLLAMA_TTFT_CONTENT,
+        "thinking_ms": sc.OLLAMA_THINKING,
+        "ttft_tool_ms": sc.OLLAMA_TTFT_TOOL,
+        "remote": sc.OLLAMA_REMOTE,
     }
     assert {name: sc.column_attribute(name, BY_NAME[name].unit) for name in named} == named
     assert {c.name for c in columns_in(SPAN)} == set(named)

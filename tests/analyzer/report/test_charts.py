@@ -45,3 +45,23 @@ def test_boxes_use_every_request() -> None:
     ttft = next(f for f in builder.figures() if f.id == "ttft")
     wire = next(t for t in ttft.data if t["name"] == "TTFT on the wire")
     assert wire["median"] == [4500.5] and wire["lowerfence"] == [450.95] and wire["upperfence"] == [8550.05]
+
+
+def test_ten_thousand_model_names_give_the_busiest_rows_and_one_for_the_others() -> None:
+    from analyzer.report.headline import MODELS_SHOWN
+
+    busy = [rec(f"b{i}", i * 1.0, model="busy") for i in range(5)]
+    flood = [rec(f"f{i}", 10 + i * 0.5, model=f"m{i}\x1b]0;x\x07<b>") for i in range(10_000)]
+    analysis = analyze(busy + flood)
+    rows = analysis.headline["per_model"]
+    assert len(rows) == MODELS_SHOWN + 1 and rows[0]["model"] == "busy"
+    others = rows[-1]
+    assert (
+        others["model"] == f"({10_000 - MODELS_SHOWN + 1:,} other models)"
+        and others["others"] == 10_000 - MODELS_SHOWN + 1
+    )
+    assert sum(row["requests"] for row in rows) == 10_005  # nothing lost
+    builder = ChartBuilder(analysis)
+    names = {trace["name"] for figure in builder.figures() for trace in figure.data if "name" in trace}
+    assert len([n for n in names if n.startswith("m")]) <= MODELS_SHOWN  # one series for the others
+    assert not [n for n in names if "\x1b" in n or "<b>" in n]  # escaped: plotly renders <b> in names
