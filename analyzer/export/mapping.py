@@ -15,6 +15,7 @@ from typing import Any
 
 from analyzer.export import semconv as sc
 from analyzer.export.labels import LabelLimiter
+from analyzer.protocol.durations import hidden_wait_ms
 from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_ERROR_MID_STREAM,
@@ -116,11 +117,9 @@ def server_endpoint(record: InteractionRecord) -> tuple[str, int | None]:
 
 
 def hidden_wait_s(record: InteractionRecord) -> float | None:
-    """total − load − prompt eval − eval (seconds, never negative): time Ollama spent that it reports nowhere else."""
-    parts = (record.load_duration_ms, record.prompt_eval_duration_ms, record.eval_duration_ms)
-    if record.total_duration_ms is None or any(p is None for p in parts):
-        return None
-    return seconds(max(0.0, record.total_duration_ms - sum(p for p in parts if p is not None)))
+    """Ollama's hidden wait in seconds (:func:`analyzer.protocol.durations.hidden_wait_ms`); None when unknown."""
+    wait = hidden_wait_ms(record)
+    return None if wait is None else seconds(wait)
 
 
 def metric_attributes(record: InteractionRecord) -> Attributes:

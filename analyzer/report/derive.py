@@ -1,7 +1,7 @@
 """Derived timings: what the record's own columns imply but Ollama never reports.
 
-``hidden_wait_ms = total_duration − load_duration − prompt_eval_duration − eval_duration`` (never negative):
-Ollama takes ``load_duration`` from the handler's start to the moment the scheduler hands out a runner, and
+``hidden_wait_ms`` is :func:`analyzer.protocol.durations.hidden_wait_ms` (one definition, per endpoint): Ollama
+takes ``load_duration`` from the handler's start to the moment the scheduler hands out a runner, and
 ``total_duration`` from the handler's start to the final object. Waiting for a free slot of a busy runner
 (``OLLAMA_NUM_PARALLEL``) happens after that hand-out and before prompt evaluation, so it is in neither load
 nor prompt evaluation: it is the bulk of the hidden wait. Prompt templating, tokenizing (and truncation) and the
@@ -13,32 +13,28 @@ Ollama's HTTP handling before and after its own clock add. See docs/record.md ("
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, make_dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from analyzer.protocol.record import REPORT, RESOURCE_COLUMNS, Column, InteractionRecord, columns_in
+from analyzer.protocol.durations import hidden_wait_ms
+from analyzer.protocol.record import (
+    FLAG_REMOTE_MODEL,
+    REPORT,
+    RESOURCE_COLUMNS,
+    Column,
+    InteractionRecord,
+    columns_in,
+)
 from analyzer.report.errors import error_category
 
 # Requests the local scheduler runs a model for (Anthropic `messages` and OpenAI `responses` are chats too).
 INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings", "messages", "responses"})
 PREVIEW_CHARS = 100
-
-
-def hidden_wait_ms(record: InteractionRecord | Any) -> float | None:
-    """Ollama's total minus its load, prompt-eval and eval durations (≥ 0); None without ``total_duration``."""
-    total = record.total_duration_ms
-    if total is None:
-        return None
-    return max(
-        0.0,
-        total
-        - (record.load_duration_ms or 0.0)
-        - (record.prompt_eval_duration_ms or 0.0)
-        - (record.eval_duration_ms or 0.0),
-    )
 
 
 def wire_overhead_ms(record: InteractionRecord | Any) -> float | None:
@@ -60,6 +56,26 @@ def prompt_chars(record: InteractionRecord | Any) -> int:
                 total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
         return total
     return len(record.prompt or "") + len(record.system or "")
+
+
+def _role_and_text(message: Any) -> tuple[str, str]:
+    if not isinstance(message, dict):
+        return "", ""
+    content = message.get("content")
+    if not isinstance(content, str):
+        content = json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
+    return str(message.get("role") or ""), content
+
+
+def conversation(record: InteractionRecord | Any) -> tuple[str | None, int]:
+    """A chat's conversation key and its number of messages: requests whose first non-system message is the same
+    (same role and text) for the same model continue one conversation. (None, 0) for a request without messages."""
+    messages = [m for m in (record.messages or []) if _role_and_text(m)[0] not in ("system", "developer")]
+    if not messages:
+        return None, 0
+    role, text = _role_and_text(messages[0])
+    digest = hashlib.blake2b(f"{record.model}\0{role}\0{text}".encode(), digest_size=8).hexdigest()
+    return digest, len(messages)
 
 
 def epoch_seconds(started_at: str | None) -> float | None:
@@ -104,6 +120,20 @@ class DerivedColumns:
     eval_ms: float | None
     hidden_wait_ms: float | None
     wire_overhead_ms: float | None
+    served_remotely: bool  # a remote (cloud) model (column remote or flag remote_model): not this machine's time
+    conversation: str | None  # derive.conversation: chats continuing one conversation share it
+    turns: int  # the conversation's non-system messages in this request
+
+    @property
+    def decode_start(self) -> float | None:
+        """When the model started generating this answer (POSIX s): the first token of a stream, else the end minus
+        Ollama's eval_duration; None when neither is known."""
+        stream: bool | None = getattr(self, "stream")  # noqa: B009  (a carried column)
+        if stream and self.first_token is not None:
+            return self.first_token
+        if self.eval_ms is not None:
+            return max(self.start, self.end - self.eval_ms / 1000.0)
+        return self.first_token
 
     @property
     def sampled(self) -> bool:
@@ -141,6 +171,7 @@ else:
             "__doc__": "One record reduced to what the report needs: DerivedColumns plus the CARRIED columns.",
             "__module__": __name__,
             "sampled": DerivedColumns.sampled,
+            "decode_start": DerivedColumns.decode_start,
             "tokens_per_s": DerivedColumns.tokens_per_s,
         },
     )
@@ -156,6 +187,7 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         return None
     total = record.total_ms
     flags = tuple(str(flag) for flag in record.flags or ())
+    key, turns = conversation(record)
     return _new_request(  # type: ignore[no-any-return]
         *_carried_values(record),
         id=record.id or "",
@@ -177,4 +209,7 @@ def to_request(record: InteractionRecord | Any) -> Request | None:
         eval_ms=record.eval_duration_ms,
         hidden_wait_ms=hidden_wait_ms(record),
         wire_overhead_ms=wire_overhead_ms(record),
+        served_remotely=bool(getattr(record, "remote", None)) or FLAG_REMOTE_MODEL in flags,
+        conversation=key,
+        turns=turns,
     )

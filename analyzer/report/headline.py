@@ -12,6 +12,7 @@ from analyzer.report.apis import api_rows
 from analyzer.report.derive import Request
 from analyzer.report.finding import iso
 from analyzer.report.machine import cost_numbers, prices_dict, resource_numbers
+from analyzer.report.overlap import behind_same_model
 from analyzer.resources.cost import Prices
 
 
@@ -66,6 +67,19 @@ def model_rows(
     return rows
 
 
+def real_hidden_wait(requests: Sequence[Request]) -> dict[str, Any]:
+    """The hidden wait that was waiting: summed over requests that arrived while an earlier request of the same model
+    ran (the only time a slot can be busy); a lone request's few ms of templating are no wait. None when no request
+    reports the parts (OpenAI/Anthropic/embed only): unknown, not zero."""
+    behind = behind_same_model(requests)
+    known = [r for r in requests if r.hidden_wait_ms is not None]
+    waits = [r.hidden_wait_ms or 0.0 for r in known if id(r) in behind]
+    return {
+        "hidden_wait_ms": round(sum(waits), 1) if known else None,
+        "hidden_wait_requests": sum(1 for w in waits if w > 0),
+    }
+
+
 def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[str, Any]:
     """The numbers at the top of the report (and of ``report --json``). Resource numbers only when a request was
     sampled; costs (and the prices used) only with ``prices``."""
@@ -88,7 +102,7 @@ def headline(requests: Sequence[Request], prices: Prices | None = None) -> dict[
         "tokens_in": sum(r.prompt_eval_count or 0 for r in requests),
         "tokens_out": sum(r.eval_count or 0 for r in requests),
         "load_ms": round(sum(r.load_ms or 0.0 for r in requests), 1),
-        "hidden_wait_ms": round(sum(r.hidden_wait_ms or 0.0 for r in requests), 1),
+        **real_hidden_wait(requests),
     }
     sampled = any(r.sampled for r in requests)
     if sampled:

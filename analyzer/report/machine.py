@@ -51,12 +51,19 @@ def resource_numbers(rows: Sequence[Request]) -> dict[str, Any]:
     the server's CPU time. A number is None when no request carried its column."""
     energy_rows = [r for r in rows if r.energy_j is not None]
     energy = sum(r.energy_j or 0.0 for r in energy_rows)
-    tokens = sum(r.eval_count or 0 for r in energy_rows)
+    # J/token over the requests whose energy *and* output tokens are known: an unknown count is not 0 tokens
+    per_token = [r for r in energy_rows if r.eval_count]
+    token_energy = sum(r.energy_j or 0.0 for r in per_token)
+    tokens = sum(r.eval_count or 0 for r in per_token)
     cpu = [r.server_cpu_ms for r in rows if r.server_cpu_ms is not None]
     return {
         "sampled_requests": sum(1 for r in rows if r.sampled),
         "energy_j": round(energy, 3) if energy_rows else None,
-        "joules_per_token": round(energy / tokens, 4) if tokens else None,
+        "joules_per_token": round(token_energy / tokens, 4) if tokens else None,
+        "energy_sources": sorted({r.energy_source for r in energy_rows if r.energy_source}),
+        "gpu_mem_sources": sorted(
+            {r.gpu_mem_source for r in rows if r.gpu_mem_max_mb is not None and r.gpu_mem_source}
+        ),
         "gpu_util_mean_pct": _weighted_mean(rows, "gpu_util_mean_pct"),
         "power_mean_w": _weighted_mean(rows, "power_mean_w"),
         "gpu_mem_max_mb": _max(rows, "gpu_mem_max_mb"),
@@ -146,13 +153,29 @@ def cost_line(head: dict[str, Any]) -> str | None:
     return "cost: " + ("; ".join(parts) if parts else "the prices file names no kwh and no models")
 
 
+SOURCE_LABELS = {
+    "nvml_counter": "NVML energy counter",
+    "power_integral": "integrated power readings",
+    "macmon": "macmon power, integrated",
+    "powermetrics": "powermetrics energy",
+    "nvml": "NVML",
+    "ollama_ps": "Ollama /api/ps size_vram",
+}
+
+
+def sources_text(names: Any) -> str:
+    """``names`` (provenance values) as words for a label: ``NVML energy counter``; empty when none is known."""
+    return ", ".join(SOURCE_LABELS.get(str(n), str(n)) for n in names or [])
+
+
 def energy_line(head: dict[str, Any]) -> str | None:
     """One line on the energy the sampled requests used (None when none was sampled)."""
     if not head.get("sampled_requests"):
         return None
     parts = [f"{head['sampled_requests']:,} of {head['requests']:,} requests sampled"]
     if head.get("energy_j") is not None:
-        parts.append(f"energy {energy(head['energy_j'])}")
+        source = sources_text(head.get("energy_sources"))
+        parts.append(f"energy {energy(head['energy_j'])}" + (f" ({source})" if source else ""))
     if head.get("joules_per_token") is not None:
         parts.append(f"{head['joules_per_token']:.3g} J/token")
     if head.get("power_mean_w") is not None:

@@ -15,7 +15,7 @@ from analyzer.report.analysis import Analysis
 from analyzer.report.charts import ChartBuilder, Figure
 from analyzer.report.derive import Request
 from analyzer.report.finding import Finding
-from analyzer.report.machine import energy, energy_unit, usd
+from analyzer.report.machine import energy, energy_unit, sources_text, usd
 
 MAX_LINKS_PER_FINDING = 20
 MODEL_WIDTH = 80  # a model name in a table cell is cut here (clients choose model names)
@@ -157,13 +157,19 @@ def _cards(head: dict[str, Any]) -> str:
         ("tokens in", _n(head.get("tokens_in")), ""),
         ("tokens out", _n(head.get("tokens_out")), ""),
         ("spent loading models", _duration(head.get("load_ms") or 0.0), ""),
-        ("hidden wait (queueing)", _duration(head.get("hidden_wait_ms") or 0.0), ""),
+        (
+            "hidden wait (queueing behind the same model)",
+            "–" if head.get("hidden_wait_ms") is None else _duration(head["hidden_wait_ms"]),
+            "",
+        ),
     ]
     if head.get("sampled_requests"):
         if head.get("energy_j") is None:  # sampled without an energy source (no GPU/power meter): RSS and CPU only
             cards.append(("requests with resource samples", _n(head["sampled_requests"]), ""))
         else:
-            cards.append((f"energy ({_n(head['sampled_requests'])} sampled requests)", energy(head["energy_j"]), ""))
+            source = sources_text(head.get("energy_sources"))
+            label = f"energy ({_n(head['sampled_requests'])} sampled requests" + (f"; {source})" if source else ")")
+            cards.append((label, energy(head["energy_j"]), ""))
         if head.get("joules_per_token") is not None:
             cards.append(("joules per output token", f"{head['joules_per_token']:.3g} J", ""))
     prices = head.get("prices")
@@ -274,6 +280,8 @@ def _resource_table(head: dict[str, Any]) -> str:
     explain = (
         "Energy and J/token: the sampled requests' own shares (concurrent requests split the energy by the tokens "
         "each generated); GPU and power: the whole device's mean over the requests, weighted by their duration. "
+        + (f"Energy from: {sources_text(head.get('energy_sources'))}. " if head.get("energy_sources") else "")
+        + (f"GPU memory from: {sources_text(head.get('gpu_mem_sources'))}. " if head.get("gpu_mem_sources") else "")
         if sampled
         else ""
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from analyzer.protocol.record import InteractionRecord
+from analyzer.resources.base import ENERGY_SOURCE, GPU_MEM_SOURCE, POWER_INTEGRAL
 from analyzer.resources.timeline import Sample, Timeline
 
 
@@ -53,9 +54,10 @@ def parse_started_at(text: str) -> float | None:
 
 
 def activity_of(record: InteractionRecord) -> Activity | None:
-    """The record on the time axis, or None without a start time."""
+    """The record on the time axis, or None without a start time or a duration (an unknown span uses unknown
+    resources: its columns stay None, never 0)."""
     start = parse_started_at(record.started_at)
-    if start is None:
+    if start is None or record.total_ms is None:
         return None
     end = start + (record.total_ms or 0.0) / 1000
     tokens = float(record.eval_count if record.eval_count is not None else record.chunks or 0)
@@ -199,8 +201,8 @@ def _shared(series: _Series, slices: Sequence[tuple[float, float, float]], targe
     first, last = series.coverage()
     if min(target.end, last) < max(target.start, first):
         return None
-    if not slices:  # a zero-length request (a capture that caught only its last packet): nothing used
-        return 0.0
+    if not slices:  # a zero-length span (a capture that caught only its last packet): unknown, not nothing
+        return None
     total = 0.0
     for p, q, share in slices:
         low, high = max(p, first), min(q, last)
@@ -213,13 +215,22 @@ _COUNTERS = frozenset({"energy_j", "cpu_s"})
 _USED = ("gpu_util_pct", "gpu_mem_mb", "ollama_vram_mb", "power_w", "rss_mb", *sorted(_COUNTERS))
 
 
+def _source(samples: Sequence[Sample], prefix: str) -> str | None:
+    """The provenance marker (``prefix`` + name, see analyzer.resources.base) the samples carry, if any."""
+    for sample in samples:
+        for name in sample.values:
+            if name.startswith(prefix):
+                return name[len(prefix) :]
+    return None
+
+
 def resource_columns(
     target: Activity,
     others: Sequence[Activity],
     samples: Sequence[Sample],
     eval_count: int | None = None,
     hold: float = 0.0,
-) -> dict[str, float | None]:
+) -> dict[str, float | str | None]:
     """The record's resource columns from ``samples`` (None where no reading covers the request).
 
     ``hold`` is how far (seconds) past the newest sample a live request may still be covered: the addon
@@ -245,6 +256,9 @@ def resource_columns(
     energy = _shared(energy_series, slices, target)
     cpu = _shared(cpu_series, slices, target)
     gpu_memory = memory.maximum(low, high) if memory else (vram.maximum(low, high) if vram else None)
+    gpu_memory_source = None
+    if gpu_memory is not None:
+        gpu_memory_source = (_source(samples, GPU_MEM_SOURCE) or "nvml") if memory else "ollama_ps"
     columns: dict[str, float | None] = {
         "gpu_util_mean_pct": util.mean(low, high) if util else None,
         "gpu_mem_max_mb": gpu_memory,
@@ -254,10 +268,15 @@ def resource_columns(
         "server_cpu_ms": cpu * 1000 if cpu is not None else None,
         "server_rss_max_mb": rss.maximum(low, high) if rss else None,
     }
-    return {name: None if value is None else round(value, 6) for name, value in columns.items()}
+    out: dict[str, float | str | None] = {
+        name: None if value is None else round(value, 6) for name, value in columns.items()
+    }
+    out["energy_source"] = (_source(samples, ENERGY_SOURCE) or POWER_INTEGRAL) if energy is not None else None
+    out["gpu_mem_source"] = gpu_memory_source
+    return out
 
 
-def apply_columns(record: InteractionRecord, columns: dict[str, float | None]) -> None:
+def apply_columns(record: InteractionRecord, columns: dict[str, float | str | None]) -> None:
     """Fill the record's resource columns that are still empty."""
     for name, value in columns.items():
         if value is not None and getattr(record, name) is None:

@@ -1,7 +1,10 @@
 """Apple Silicon through ``macmon pipe`` (no root): one JSON object per line, at ``-i`` milliseconds.
 
-Fields read (macmon 0.8: ``gpu_active_ratio`` 0-1, powers in watts, ``memory.ram_usage`` in bytes; up to 0.7 the
-GPU figure is ``gpu_usage: [freq_mhz, ratio]``, which 0.8 still prints as a deprecated alias).
+Fields read (macmon 0.8: ``gpu_active_ratio`` 0-1, powers in watts, ``memory.ram_usage`` in bytes). Up to 0.7 the
+GPU figure is ``gpu_usage: [freq_mhz, ratio]`` (0.8 still prints it as a deprecated alias), whose ratio is the
+active residency *scaled by the frequency* (busy share × freq / max freq): not the busy share that ``gpu_util_pct``
+means, so it is kept as ``gpu_freq_scaled_pct``, a different quantity, and ``gpu_util_pct`` stays absent. Energy
+is macmon's power integrated by the timeline (marked ``energy_source:macmon``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import shutil
 import sys
 
-from analyzer.resources.base import Unavailable
+from analyzer.resources.base import ENERGY_SOURCE, MACMON, Unavailable, marker
 from analyzer.resources.streamed import StreamedSampler
 
 
@@ -21,12 +24,12 @@ def parse_macmon_line(line: bytes | str) -> dict[str, float] | None:
         return None
     values: dict[str, float] = {}
     ratio = data.get("gpu_active_ratio")
-    if ratio is None:
-        usage = data.get("gpu_usage")
-        if isinstance(usage, list) and len(usage) == 2:
-            ratio = usage[1]
-    if isinstance(ratio, int | float):
+    if isinstance(ratio, int | float) and not isinstance(ratio, bool):
         values["gpu_util_pct"] = float(ratio) * 100.0
+    else:
+        usage = data.get("gpu_usage")
+        if isinstance(usage, list) and len(usage) == 2 and isinstance(usage[1], int | float):
+            values["gpu_freq_scaled_pct"] = float(usage[1]) * 100.0
     powers = {}
     for key, name in (("cpu_power", "cpu_power_w"), ("gpu_power", "gpu_power_w"), ("ane_power", "ane_power_w")):
         value = data.get(key)
@@ -34,6 +37,7 @@ def parse_macmon_line(line: bytes | str) -> dict[str, float] | None:
             values[name] = powers[key] = float(value)
     if powers:
         values["power_w"] = sum(powers.values())
+        values[marker(ENERGY_SOURCE, MACMON)] = 1.0
     memory = data.get("memory")
     if isinstance(memory, dict) and isinstance(memory.get("ram_usage"), int | float):
         total = memory.get("ram_total")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from analyzer.resources.base import MB, Unavailable
+from analyzer.resources.base import ENERGY_SOURCE, GPU_MEM_SOURCE, MB, NVML_COUNTER, Unavailable, marker
 
 # nvmlValueType_t -> the c_nvmlValue_t union member holding the value.
 _VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
@@ -70,7 +71,8 @@ class NvmlSampler:
             self._driver = _text(nvml.nvmlSystemGetDriverVersion())
             for index in range(count):
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                device = _Device(handle, _text(nvml.nvmlDeviceGetName(handle)))
+                # utilisation samples the driver buffered before the session are not the session's
+                device = _Device(handle, _text(nvml.nvmlDeviceGetName(handle)), last_sample_us=int(time.time() * 1e6))
                 try:
                     device.energy_start_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
                 except Exception:  # NVMLError_NotSupported before Volta: power is integrated instead
@@ -114,10 +116,12 @@ class NvmlSampler:
             values["gpu_util_pct"] = sum(utils) / len(utils)
         if have_memory:
             values["gpu_mem_mb"] = memory
+            values[marker(GPU_MEM_SOURCE, "nvml")] = 1.0
         if have_power:
             values["power_w"] = values["gpu_power_w"] = power
         if have_energy and all(d.energy_start_mj is not None for d in self._devices):
             values["energy_j"] = energy
+            values[marker(ENERGY_SOURCE, NVML_COUNTER)] = 1.0
         return values
 
     def _utilisation(self, device: _Device) -> float | None:

@@ -3,8 +3,11 @@
 ``powermetrics`` writes one plist per sample, separated by NUL bytes. Keys read, as asitop and macmon's research
 notes read them: ``gpu.idle_ratio`` (GPU active = 1 - idle), ``processor.cpu_power`` / ``gpu_power`` /
 ``ane_power`` (mW; newer macOS) or else ``processor.cpu_energy`` / ``gpu_energy`` / ``ane_energy`` (mJ over the
-sample, divided by ``elapsed_ns``), ``processor.combined_power`` (mW), ``thermal_pressure``. The ANE figure comes
-from the ``cpu_power`` sampler; the helper asks for ``cpu_power,gpu_power,ane_power`` where the OS has them.
+sample, divided by ``elapsed_ns``), ``processor.combined_power`` (mW), ``thermal_pressure``. Where a sample gives
+energy (mJ over the sample), that is the energy: the sampler sums it into an ``energy_j`` counter
+(``energy_source:powermetrics``) instead of letting the timeline re-integrate a power derived from it. The ANE
+figure comes from the ``cpu_power`` sampler; the helper asks for ``cpu_power,gpu_power,ane_power`` where the OS
+has them.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import contextlib
 import plistlib
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from analyzer.resources.base import Unavailable
+from analyzer.resources.base import ENERGY_SOURCE, POWERMETRICS, Unavailable, marker
 from analyzer.resources.streamed import StreamedSampler
 
 DEFAULT_HELPER = "/usr/local/libexec/ollama-wire/ollama-capture-helper"  # where `ollama-capture setup` installs it
@@ -40,22 +44,50 @@ def parse_powermetrics_plist(data: bytes | dict[str, Any]) -> dict[str, float] |
     processor: dict[str, Any] = sample["processor"] if isinstance(sample.get("processor"), dict) else {}
     elapsed_s = (_number(sample.get("elapsed_ns", sample.get("elapsedNs"))) or 0.0) / 1e9
     powers: dict[str, float] = {}
+    energy_mj: dict[str, float] = {}
     for part in ("cpu", "gpu", "ane"):
+        millijoules = _number(processor.get(f"{part}_energy"))
+        if millijoules is None and part == "gpu":
+            millijoules = _number(gpu.get("gpu_energy"))
+        if millijoules is not None:
+            energy_mj[part] = millijoules
         milliwatts = _number(processor.get(f"{part}_power"))
         if milliwatts is None and part == "gpu":
             milliwatts = _number(gpu.get("gpu_power"))
-        if milliwatts is None:
-            millijoules = _number(processor.get(f"{part}_energy"))
-            if millijoules is None and part == "gpu":
-                millijoules = _number(gpu.get("gpu_energy"))
-            if millijoules is not None and elapsed_s > 0:
-                milliwatts = millijoules / elapsed_s
+        if milliwatts is None and millijoules is not None and elapsed_s > 0:
+            milliwatts = millijoules / elapsed_s
         if milliwatts is not None:
             powers[part] = milliwatts / 1000.0
             values[f"{part}_power_w"] = powers[part]
     if powers:
         values["power_w"] = sum(powers.values())
+    if energy_mj:
+        values[SAMPLE_ENERGY] = sum(energy_mj.values()) / 1000.0
     return values or None
+
+
+SAMPLE_ENERGY = "sample_energy_j"  # one sample's energy (J); the sampler sums these into the energy_j counter
+
+
+def energy_counter(parse: Callable[[bytes], dict[str, float] | None]) -> Callable[[bytes], dict[str, float] | None]:
+    """``parse`` with every sample's energy summed into a running ``energy_j`` counter (samples without energy add
+    nothing and carry the counter on)."""
+    total: float | None = None
+
+    def counted(record: bytes) -> dict[str, float] | None:
+        nonlocal total
+        values = parse(record)
+        if values is None:
+            return None
+        sample = values.pop(SAMPLE_ENERGY, None)
+        if sample is not None:
+            total = (total or 0.0) + sample
+        if total is not None:
+            values["energy_j"] = total
+            values[marker(ENERGY_SOURCE, POWERMETRICS)] = 1.0
+        return values
+
+    return counted
 
 
 def parse_powermetrics_stream(data: bytes) -> list[dict[str, float]]:
@@ -88,7 +120,7 @@ class PowermetricsSampler(StreamedSampler):
             "sudo", "-n", str(self.helper), "powermetrics",
             "--interval", str(interval), "--duration", str(HELPER_MAX_DURATION),
         ]  # fmt: skip
-        super().__init__(argv, parse_powermetrics_plist, separator=b"\x00")
+        super().__init__(argv, energy_counter(parse_powermetrics_plist), separator=b"\x00")
         self._interval_ms = interval
 
     def open(self) -> None:

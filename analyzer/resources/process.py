@@ -1,8 +1,10 @@
 """The Ollama server process, found by the port it listens on, with its runner children (psutil).
 
-``ollama serve`` starts one ``ollama runner`` child per loaded model; the model's work happens there. CPU time is
-summed over the server and every child seen so far (a runner that exits keeps the CPU time it had used, so the
-counter never goes backwards); resident memory is summed over the ones alive now. Also the host's memory: the
+``ollama serve`` starts one ``ollama runner`` child per loaded model; the model's work happens there. Children are
+looked for on every read, so a runner that lives 3 s (a load that fails, a short-lived model) is counted. CPU time
+is the server's own, plus what its exited and reaped children used (the kernel adds it to the parent's
+``children_user``/``children_system``), plus the live children's: a runner that exits keeps its CPU time, and the
+counter never goes backwards. Resident memory is summed over the ones alive now. Also the host's memory: the
 share in use and, on Linux, the kernel's pressure stall figure (``/proc/pressure/memory``, ``some avg10``).
 """
 
@@ -71,7 +73,7 @@ class ProcessSampler:
         self.pid: int | None = None
         self._psutil: Any = None
         self._procs: dict[int, Any] = {}
-        self._cpu_by_pid: dict[int, float] = {}
+        self._cpu_s = 0.0  # the counter as last reported: never lower
         self._reads = 0
         self.found_by = ""
 
@@ -133,21 +135,27 @@ class ProcessSampler:
         if self._reads % REFIND_EVERY == 0:
             self._refresh()
         elif PROC.is_dir():
-            self._new_children()
+            self._new_children()  # every read, cheaply: a runner may live for less than a few samples
+        else:
+            self._refresh()  # no /proc (macOS): the full search, every read, for the same reason
         rss = 0.0
         alive = 0
+        cpu = 0.0
         for pid, proc in list(self._procs.items()):
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
                     memory = proc.memory_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                del self._procs[pid]
+                del self._procs[pid]  # once reaped, its CPU time is in the server's children_* figures
                 continue
-            self._cpu_by_pid[pid] = max(self._cpu_by_pid.get(pid, 0.0), times.user + times.system)
+            cpu += times.user + times.system
+            if pid == self.pid:
+                cpu += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
             rss += memory.rss / MB
             alive += 1
-        values: dict[str, float] = {"cpu_s": sum(self._cpu_by_pid.values())}
+        self._cpu_s = max(self._cpu_s, cpu)
+        values: dict[str, float] = {"cpu_s": self._cpu_s}
         if alive:
             values["rss_mb"] = rss
         return values

@@ -15,6 +15,7 @@ from typing import IO
 from analyzer.resources.base import Unavailable
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one JSON line / one plist; anything longer is skipped
+STDERR_TAIL_BYTES = 4000  # what is kept of the child's stderr (for the reason it failed); the rest is drained
 
 
 def split_records(stream: IO[bytes], separator: bytes) -> Iterator[bytes]:
@@ -61,6 +62,8 @@ class StreamedSampler:
         self._latest_at = 0.0
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
+        self._drain: threading.Thread | None = None
+        self._stderr_tail = bytearray()
         self.records = 0
         self.skipped = 0
         self.error = ""
@@ -75,6 +78,10 @@ class StreamedSampler:
             raise Unavailable(f"cannot run {self.command[0]}: {exc.strerror or exc}") from None
         self._thread = threading.Thread(target=self._reader, name=f"{self.name}-reader", daemon=True)
         self._thread.start()
+        # A child that writes warnings to stderr would block once the pipe is full, and stop its readings: drain it.
+        threading.Thread(
+            target=self._drain_stderr, args=(self._process,), name=f"{self.name}-stderr", daemon=True
+        ).start()
         if first_reading_timeout <= 0:
             return
         deadline = time.monotonic() + first_reading_timeout
@@ -83,14 +90,30 @@ class StreamedSampler:
                 break
             time.sleep(0.02)
         if not self._latest_at:
-            stderr = b""
-            if self._process.poll() is not None and self._process.stderr is not None:
-                stderr = self._process.stderr.read(2000)
+            if self._process.poll() is not None and self._drain is not None:
+                self._drain.join(timeout=1.0)  # the child's last words, before its pipe is closed
             self.close()
+            stderr = bytes(self._stderr_tail)
             reason = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [
                 f"no reading within {first_reading_timeout:g} s"
             ]
             raise Unavailable(f"{' '.join(self.command[:2])}: {reason[0]}")
+
+    def _drain_stderr(self, process: subprocess.Popen[bytes]) -> None:
+        stream = process.stderr
+        if stream is None:
+            return
+        try:
+            while data := (stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)):
+                self._stderr_tail += data
+                del self._stderr_tail[: max(0, len(self._stderr_tail) - STDERR_TAIL_BYTES)]
+        except (OSError, ValueError):
+            pass
+
+    @property
+    def stderr_tail(self) -> str:
+        """The last few KB the child wrote to stderr."""
+        return self._stderr_tail.decode("utf-8", "replace")
 
     def _reader(self) -> None:
         assert self._process is not None and self._process.stdout is not None

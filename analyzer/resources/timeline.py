@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from analyzer.resources.base import Sampler
+from analyzer.resources.base import ENERGY_SOURCE, POWER_INTEGRAL, Sampler, marker
 
 logger = logging.getLogger(__name__)
 DEFAULT_INTERVAL_MS = 200
@@ -56,6 +56,8 @@ class Timeline:
                 if previous is not None and "power_w" in previous.values and t > previous.t:
                     self._integrated += (previous.values["power_w"] + values["power_w"]) / 2 * (t - previous.t)
                 values["energy_j"] = self._integrated
+                if not any(name.startswith(ENERGY_SOURCE) for name in values):  # macmon marks its own power
+                    values[marker(ENERGY_SOURCE, POWER_INTEGRAL)] = 1.0
             if len(self._samples) == self._samples.maxlen:
                 self.dropped += 1
             sample = Sample(t, values)

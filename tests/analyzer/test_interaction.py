@@ -543,3 +543,15 @@ def test_deeply_nested_messages_never_break_the_record(depth: int, kept: bool, f
     expected = json.loads(nested) if kept else None
     assert (rec.messages, rec.tool_calls or None, rec.flags) == (expected, expected, flags)
     assert rec.response_text == ("" if depth > 1000 else "a")
+
+
+def test_embed_keeps_ollamas_counters() -> None:
+    """/api/embed answers without ``done``: its total/load durations and prompt count still reach the record, so an
+    embedding model's loads and reloads show (and its hidden wait stays unknown: embed reports no eval parts)."""
+    body = (
+        b'{"model":"nomic-embed-text","embeddings":[[0.1,0.2]],"total_duration":1450000000,'
+        b'"load_duration":1300000000,"prompt_eval_count":7}'
+    )
+    rec = build("/api/embed", {"model": "nomic-embed-text", "input": "hello"}, JSON, [body])
+    assert (rec.total_duration_ms, rec.load_duration_ms, rec.prompt_eval_count) == (1450.0, 1300.0, 7)
+    assert rec.prompt_eval_duration_ms is None and rec.eval_duration_ms is None

@@ -184,13 +184,19 @@ def _number(value: float | None, unit: str, digits: int = 1) -> str | None:
     return None if value is None else f"{value:.{digits}f} {unit}"
 
 
+def _sourced(value: str | None, source: str | None) -> str | None:
+    """A value with where it came from (``12.0 J (nvml_counter)``); None when the value is unknown."""
+    return None if value is None else (f"{value} ({source})" if source else value)
+
+
 def _resource_pairs(record: InteractionRecord) -> list[tuple[str, Any]]:
-    """The resource columns the addon attributed to this request (absent when it sampled nothing)."""
+    """The resource columns the addon attributed to this request (absent when it sampled nothing), energy and GPU
+    memory labelled by their source."""
     return [
         ("GPU util (mean)", _number(record.gpu_util_mean_pct, "%", 0)),
-        ("GPU memory (max)", _number(record.gpu_mem_max_mb, "MB", 0)),
+        ("GPU memory (max)", _sourced(_number(record.gpu_mem_max_mb, "MB", 0), record.gpu_mem_source)),
         ("power (mean)", _number(record.power_mean_w, "W")),
-        ("energy", _number(record.energy_j, "J")),
+        ("energy", _sourced(_number(record.energy_j, "J"), record.energy_source)),
         ("joules/token", _number(record.joules_per_token, "J", 3)),
         ("server CPU", rows.ms(record.server_cpu_ms) if record.server_cpu_ms is not None else None),
         ("server RSS (max)", _number(record.server_rss_max_mb, "MB", 0)),

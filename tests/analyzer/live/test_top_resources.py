@@ -43,6 +43,7 @@ def record(key: str, model: str, *, energy_j: float | None, prompt: int | None, 
         eval_count=output,
         eval_tokens_per_s=40.0,
         energy_j=energy_j,
+        energy_source=None if energy_j is None else "nvml_counter",
         complete=True,
     )
 
@@ -95,7 +96,7 @@ def test_recent_and_per_model_show_cost_and_the_window_totals(log_dir: Path) -> 
             qwen = row(models, "model:qwen3:0.6b")
             assert (qwen["Energy $"], qwen["API $"]) == ("$0.000300", "-")
             details = details_text(app.state, "known", time.time()).plain
-            assert "energy  720.0 J" in details and "cost energy  $0.000060" in details
+            assert "energy  720.0 J (nvml_counter)" in details and "cost energy  $0.000060" in details
             assert "cost API  $0.000090" in details
             # The window's totals (energy: 720 J + 3600 J; API: $0.000090 + $0.0000016) in the panel's title.
             assert models.border_title == "Per model — last 5 min — $0.000360 energy, $0.000092 API"

@@ -3,6 +3,8 @@ clean night gives nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from report_records import clean_night, rec
 
@@ -53,7 +55,7 @@ def test_cold_load() -> None:
     assert codes_and_ids(records) == {"cold_load": ["cold"]}
 
 
-def test_model_thrash_needs_three_cold_switches() -> None:
+def test_model_thrash_needs_two_reloads() -> None:
     def switching(n: int) -> list[InteractionRecord]:
         records = []
         for i in range(n + 1):
@@ -61,19 +63,24 @@ def test_model_thrash_needs_three_cold_switches() -> None:
             records.append(rec(f"sw{i}", i * 10.0, model=model, load_duration_ms=3000.0, total_duration_ms=3600.0))
         return records
 
-    two = codes_and_ids(switching(2))
-    assert "model_thrash" not in two
+    one_reload = codes_and_ids(switching(2))
+    assert "model_thrash" not in one_reload
     found = codes_and_ids(switching(3))
-    assert found["model_thrash"] == ["sw1", "sw2", "sw3"]  # the first request is a load, not a switch
+    assert found["model_thrash"] == ["sw2", "sw3"]  # sw0 and sw1 are first loads, not reloads
     assert found["cold_load"] == ["sw0", "sw1", "sw2", "sw3"]
 
 
 def test_queueing_needs_overlap_and_a_large_hidden_wait() -> None:
     wait = QUEUE_WAIT_MS + 700
     first = rec("q1", 100.0, total_ms=600.0)
-    second = rec("q2", 100.1, total_duration_ms=575.0 + wait, total_ms=590.0 + wait)
-    third = rec("q3", 100.2, total_duration_ms=575.0 + 2 * wait, total_ms=590.0 + 2 * wait)
+    # each starts generating once the one before it finished: its first token comes after the wait
+    second = rec("q2", 100.1, total_duration_ms=575.0 + wait, total_ms=590.0 + wait, ttft_ms=80.0 + wait)
+    third = rec("q3", 100.2, total_duration_ms=575.0 + 2 * wait, total_ms=590.0 + 2 * wait, ttft_ms=80.0 + 2 * wait)
     assert codes_and_ids([*clean_night(), first, second, third]) == {"queueing": ["q2", "q3"]}
+    # the same hidden waits on requests that decoded alongside the first one (two slots, slow batches): no slot
+    # was waited for
+    batched = [replace(second, ttft_ms=120.0), replace(third, ttft_ms=160.0)]
+    assert codes_and_ids([*clean_night(), first, *batched]) == {}
     # The same hidden wait without any overlapping request is not queueing.
     alone = rec("alone", 900.0, total_duration_ms=575.0 + wait, total_ms=590.0 + wait)
     assert codes_and_ids([*clean_night(), alone]) == {}
@@ -125,7 +132,12 @@ def test_slow_generation_needs_a_run() -> None:
             {"status": 500, "error": "model requires more system memory (9.1 GiB) than is available (4.0 GiB)"},
             "out_of_memory",
         ),
-        ({"status": 400, "error": "input length exceeds maximum context length"}, "context_exceeded"),
+        ({"status": 400, "error": "the input length exceeds the context length"}, "context_exceeded"),
+        (
+            {"status": 500, "error": "input exceeds maximum context length and cannot be truncated further"},
+            "context_exceeded",
+        ),
+        ({"status": 503, "error": "server busy, please try again.  maximum pending requests exceeded"}, "server_busy"),
         ({"status": 500, "error": "llama runner process has terminated"}, "server_error"),
         ({"status": 400, "error": "invalid options"}, "bad_request"),
         ({"error": "something broke", "flags": ["error_mid_stream"], "complete": False}, "error_mid_stream"),
@@ -159,7 +171,7 @@ def test_every_finding_has_evidence_times_and_a_suggestion() -> None:
         *clean_night(),
         rec("cold", 400, load_duration_ms=5000.0, total_duration_ms=5600.0),
         rec("cut", 410, done_reason="length"),
-        rec("oom", 420, status=500, error="model requires more system memory"),
+        rec("oom", 420, status=500, error="model requires more system memory (9.1 GiB) than is available (4.0 GiB)"),
     ]
     findings = analyze(records).findings
     assert [f.code for f in findings] == ["out_of_memory", "cold_load", "length_cutoff"]  # errors first
@@ -168,3 +180,166 @@ def test_every_finding_has_evidence_times_and_a_suggestion() -> None:
         assert data["ids"] and data["count"] == len(data["ids"])
         assert data["first"].endswith("Z") and data["first"] <= data["last"]
         assert data["suggestion"] and data["detail"] and data["title"]
+
+
+# -- each defect of issue 17, with the clean look-alike that must stay silent ---------------------------------
+
+
+def test_a_model_name_never_decides_the_error_category() -> None:
+    missing = rec(
+        "bloom", 400, model="bloom:560m", status=404, error='model "bloom:560m" not found, try pulling it first'
+    )
+    assert codes_and_ids([*clean_night(), missing]) == {"model_not_found": ["bloom"]}
+    no_think = rec(
+        "think", 410, model="oom-context-length", status=400, error='"oom-context-length" does not support thinking'
+    )
+    assert codes_and_ids([*clean_night(), no_think]) == {"bad_request": ["think"]}
+    died = rec("died", 420, status=500, error="llama runner process has terminated: cudaMalloc failed: out of memory")
+    assert codes_and_ids([*clean_night(), died]) == {"out_of_memory": ["died"]}
+
+
+def test_queueing_needs_the_same_model_and_a_hidden_wait_not_a_load() -> None:
+    wait = QUEUE_WAIT_MS + 700
+    busy_other = rec("other", 102.0, model="qwen2.5", total_ms=5000.0, total_duration_ms=4990.0)
+    # waited while *another* model was busy: its slots are not this model's
+    waited = rec("mine", 102.5, total_duration_ms=575.0 + wait, total_ms=590.0 + wait)
+    assert "queueing" not in codes_and_ids([*clean_night(), busy_other, waited])
+    # the same model, but the wait is in load_duration (a load in progress): cold_load, not queueing
+    first = rec("q1", 200.0, total_ms=3000.0, total_duration_ms=2990.0, load_duration_ms=2400.0)
+    joined = rec("q2", 200.1, total_ms=2900.0, total_duration_ms=2880.0, load_duration_ms=2300.0)
+    assert codes_and_ids([*clean_night(), first, joined]) == {"cold_load": ["q1", "q2"]}
+
+
+def test_cold_load_is_judged_against_the_models_warm_load() -> None:
+    warm = [rec(f"w{i}", i * 5.0, model="smollm2", load_duration_ms=20.0 + i % 3 * 10) for i in range(6)]
+    reload = rec("reload", 40.0, model="smollm2", load_duration_ms=620.0, total_duration_ms=1180.0, total_ms=1190.0)
+    found = analyze([*warm, reload]).findings
+    assert {f.code: f.ids for f in found} == {"cold_load": ["reload"]}
+    assert found[0].numbers["warm_load_ms"] == {"smollm2": 25.0}  # lower quartile of 20, 20, 30, 30, 40, 40, 620
+    # jitter of a warm model's look-ups is not a load
+    jitter = [rec(f"j{i}", i * 5.0, model="smollm2", load_duration_ms=20.0 + (i * 37) % 90) for i in range(20)]
+    assert codes_and_ids(jitter) == {}
+
+
+def test_cold_load_tells_a_scheduler_wait_from_loading() -> None:
+    first = rec("first", 100.0, load_duration_ms=2500.0, total_duration_ms=3100.0, total_ms=3110.0)
+    joined = rec("joined", 100.5, load_duration_ms=2100.0, total_duration_ms=2700.0, total_ms=2710.0)
+    other = rec("other", 200.0, model="qwen2.5", load_duration_ms=2000.0, total_duration_ms=2600.0, total_ms=2610.0)
+    behind = rec("behind", 200.5, model="mistral", load_duration_ms=3500.0, total_duration_ms=4100.0, total_ms=4110.0)
+    found = analyze([first, joined, other, behind]).findings
+    assert [f.code for f in found] == ["cold_load"]
+    assert found[0].numbers["causes"] == {"loaded": 2, "joined": 1, "behind_other_model": 1}
+    assert "waiting for the scheduler" in found[0].detail
+
+
+def test_first_loads_and_expiries_are_not_thrash() -> None:
+    each_once = [
+        rec(f"m{i}", i * 20.0, model=f"model-{i}", load_duration_ms=3000.0, total_duration_ms=3600.0) for i in range(4)
+    ]
+    assert codes_and_ids(each_once) == {"cold_load": [r.id for r in each_once]}
+    # a and b alternate, but each comes back after its keep_alive ran out: expiry, not eviction
+    expired = [
+        rec(f"x{i}", i * 600.0, model=("a", "b")[i % 2], load_duration_ms=3000.0, total_duration_ms=3600.0)
+        for i in range(6)
+    ]
+    assert "model_thrash" not in codes_and_ids(expired)
+    # the same with keep_alive -1 (forever) is eviction
+    kept = [replace(r, opt_keep_alive="-1") for r in expired]
+    assert codes_and_ids(kept)["model_thrash"] == ["x2", "x3", "x4", "x5"]
+
+
+def _decoding(
+    rid: str, second: float, rate: float, *, model: str = "llama3.2", ttft: float = 80.0
+) -> InteractionRecord:
+    """A streamed generate of 200 tokens at ``rate`` tokens/s after ``ttft`` ms."""
+    decode_ms = 200 / rate * 1000
+    return rec(
+        rid,
+        second,
+        model=model,
+        eval_count=200,
+        eval_tokens_per_s=rate,
+        eval_duration_ms=decode_ms,
+        ttft_ms=ttft,
+        total_ms=ttft + decode_ms,
+        total_duration_ms=ttft + decode_ms - 10,
+    )
+
+
+def test_batched_streams_are_not_slow_generation() -> None:
+    solo = [_decoding(f"solo{i}", i * 10.0, 100.0) for i in range(8)]
+    # pairs decoding together (OLLAMA_NUM_PARALLEL=2) at 45 tok/s each: batching, not a slow machine
+    batched = [_decoding(f"pair{i}", 100 + (i // 2) * 10 + (i % 2) * 0.05, 45.0) for i in range(12)]
+    assert codes_and_ids([*solo, *batched]) == {}
+    # a slow period among the batched ones is still found, against the batched rate
+    slowed = [*solo, *batched[:6], *[_decoding(f"s{i}", 200 + (i // 2) * 20 + (i % 2) * 0.05, 15.0) for i in range(6)]]
+    found = {f.code: f for f in analyze(slowed).findings}
+    assert list(found) == ["slow_generation"]
+    assert found["slow_generation"].ids == [f"s{i}" for i in range(6)]
+    assert "1 at once 100 tok/s each, 2 at once 30 tok/s each" in found["slow_generation"].detail
+
+
+def _chat(rid: str, second: float, turns: int, prompt_eval_count: int, **overrides: object) -> InteractionRecord:
+    messages = [{"role": "system", "content": "be brief"}]
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"turn {turn}: " + "tell me more about the sea " * 20})
+        messages.append({"role": "assistant", "content": "the sea is large " * 30})
+    messages.append({"role": "user", "content": f"question {turns}"})
+    return rec(rid, second, kind="chat", path="/api/chat", prompt=None, messages=messages,
+               prompt_eval_count=prompt_eval_count, **overrides)  # fmt: skip
+
+
+def test_chat_history_dropped_is_context_truncated() -> None:
+    counts = [300, 560, 820, 1000, 760, 1010, 880]  # grows by ~260 a turn until num_ctx, then falls or plateaus
+    chats = [_chat(f"t{i}", 300 + i * 20, i, c, opt_num_ctx=1024) for i, c in enumerate(counts)]
+    assert codes_and_ids([*clean_night(), *chats]) == {"context_truncated": ["t4", "t5", "t6"]}
+    # the same conversation with room to grow: silent
+    growing = [_chat(f"g{i}", 300 + i * 20, i, 300 + 260 * i, opt_num_ctx=8192) for i in range(7)]
+    assert codes_and_ids([*clean_night(), *growing]) == {}
+    # a client that keeps a window of its own (messages do not grow): silent
+    window = [_chat(f"w{i}", 300 + i * 20, 3, 820 - (i % 2) * 40) for i in range(6)]
+    assert codes_and_ids([*clean_night(), *window]) == {}
+
+
+def test_own_num_ctx_is_a_known_ceiling() -> None:
+    cut = rec("cut", 400, prompt_eval_count=2048, opt_num_ctx=2048, prompt="word " * 4000)
+    assert codes_and_ids([*clean_night(), cut]) == {"context_truncated": ["cut"]}
+    fits = rec("fits", 400, prompt_eval_count=2048, opt_num_ctx=2048, prompt="word " * 1900)
+    assert codes_and_ids([*clean_night(), fits]) == {}
+    # with chats cut in the same model's traffic, their plateaued counts must not bend the tokens-per-character fit
+    counts = [300, 560, 820, 1000, 760, 1010, 880]
+    chats = [_chat(f"t{i}", 300 + i * 20, i, c) for i, c in enumerate(counts)]
+    gens = [
+        rec(f"g{i}", 500 + i, prompt_eval_count=256, opt_num_ctx=256, prompt="word " * w)
+        for i, w in enumerate((300, 460))
+    ]
+    assert codes_and_ids([*chats, *gens]) == {"context_truncated": ["t4", "t5", "t6", "g0", "g1"]}
+
+
+def test_parallelism_collapsed_needs_parallel_decoding_first() -> None:
+    parallel = [_decoding(f"p{i}", 100 + (i // 2) * 10 + (i % 2) * 0.05, 60.0) for i in range(4)]
+    # later, four requests arrive together and each begins only when the previous one finished
+    serial = [
+        _decoding(f"s{i}", 200 + i * 0.05, 100.0, ttft=80.0 + i * 2000.0 + (0 if i == 0 else 100.0)) for i in range(4)
+    ]
+    found = codes_and_ids([*parallel, *serial])
+    assert found["parallelism_collapsed"] == ["s1", "s2", "s3"]
+    assert found == {"parallelism_collapsed": ["s1", "s2", "s3"], "queueing": ["s1", "s2", "s3"]}
+    # one slot from the start: ordinary queueing only
+    sequential = [_decoding(f"q{i}", 100 + i * 10, 100.0) for i in range(4)]
+    assert codes_and_ids([*sequential, *serial]) == {"queueing": ["s1", "s2", "s3"]}
+
+
+def test_headline_hidden_wait_counts_only_real_waits() -> None:
+    # every clean request has ~5 ms of templating in its hidden wait, none waited behind another
+    assert analyze(clean_night()).headline["hidden_wait_ms"] == 0.0
+    openai_only = [replace(r, api="openai", path="/v1/chat/completions") for r in clean_night()]
+    assert analyze(openai_only).headline["hidden_wait_ms"] is None
+
+
+def test_preloads_and_remote_models_are_no_cold_load() -> None:
+    preload = rec("preload", 400, prompt="", eval_count=None, done_reason="load", load_duration_ms=3000.0)
+    remote = rec(
+        "cloud", 410, model="gpt-oss:120b-cloud", remote=True, load_duration_ms=3000.0, total_duration_ms=3600.0
+    )
+    assert codes_and_ids([*clean_night(), preload, remote]) == {}

@@ -148,3 +148,28 @@ def test_a_missing_prices_file_is_one_line(log_dir: Path, tmp_path: Path) -> Non
     missing = tmp_path / "nope.yaml"
     code, _, err = run("report", str(log_dir), "--json", "--prices", str(missing))
     assert code == 1 and err.strip() == f"Error: {missing}: cannot read prices: No such file or directory"
+
+
+def test_energy_is_labelled_by_source_and_unknown_tokens_do_not_bend_j_per_token(tmp_path: Path) -> None:
+    directory = tmp_path / "log"
+    InteractionLog(directory).append_many(
+        [
+            rec("a", 0, eval_count=100, energy_j=300.0, energy_source="nvml_counter", gpu_mem_max_mb=5000.0,
+                gpu_mem_source="nvml", total_ms=1000.0),
+            # energy known, output tokens unknown (an embed, a stream without usage): counted in energy only
+            rec("b", 10, kind="embed", path="/api/embed", eval_count=None, energy_j=90.0,
+                energy_source="nvml_counter", total_ms=500.0),
+            # no energy known: never a zero that pulls J/token down
+            rec("c", 20, eval_count=100, energy_j=None, server_cpu_ms=None, total_ms=800.0, server_rss_max_mb=10.0),
+        ]
+    )  # fmt: skip
+    code, out, _ = run("report", str(directory), "--json")
+    assert code == 0
+    head = json.loads(out)["headline"]
+    assert head["energy_j"] == 390.0 and head["joules_per_token"] == 3.0
+    assert head["energy_sources"] == ["nvml_counter"] and head["gpu_mem_sources"] == ["nvml"]
+    assert head["server_cpu_ms"] is None
+    page = tmp_path / "page.html"
+    assert run("report", str(directory), "-o", str(page))[0] == 0
+    html = page.read_text(encoding="utf-8")
+    assert "sampled requests; NVML energy counter)" in html and "GPU memory from: NVML." in html

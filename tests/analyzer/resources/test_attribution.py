@@ -122,10 +122,15 @@ def test_activity_of_a_non_streamed_record_spans_the_whole_exchange() -> None:
     assert activity.token_start == activity.start and activity.token_end == activity.end
 
 
-def test_a_zero_length_request_used_nothing_but_is_covered() -> None:
-    samples = [Sample(0, {"cpu_s": 0, "rss_mb": 10}), Sample(1, {"cpu_s": 1, "rss_mb": 20})]
-    columns = resource_columns(Activity("a", 0.5, 0.5), [], samples)
-    assert columns["server_cpu_ms"] == 0 and columns["server_rss_max_mb"] == 20
+def test_a_zero_length_request_has_unknown_counters_not_zero() -> None:
+    samples = [
+        Sample(0, {"cpu_s": 0, "rss_mb": 10, "energy_j": 0}),
+        Sample(1, {"cpu_s": 1, "rss_mb": 20, "energy_j": 9}),
+    ]
+    columns = resource_columns(Activity("a", 0.5, 0.5), [], samples, eval_count=10)
+    assert columns["server_cpu_ms"] is None and columns["energy_j"] is None and columns["joules_per_token"] is None
+    assert columns["energy_source"] is None
+    assert columns["server_rss_max_mb"] == 20  # a gauge has a reading at that instant
 
 
 def test_a_real_energy_counter_is_never_mixed_with_integrated_power() -> None:

@@ -8,6 +8,7 @@ in mW, energy in mJ), as nvidia-ml-py 13.x defines them. The real binding is als
 
 from __future__ import annotations
 
+import time
 import types
 from typing import Any
 
@@ -82,15 +83,18 @@ class FakeNvml(types.SimpleNamespace):
 def test_reads_buffered_samples_memory_power_and_the_energy_counter() -> None:
     nvml = FakeNvml()
     sampler = NvmlSampler(nvml)
+    nvml.buffer = [(1_000_000, 5)]  # buffered by the driver before the session: not the session's
     sampler.open()
-    nvml.buffer = [(1_000_000, 90), (1_166_666, 100), (1_333_333, 80)]
+    now = int(time.time() * 1e6)
+    nvml.buffer += [(now + 1_000_000, 90), (now + 1_166_666, 100), (now + 1_333_333, 80)]
     nvml.energy_mj += 2_500  # 2.5 J since open
     first = sampler.read()
     assert first["gpu_util_pct"] == pytest.approx(90.0)
     assert first["gpu_mem_mb"] == pytest.approx(6000.0)
     assert first["power_w"] == pytest.approx(250.0)
     assert first["energy_j"] == pytest.approx(2.5)
-    nvml.buffer.append((1_500_000, 20))  # only the newer sample counts next time
+    assert first["energy_source:nvml_counter"] == 1.0 and first["gpu_mem_source:nvml"] == 1.0
+    nvml.buffer.append((now + 1_500_000, 20))  # only the newer sample counts next time
     assert sampler.read()["gpu_util_pct"] == pytest.approx(20.0)
     assert sampler.read()["gpu_util_pct"] == pytest.approx(42.0)  # nothing new buffered: the averaged rate
     assert sampler.details() == {"driver": "580.65.06", "gpus": ["NVIDIA GeForce RTX 4090"], "energy_counter": True}

@@ -36,11 +36,14 @@ def test_macmon_0_8_line() -> None:
     assert first["host_mem_used_pct"] == pytest.approx(100 * 20985479168 / 25769803776)
 
 
-def test_macmon_0_7_line_uses_the_gpu_usage_pair() -> None:
+def test_macmon_0_7_gpu_usage_is_not_busy_share() -> None:
     values = parse_macmon_line((FIXTURES / "macmon-0.7-pipe.jsonl").read_text())
     assert values is not None
-    assert values["gpu_util_pct"] == pytest.approx(2.1497859)
+    # gpu_usage[1] is active residency scaled by frequency: kept under its own name, never as gpu_util_pct
+    assert "gpu_util_pct" not in values
+    assert values["gpu_freq_scaled_pct"] == pytest.approx(2.1497859)
     assert values["cpu_power_w"] == pytest.approx(0.20486385)
+    assert values["energy_source:macmon"] == 1.0
 
 
 def test_macmon_line_that_is_not_a_reading() -> None:
