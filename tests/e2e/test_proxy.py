@@ -395,9 +395,10 @@ def test_record_ttft_not_later_than_client_ttft(proxy: Mitmdump) -> None:
     record = only(proxy.wait_for(mark))
     assert record.ttft_ms is not None
     started = epoch(record.started_at)
-    clock_rounding_s = 0.001
-    assert started >= sent_at - clock_rounding_s
-    assert started + record.ttft_ms / 1000 <= first_token_at + clock_rounding_s
+    # the start may be off by its documented bound (a kernel stamp: 0.5 ms; TCP_INFO: one kernel tick)
+    slack_s = max(0.001, (record.start_bound_ms or 0.0) / 1000)
+    assert started >= sent_at - slack_s
+    assert started + record.ttft_ms / 1000 <= first_token_at + slack_s
 
 
 # -- what is not recorded, IPv6, shutdown -----------------------------------------------------------------------
