@@ -343,3 +343,47 @@ def test_preloads_and_remote_models_are_no_cold_load() -> None:
         "cloud", 410, model="gpt-oss:120b-cloud", remote=True, load_duration_ms=3000.0, total_duration_ms=3600.0
     )
     assert codes_and_ids([*clean_night(), preload, remote]) == {}
+
+
+BUSY = "server busy, please try again.  maximum pending requests exceeded"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "category"),
+    [
+        (
+            "/v1/messages",
+            404,
+            {"type": "error", "error": {"type": "not_found_error",
+                                        "message": 'model "room:1b" not found, try pulling it first'}},
+            "model_not_found",
+        ),
+        (
+            "/v1/messages",
+            503,
+            {"type": "error", "error": {"type": "overloaded_error", "message": BUSY}},
+            "server_busy",
+        ),
+        (
+            "/v1/chat/completions",
+            400,
+            {"error": {"message": "the input length exceeds the context length", "type": "invalid_request_error"}},
+            "context_exceeded",
+        ),
+    ],
+)  # fmt: skip
+def test_wrapped_errors_keep_ollamas_category(path: str, status: int, body: dict[str, object], category: str) -> None:
+    """Anthropic's and OpenAI's error wrappers carry Ollama's own texts: the recorder unwraps them, the category
+    follows the text's shape."""
+    import json
+
+    from analyzer.protocol.interaction import InteractionBuilder
+    from analyzer.report.errors import error_category
+
+    builder = InteractionBuilder(source="proxy", client="127.0.0.1:5000", server="127.0.0.1:11434")
+    builder.request_started(1000.0, "POST", path, {"Content-Type": "application/json"})
+    builder.request_body(json.dumps({"model": "room:1b", "messages": []}).encode(), 1000.0)
+    builder.response_started(1000.05, status, {"Content-Type": "application/json"})
+    builder.response_body(json.dumps(body).encode(), 1000.06)
+    record = builder.finish(1000.07)
+    assert error_category(record.status, record.error, record.flags) == category, record.error
