@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.output import write_output
+from analyzer.cli.output import note, write_output
 from analyzer.cli.report import write_private
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.replay.compare import CompareError, load_side
 from analyzer.replay.compare import compare as compare_sides
-from analyzer.replay.compare_text import printable, render_comparison
+from analyzer.replay.compare_text import render_comparison
 from analyzer.store.log import DEFAULT_LOG_DIR
 
 
@@ -67,9 +68,9 @@ def compare(
         after = load_side(candidate, label_dirs=dirs, warn=warnings.append, ports=ports or (11434,))
         result = compare_sides(before, after)
     except CompareError as exc:
-        raise click.ClickException(printable(exc)) from None
+        raise click.ClickException(for_terminal(exc)) from None
     for message in warnings[:5]:
-        click.echo(f"warning: {printable(message)}", err=True)
+        note(f"warning: {message}")
     if output is not None:
         from analyzer.replay.compare_page import render_compare_page
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from analyzer.cli.options import moment_option
+from analyzer.cli.output import note
+from analyzer.protocol.untrusted import for_terminal, terminal_cell
 from analyzer.replay.client import TargetError, parse_target, probe
-from analyzer.replay.compare_text import printable
 from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map, parse_options
 from analyzer.replay.run import Outcome, Pace, Progress, default_label, run_replay
 from analyzer.sources import SourceError, read_sources
@@ -68,7 +69,7 @@ def _print_plan(plan: ReplayPlan, target: str, pace: Pace) -> None:
         f"{'at most ' + str(cap) + ' at once' if cap else 'as many at once as recorded'}: "
         f"about {_clock(pace.duration_s(plan))} (recorded span {_clock(plan.recorded_span_s)})"
     )
-    rows = [(printable(model), printable(endpoint), count) for model, endpoint, count in plan.counts()]
+    rows = [(terminal_cell(model, 60), terminal_cell(endpoint, 60), count) for model, endpoint, count in plan.counts()]
     width = max([len("model"), *(len(m) for m, _, _ in rows)])
     click.echo(f"  {'model':{width}}  {'requests':>8}  endpoint")
     for model, endpoint, count in rows:
@@ -77,18 +78,18 @@ def _print_plan(plan: ReplayPlan, target: str, pace: Pace) -> None:
 
 def _print_skipped(plan: ReplayPlan) -> None:
     for reason, count in plan.skipped.most_common():
-        click.echo(f"skipped {count}: {reason}", err=True)
+        note(f"skipped {count}: {reason}")
 
 
 def _summary(outcome: Outcome, target: str, label: str, log_dir: Path, planned: int) -> str:
     ok = len(outcome.records) - outcome.failed
     text = (
-        f"replayed {len(outcome.records)} of {planned} requests to {target} (label {printable(label)}) → {log_dir}: "
+        f"replayed {len(outcome.records)} of {planned} requests to {target} (label {for_terminal(label)}) → {log_dir}: "
         f"{ok} ok"
     )
     if outcome.failed:
         worst = sorted(outcome.errors.items(), key=lambda i: -i[1])[:3]
-        common = ", ".join(f"{n}× {printable(message)}" for message, n in worst)
+        common = ", ".join(f"{n}× {for_terminal(message)}" for message, n in worst)
         text += f", {outcome.failed} failed ({common})"
     return text
 
@@ -203,7 +204,7 @@ def replay(
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     for message in warnings[:5]:
-        click.echo(f"warning: {message}", err=True)
+        note(f"warning: {message}")
     plan = build_plan(records, model_map=mapping, options=settings, limit=limit, include_replays=include_replays)
     pace = Pace(speed=speed, concurrency=concurrency)
     if not plan.requests:

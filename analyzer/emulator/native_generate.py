@@ -50,8 +50,13 @@ def prepare(state: ServerState, endpoint: Endpoint, request: Request) -> tuple[d
         plan = plan_reply(endpoint, body, state.config)
     except PlanError as exc:
         raise RequestFailed(400, str(exc)) from None
-    if body.get("truncate") is False and plan.prompt_tokens_sent > plan.num_ctx > 0:
-        streamed = endpoint in ("generate", "chat") and body.get("stream", True) is not False
+    if (
+        endpoint in ("generate", "chat")
+        and body.get("truncate") is False
+        and plan.prompt_tokens_sent > plan.num_ctx > 0
+    ):
+        # Ollama's runner refuses (errorInputTooLong); the handler has already begun its streaming reply then.
+        streamed = body.get("stream", True) is not False
         raise RequestFailed(400, "the input length exceeds the context length", stream_framed=streamed)
     if plan.fail_status:
         raise RequestFailed(plan.fail_status, fail_message(plan.fail_status))

@@ -18,7 +18,6 @@ Endpoint = Literal["generate", "chat", "openai_chat", "openai_completion"]
 NATIVE_ENDPOINTS = ("generate", "chat")
 THINK_LEVELS = ("low", "medium", "high")
 REPLY_PIECE = 4  # characters per token of an `emulator_reply`
-INPUT_TOO_LONG = "the input length exceeds the context length"  # runner/llamarunner errorInputTooLong
 
 
 class PlanError(ValueError):
@@ -177,13 +176,11 @@ def plan_reply(endpoint: Endpoint, body: Mapping[str, Any], config: EmulatorConf
     num_ctx = pick("num_ctx", config.num_ctx, int)
     sent = text.prompt_token_count(key)
     evaluated = min(sent, num_ctx) if num_ctx > 0 else sent
-    if endpoint in NATIVE_ENDPOINTS and num_ctx > 0:
-        # Ollama's runner: truncate=false refuses a prompt longer than the context (HTTP 400); shift=false
-        # stops generating when the context is full instead of shifting it (done_reason "length").
-        if body.get("truncate") is False and sent > num_ctx:
-            raise PlanError(INPUT_TOO_LONG)
+    if endpoint in NATIVE_ENDPOINTS and num_ctx > 0 and body.get("shift") is False:
+        # Ollama's runner with shift=false stops generating when the context is full instead of shifting it
+        # (done_reason "length"). truncate=false is refused in native_generate.prepare, with Ollama's framing.
         room = max(0, num_ctx - evaluated)
-        if body.get("shift") is False and count > room:
+        if count > room:
             count, reason = room, "length"
     prompt_ids = tuple(text.TOKEN_ID_BASE + i for i in text.token_ids(model, key, evaluated, "prompt"))
     load_ms = _number(source, "emulator_load_ms", float)

@@ -94,17 +94,22 @@ class ObjectSink:
         tokens = apply(obj)
         if obj.get("error") is not None or self.content.failed:
             self.had_error_line = True
-        if tokens:
-            self.note_tokens(tokens, at)
+        if tokens:  # note_tokens, inline: once per token-bearing chunk
+            self.gaps.add(at)
+            if tokens & ~self._kinds_seen:
+                self._first_of_kinds(tokens, at)
 
     def note_tokens(self, tokens: int, at: float) -> None:
         """An object carrying ``tokens`` (token_kinds bits) arrived at ``at``: a token-bearing chunk."""
         self.gaps.add(at)
         if tokens & ~self._kinds_seen:  # the first token of a kind: rare, so the usual chunk costs one test
-            self._kinds_seen |= tokens
-            for kind in TOKEN_KINDS:
-                if tokens & kind and kind not in self.first_at:
-                    self.first_at[kind] = at
+            self._first_of_kinds(tokens, at)
+
+    def _first_of_kinds(self, tokens: int, at: float) -> None:
+        self._kinds_seen |= tokens
+        for kind in TOKEN_KINDS:
+            if tokens & kind and kind not in self.first_at:
+                self.first_at[kind] = at
 
 
 def stream_apply(content: ResponseContent, endpoint: Endpoint | None) -> Apply:

@@ -121,23 +121,28 @@ class ResponseContent:
         response = obj.get("response")
         if isinstance(response, str):
             self.detected_kind = self.detected_kind or "generate"
-            token |= self.store_text(response)
+            if response:  # inline, not store_text: this is the hot path of every native stream
+                self._store(self.text, response)
+                token = TOKEN_CONTENT
         message = obj.get("message")
         if isinstance(message, dict):
             self.detected_kind = self.detected_kind or "chat"
             content = message.get("content")
-            if isinstance(content, str):
-                token |= self.store_text(content)
+            if isinstance(content, str) and content:
+                self._store(self.text, content)
+                token |= TOKEN_CONTENT
             thinking = message.get("thinking")
-            if isinstance(thinking, str):
-                token |= self.store_thinking(thinking)
+            if isinstance(thinking, str) and thinking:
+                self._store(self.thinking, thinking)
+                token |= TOKEN_THINKING
             calls = message.get("tool_calls")
             if isinstance(calls, list) and calls:
                 self.tool_calls.extend(calls)
                 token |= TOKEN_TOOL
         thinking = obj.get("thinking")
-        if isinstance(thinking, str):
-            token |= self.store_thinking(thinking)
+        if isinstance(thinking, str) and thinking:
+            self._store(self.thinking, thinking)
+            token |= TOKEN_THINKING
         status = obj.get("status")
         if isinstance(status, str):
             self.detected_kind = self.detected_kind or "pull"

@@ -144,8 +144,10 @@ def _parse_head(head: bytes) -> tuple[int | None, dict[str, str]]:
     return status, headers
 
 
-async def send_request(planned: PlannedRequest, target: Target) -> InteractionRecord:
-    """Send ``planned`` to ``target`` and return the record of the exchange (``source: replay``).
+async def send_request(planned: PlannedRequest, target: Target, not_before: float | None = None) -> InteractionRecord:
+    """Send ``planned`` to ``target`` and return the record of the exchange (``source: replay``). With
+    ``not_before`` (the event loop's clock) the connection is made first and the request written at that moment,
+    so connecting does not delay the recorded arrival pattern.
 
     Never raises for the target's behaviour: a refused connection, a reset or a timeout is the record's
     ``error`` with ``no_response`` / ``upstream_failed``. Cancelling (Ctrl-C) closes the connection and propagates.
@@ -173,6 +175,10 @@ async def send_request(planned: PlannedRequest, target: Target) -> InteractionRe
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             local = sock.getsockname()
             builder.client = format_address(local[0], local[1])
+        if not_before is not None:
+            wait = not_before - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
         at = time.time()
         connected.write(_head_bytes(planned, target) + planned.body)
         builder.request_started(at, planned.method, planned.path, headers)

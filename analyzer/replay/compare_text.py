@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from analyzer.protocol.untrusted import for_terminal
 from analyzer.replay.compare import METRICS, Comparison
 from analyzer.store.tables import text_table
-
-
-def printable(text: object) -> str:
-    """``text`` with control characters (terminal escapes from traffic) shown as ``\\x1b``-style escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _value(value: Any, unit: str) -> str:
@@ -61,14 +57,14 @@ def model_rows(block: dict[str, Any]) -> list[dict[str, str]]:
 
 def render_comparison(result: Comparison) -> str:
     """The whole comparison as plain text."""
-    lines = [printable(result.verdict), ""]
+    lines = [for_terminal(result.verdict), ""]
     lines.append(
-        f"{len(result.pairs)} pairs; baseline {printable(result.baseline.spec)} ({len(result.baseline.records)} "
-        f"records), candidate {printable(result.candidate.spec)} ({len(result.candidate.records)} records)"
+        f"{len(result.pairs)} pairs; baseline {for_terminal(result.baseline.spec)} ({len(result.baseline.records)} "
+        f"records), candidate {for_terminal(result.candidate.spec)} ({len(result.candidate.records)} records)"
     )
     for block in result.per_model:
         lines.append("")
-        lines.append(f"model {printable(block['model'])}")
+        lines.append(f"model {for_terminal(block['model'])}")
         table = text_table(model_rows(block), ("metric", "baseline", "candidate", "change", "noise"))
         lines.extend("  " + line for line in table.rstrip("\n").split("\n"))
     found = result.findings

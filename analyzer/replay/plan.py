@@ -18,10 +18,11 @@ from analyzer.protocol.redact import has_image_placeholder
 from analyzer.report.derive import epoch_seconds
 from analyzer.store.select import counts_as_traffic
 
-# Kinds a replay may send: inference (it is what a replay measures) and read-only look-ups. A new inference API
-# (Anthropic ``messages``, OpenAI ``responses``) is replayable as soon as the recorder gives its records that kind.
-INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings", "messages", "responses"})
-READ_ONLY_KINDS = frozenset({"tags", "ps", "show", "version", "models", "root"})
+# Kinds a replay may send: inference (it is what a replay measures) — with the empty-prompt generate/chat that
+# load or unload a model (``load``/``unload``: they shape what the scheduler does next) — and read-only look-ups.
+# A new inference API is replayable as soon as the recorder gives its records one of these kinds.
+INFERENCE_KINDS = frozenset({"generate", "chat", "embed", "embeddings", "messages", "responses", "load", "unload"})
+READ_ONLY_KINDS = frozenset({"tags", "ps", "show", "version", "models", "root", "status"})
 BODILESS_METHODS = frozenset({"GET", "HEAD"})
 # ``--option``: native request fields Ollama reads at the top level rather than in ``options``, and the OpenAI
 # names of native options.

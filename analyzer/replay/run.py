@@ -16,6 +16,7 @@ from analyzer.replay.plan import PlannedRequest, ReplayPlan
 from analyzer.store.log import InteractionLog, LogError
 
 PROGRESS_EVERY_S = 0.5
+CONNECT_AHEAD_S = 0.05  # each connection is opened this long before its request is due
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ async def run_plan(
             on_progress(progress)
 
     async def one(planned: PlannedRequest) -> None:
-        delay = began + pace.offset(planned) - loop.time()
+        due = began + pace.offset(planned)
+        delay = due - CONNECT_AHEAD_S - loop.time()  # connect a little ahead, send at the recorded moment
         if delay > 0:
             await asyncio.sleep(delay)
         if gate is not None:
@@ -122,7 +124,7 @@ async def run_plan(
             progress.sent += 1
             progress.in_flight += 1
             report()
-            record = await send_request(planned, target)
+            record = await send_request(planned, target, not_before=None if pace.speed is None else due)
             record = dataclasses.replace(record, replay_of=planned.original_id, replay_label=label)
             try:
                 log.append(record)

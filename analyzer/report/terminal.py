@@ -53,5 +53,5 @@ def render_findings(analysis: Analysis, width: int = 100) -> str:
         lines.append(f"  {'when':8}{for_terminal(when)}")
         lines.append(f"  {'records':8}{shown}{more}")
         for number, command in enumerate(finding.try_commands):
-            lines.append(f"  {'try it' if number == 0 else '':8}$ {command}")
+            lines.append(f"  {'try it' if number == 0 else '':8}$ {for_terminal(command)}")
     return "\n".join(lines) + "\n"

@@ -207,6 +207,10 @@ def record_shape(record: InteractionRecord) -> dict[str, Any]:
         out[key] = type(value).__name__ if value not in (None, "", []) else repr(value)
     for key in ("status", "done_reason", "flags", "complete", "stream", "kind", "api", "path", "error"):
         out[key] = getattr(record, key)
+    # A real model may end on its own before num_predict (a JSON object closed early): `stop` vs the emulator's
+    # `length` is content, not shape. The raw-reply test above pins done_reason with a cut-off both must hit.
+    if out["done_reason"] in ("stop", "length"):
+        out["done_reason"] = "stop|length"
     return out
 
 

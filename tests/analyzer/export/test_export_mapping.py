@@ -103,3 +103,42 @@ def test_measurements() -> None:
     assert values[(sc.OLLAMA_MODEL_LOAD_DURATION, None)] == 0.005
     assert measurements(chat(kind="pull", path="/api/pull")) == []
     assert epoch_ns("1970-01-01T00:00:01.000001Z") == 1_000_001_000
+
+
+def test_anthropic_and_responses_are_chat_with_their_usage_options_and_thinking() -> None:
+    anthropic = chat(
+        api="anthropic",
+        kind="messages",
+        path="/v1/messages",
+        total_duration_ms=None,
+        prompt_eval_count=21,
+        eval_count=9,
+        prompt_eval_cached_count=16,
+        opt_num_predict=512,
+        opt_temperature=0.2,
+        ttft_thinking_ms=10.0,
+        thinking_ms=250.0,
+        remote=False,
+    )
+    span = span_data(anthropic)
+    attributes = span.attributes
+    assert (attributes[sc.OPERATION_NAME], attributes[sc.PROVIDER_NAME], attributes[sc.OLLAMA_API]) == (
+        "chat",
+        "ollama",
+        "anthropic",
+    )
+    assert (attributes[sc.USAGE_INPUT_TOKENS], attributes[sc.USAGE_OUTPUT_TOKENS]) == (21, 9)
+    assert attributes[sc.USAGE_CACHE_READ_INPUT_TOKENS] == 16
+    assert (attributes[sc.REQUEST_MAX_TOKENS], attributes[sc.REQUEST_TEMPERATURE]) == (512, 0.2)
+    assert (attributes[sc.OLLAMA_TTFT_THINKING], attributes[sc.OLLAMA_THINKING], attributes[sc.OLLAMA_REMOTE]) == (
+        0.01,
+        0.25,
+        False,
+    )
+    assert sc.REQUEST_SEED not in attributes and sc.OLLAMA_TTFT_TOOL not in attributes  # unknown: absent, never 0
+    usage = {(m.metric, m.attributes.get(sc.TOKEN_TYPE)): m.value for m in measurements(anthropic)}
+    assert usage[(sc.CLIENT_TOKEN_USAGE, "input")] == 21
+    responses = span_data(chat(api="openai", kind="responses", path="/v1/responses")).attributes
+    assert responses[sc.OPERATION_NAME] == "chat"
+    # model management is no inference: no measurements
+    assert measurements(chat(kind="load", response_text="", eval_count=None)) == []

@@ -118,6 +118,9 @@ def test_only_inference_and_read_only_requests_are_replayable() -> None:
         assert not replayable(endpoint.kind, "POST") and not replayable(endpoint.kind, "DELETE"), path
     assert replayable("tags", "GET") and replayable("show", "POST") and not replayable("tags", "POST")
     assert replayable("messages", "POST") and replayable("responses", "POST")  # the kinds the newer APIs get
+    assert replayable("load", "POST") and replayable("unload", "POST")  # empty-prompt generate/chat
+    for kind in ("images", "transcription", "web_search", "web_fetch", "account", "recommendations"):
+        assert not replayable(kind, "POST") and not replayable(kind, "GET"), kind
     assert not replayable("", "POST")
 
 
