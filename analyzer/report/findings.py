@@ -482,12 +482,34 @@ def length_cutoff(requests: Sequence[Request]) -> list[Finding]:
     ]
 
 
+def _prompt_evaluated_meanwhile(requests: Sequence[Request]) -> set[int]:
+    """Streams (by ``id()``) during whose generation a later request of the same model had its prompt evaluated
+    (its first token came meanwhile): the runner pauses every stream of its batch for that, so a long gap there is
+    batching, not a stall."""
+    found: set[int] = set()
+    for rows in by_model(requests).values():
+        for i, r in enumerate(rows):
+            start = r.decode_start
+            if start is None:
+                continue
+            for other in rows[i + 1 :]:
+                if other.start >= r.end:
+                    break
+                if other.first_token is not None and start < other.first_token < r.end:
+                    found.add(id(r))
+                    break
+    return found
+
+
 def stall(requests: Sequence[Request]) -> list[Finding]:
-    """Streams with one gap between tokens ≥ STALL_MIN_GAP_MS and ≥ STALL_GAP_RATIO × their median gap."""
+    """Streams with one gap between tokens ≥ STALL_MIN_GAP_MS and ≥ STALL_GAP_RATIO × their median gap, unless
+    another request of the same model had its prompt evaluated meanwhile (a batching pause)."""
+    batching = _prompt_evaluated_meanwhile(requests)
     hit = [
         r
         for r in requests
         if not r.served_remotely
+        and id(r) not in batching
         and r.gap_max_ms is not None
         and r.gap_p50_ms is not None
         and not r.tool_calls

@@ -113,6 +113,10 @@ def test_stall_is_long_and_far_above_the_median_gap() -> None:
     # a tool call arrives whole after the model wrote it: a long silence that is not a stall
     tool = rec("tool", 430, gap_p50_ms=10.0, gap_max_ms=2500.0, tool_calls=[{"function": {"name": "f"}}])
     assert codes_and_ids([*clean_night(), stalled, long_but_steady, short, tool]) == {"stall": ["stall"]}
+    # a gap while another request of the same model had its prompt evaluated: the runner paused the batch for it
+    paused = rec("paused", 500, gap_p50_ms=10.0, gap_max_ms=2500.0, total_ms=4000.0)
+    joiner = rec("joiner", 501, ttft_ms=2400.0, total_ms=3000.0, total_duration_ms=2990.0)
+    assert codes_and_ids([*clean_night(), paused, joiner]) == {}
 
 
 def test_slow_generation_needs_a_run() -> None:
