@@ -21,7 +21,6 @@ from analyzer.protocol.record import (
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_GAP_IN_CAPTURE,
 )
-from analyzer.protocol.timing import percentile
 from analyzer.report import errors
 from analyzer.report.derive import Request
 from analyzer.report.finding import ERROR, INFO, SEVERITY_ORDER, WARNING, Finding, make_finding
@@ -33,10 +32,11 @@ from analyzer.report.thinking import long_thinking
 # with, at least COLD_LOAD_MS. The warm load_duration is the lower quartile (WARM_LOAD_PERCENTILE) of the model's
 # load_durations under COLD_LOAD_MS. Warm load_duration is Ollama's look-ups of an already loaded model: 36-205 ms
 # measured on real Ollama v0.24.0 on a 2-core machine at load average 12; a small model's load takes well under a
-# second (SmolLM2-135M on CPU: 430-830 ms, more when the machine is busy), so a fixed second alone misses loads.
+# second (SmolLM2-135M on CPU: from ~250 ms idle to 430-830 ms busy), so a fixed second alone misses loads, and the
+# ratio to the warm quartile (not the floor) is what tells a busy machine's slow look-up from a load.
 COLD_LOAD_MS = 1000.0
-COLD_LOAD_MIN_MS = 400.0
-COLD_LOAD_RATIO = 5.0
+COLD_LOAD_MIN_MS = 200.0
+COLD_LOAD_RATIO = 6.0
 WARM_LOAD_PERCENTILE = 25.0
 # done_reason of Ollama's preload / unload requests (an empty prompt): a deliberate load is not a cold load.
 MANAGEMENT_DONE_REASONS = frozenset({"load", "unload"})
@@ -119,6 +119,13 @@ def _per_model(requests: Sequence[Request]) -> str:
 # -- loads ------------------------------------------------------------------------------------------------------
 
 
+def _lower_rank(values: Sequence[float], pct: float) -> float:
+    """The value at or below which ``pct`` % of ``values`` lie (nearest rank, never interpolated: with a few
+    requests, half of them loads, an interpolated quartile would land among the loads)."""
+    ordered = sorted(values)
+    return ordered[int((len(ordered) - 1) * pct / 100.0)]
+
+
 class LoadJudge:
     """Which requests' load_duration means a load (or a scheduler wait): judged against the model's warm
     load_duration, else the server's, else the absolute COLD_LOAD_MS."""
@@ -129,7 +136,7 @@ class LoadJudge:
             if r.inference and not r.served_remotely and r.load_ms is not None and r.load_ms < COLD_LOAD_MS:
                 warm_looking[r.model].append(r.load_ms)
         # the lower quartile: robust to a warm look-up slowed by a busy machine and to up to 3 loads in 4 requests
-        self.warm = {model: percentile(sorted(values), WARM_LOAD_PERCENTILE) for model, values in warm_looking.items()}
+        self.warm = {model: _lower_rank(values, WARM_LOAD_PERCENTILE) for model, values in warm_looking.items()}
         self.server_warm = min(self.warm.values(), default=None)
 
     def reference(self, model: str) -> float | None:
