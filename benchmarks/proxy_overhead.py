@@ -17,6 +17,12 @@ token rate of 16 concurrent streams, and the CPU time each mitmdump process used
 httpx on one keep-alive connection per configuration; lines are found by byte search, not JSON
 parsing, so the client adds as little as possible to what is measured.
 
+``--load`` measures instead what issue 19 sets targets for: rounds of ``--concurrent`` (200) simultaneous
+streams of ``--load-tokens`` (40) tokens against four proxies, two pass-through (A1, A2) and two with the addon's
+defaults (B1, B2), interleaved A1 B1 A2 B2 with the order rotated every round, so the A/A and B/B spreads (two
+identical proxies) print beside the B/A ratios: proxy CPU per stream (mitmdump; the feeds' companion beside it,
+and the sum), TTFT p50 and p95. The machine's load average (``uptime``) is printed with the figures.
+
 Gap distortion is reported as the difference of gap p95s (proxy minus direct), not per token index:
 two runs of the same request do not have the same pacing jitter token by token (the emulator sleeps
 with asyncio), so pairing gaps by index mostly measures that jitter twice. Comparing the distributions
@@ -183,6 +189,86 @@ def concurrent_rate(client: httpx.Client, url: str, prompt: str, tokens: int) ->
     return CONCURRENT * tokens / elapsed
 
 
+def load_average() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def run_load(args: argparse.Namespace) -> None:
+    """A1 B1 A2 B2 at ``args.concurrent`` simultaneous streams: see the module docstring."""
+    import asyncio
+
+    from load import round_of  # benchmarks/load.py: N streams released together (one asyncio client)
+
+    workdir = Path(tempfile.mkdtemp(prefix="proxy-load-"))
+    script = workdir / "pass_through.py"
+    script.write_text(PASS_THROUGH_ADDON)
+    settings = dict(item.split("=", 1) for item in args.settings)
+    emulator, upstream = start_emulator(workdir, args.prefill_ms, args.token_ms)
+    proxies: dict[str, MitmdumpProcess] = {}
+    print(f"# start: {load_average()}")
+    try:
+        for name in ("A1", "B1", "A2", "B2"):
+            addon = script if name.startswith("A") else ADDON_PATH
+            own = {"ollama_live": str(workdir / f"{name}.sock")}  # two live feeds cannot share the default socket
+            proxies[name] = start_mitmdump(name, upstream, workdir, addon, {**own, **settings})
+        for name, proxy in proxies.items():  # warm-up: imports, first-flow costs
+            asyncio.run(round_of(proxy.url, 20, 10, f"warm-up {name}"))
+        ttft: dict[str, list[float]] = {name: [] for name in proxies}
+        cpu = dict.fromkeys(proxies, 0.0)
+        companion = dict.fromkeys(proxies, 0.0)
+        names = list(proxies)
+        for i in range(args.rounds):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                proxy = proxies[name]
+                before, side_before = proxy.cpu_seconds() or 0.0, proxy.companion_cpu_seconds() or 0.0
+                ttft[name] += asyncio.run(round_of(proxy.url, args.concurrent, args.load_tokens, f"load {i}"))
+                time.sleep(0.3)  # records finish and reach the companion inside this proxy's window
+                cpu[name] += (proxy.cpu_seconds() or 0.0) - before
+                companion[name] += (proxy.companion_cpu_seconds() or 0.0) - side_before
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        emulator.stop()
+    streams = args.rounds * args.concurrent
+    print(
+        f"# {args.rounds} rounds x {args.concurrent} concurrent streams per proxy, {args.load_tokens} tokens each, "
+        f"emulator prefill {args.prefill_ms:g} ms, token {args.token_ms:g} ms, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}; A = pass-through, B = ollama_log"
+        + (f" with {settings}" if settings else " (defaults)")
+        + f"; end: {load_average()}"
+    )
+    print()
+    print("| proxy | TTFT p50 ms | TTFT p95 ms | mitmdump CPU ms/stream | companion CPU ms/stream | sum ms/stream |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in proxies:
+        per, side = cpu[name] * 1000 / streams, companion[name] * 1000 / streams
+        print(
+            f"| {name} | {percentile(ttft[name], 50):.1f} | {percentile(ttft[name], 95):.1f} | {per:.2f} | "
+            f"{side:.2f} | {per + side:.2f} |"
+        )
+
+    def pair(values: dict[str, float]) -> tuple[float, float, float]:
+        """B/A ratio of the pooled figures, and the A/A and B/B spreads (|first/second - 1|)."""
+        a = values["A1"] + values["A2"]
+        b = values["B1"] + values["B2"]
+        return b / a, abs(values["A1"] / values["A2"] - 1), abs(values["B1"] / values["B2"] - 1)
+
+    p50 = {name: percentile(v, 50) for name, v in ttft.items()}
+    p95 = {name: percentile(v, 95) for name, v in ttft.items()}
+    summed = {name: cpu[name] + companion[name] for name in proxies}
+    print()
+    for label, values, target in (
+        ("mitmdump CPU per stream", cpu, 1.10),
+        ("mitmdump + companion CPU per stream", summed, None),
+        ("TTFT p50", p50, 1.05),
+        ("TTFT p95", p95, None),
+    ):
+        ratio, spread_a, spread_b = pair(values)
+        verdict = "" if target is None else f"  (target <= {target:.2f}x)  {'OK' if ratio <= target else 'MISSED'}"
+        print(f"{label}: B/A = {ratio:.3f}x   A/A spread {spread_a:.1%}, B/B spread {spread_b:.1%}{verdict}")
+
+
 def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="proxy-overhead-"))
     script = workdir / "pass_through.py"
@@ -287,7 +373,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefill-ms", type=float, default=20.0, help="emulated prompt processing time")
     parser.add_argument("--token-ms", type=float, default=5.0, help="emulated time per token")
     parser.add_argument("--quick", action="store_true", help="5 requests, 100 tokens, 1 concurrent round")
+    parser.add_argument("--load", action="store_true", help="A1 B1 A2 B2 at --concurrent streams released together")
+    parser.add_argument("--concurrent", type=int, default=200, help="--load: simultaneous streams per round")
+    parser.add_argument("--load-tokens", type=int, default=40, help="--load: tokens per stream")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="--load: an ollama_* option for the B proxies (repeatable), e.g. --set ollama_resources=off",
+    )
     args = parser.parse_args(argv)
+    if args.load:
+        run_load(args)
+        return
     if args.quick:
         args.requests, args.tokens, args.rounds = 5, 100, 1
     if args.requests < 1 or args.tokens < 2 or args.rounds < 1:

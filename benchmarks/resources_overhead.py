@@ -1,10 +1,10 @@
-"""What the resources addon costs: the work it does per request on the traffic path, and the proxy side by side.
+"""What resource sampling costs: the work it does per request in the feeds' companion, and the proxy side by side.
 
     .venv/bin/python benchmarks/resources_overhead.py [--requests 30] [--quick]
 
-Part 1 (in process): the cost of ``enrich_record`` (the only resource work on the traffic path besides O(1)
-bookkeeping) with a full one-hour ring buffer at 200 ms (18,000 samples of six metrics), a 5 s request and four
-requests still streaming, and of ``interaction_progressed`` (called per response fragment).
+Part 1 (in process): the cost of ``enrich_record`` (in the companion, before it writes the record) with a full
+one-hour ring buffer at 200 ms (18,000 samples of six metrics), a 5 s request and four
+requests still streaming, and of ``interaction_progressed`` (called per coalesced progress message).
 
 Part 2 (real processes): the emulator (``ollama-wire emulate``, own process) behind two mitmdumps with the
 recorder, one with ``ollama_resources=off`` and one with ``auto`` at the default 200 ms (here: process, host,
@@ -25,10 +25,9 @@ from types import SimpleNamespace
 
 import httpx
 
-from analyzer.protocol.observer import ObserverHub
+from analyzer.companion.resource_feed import ResourceFeed, _Live
 from analyzer.protocol.record import InteractionRecord
 from analyzer.recorder.process import MitmdumpProcess, free_port, wait_for_port
-from analyzer.recorder.resources_addon import ResourcesAddon, _Live
 from analyzer.resources.attribution import Activity
 from analyzer.resources.timeline import SamplingThread
 from analyzer.store.log import InteractionLog
@@ -37,7 +36,7 @@ MODEL = "llama3.2:1b"
 
 
 def micro(calls: int) -> dict[str, float]:
-    addon = ResourcesAddon(ObserverHub())
+    addon = ResourceFeed()
     now = time.time()
     for i in range(18_000):
         t = now - 3600 + i * 0.2
@@ -66,7 +65,8 @@ def micro(calls: int) -> dict[str, float]:
     for _ in range(calls):
         log.append(record)
     append_us = (time.perf_counter() - start) / calls * 1e6
-    builder = SimpleNamespace(record_id="live0")
+    state = SimpleNamespace(chunks=101, first_token_at=now - 2.5, response_at=now - 2.6, last_token_at=now)
+    builder = SimpleNamespace(record_id="live0", in_flight=lambda: state)
     start = time.perf_counter()
     for _ in range(calls * 100):
         addon.interaction_progressed(builder)  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "report": frozenset({"protocol", "store", "pcap", "sources", "resources"}),
     "live": frozenset({"protocol", "store", "resources"}),
     "export": frozenset({"protocol", "store", "sources", "resources"}),
-    "recorder": frozenset({"protocol", "store", "live", "export", "resources"}),
+    "companion": frozenset({"protocol", "store", "live", "export", "resources"}),
+    "recorder": frozenset({"protocol", "store", "live", "companion"}),
     "replay": frozenset({"protocol", "store", "pcap", "sources", "resources", "report"}),
     "cli": frozenset(
         {
@@ -47,6 +48,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "export",
             "recorder",
             "emulator",
+            "companion",
             "replay",
         }
     ),

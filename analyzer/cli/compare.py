@@ -9,6 +9,7 @@ import click
 
 from analyzer.cli.output import note, write_output
 from analyzer.cli.report import write_private
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.untrusted import for_terminal
 from analyzer.replay.compare import CompareError, load_side
 from analyzer.replay.compare import compare as compare_sides
@@ -64,8 +65,8 @@ def compare(
     dirs = list(log_dirs) or [DEFAULT_LOG_DIR]
     warnings: list[str] = []
     try:
-        before = load_side(baseline, label_dirs=dirs, warn=warnings.append, ports=ports or (11434,))
-        after = load_side(candidate, label_dirs=dirs, warn=warnings.append, ports=ports or (11434,))
+        before = load_side(baseline, label_dirs=dirs, warn=warnings.append, ports=ports or (OLLAMA_PORT,))
+        after = load_side(candidate, label_dirs=dirs, warn=warnings.append, ports=ports or (OLLAMA_PORT,))
         result = compare_sides(before, after)
     except CompareError as exc:
         raise click.ClickException(for_terminal(exc)) from None

@@ -11,6 +11,7 @@ import click
 
 from analyzer.cli.options import moment_option
 from analyzer.cli.output import note
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.untrusted import for_terminal, terminal_cell
 from analyzer.replay.client import TargetError, parse_target, probe
 from analyzer.replay.plan import ReplayPlan, build_plan, nothing_to_replay, parse_model_map, parse_options
@@ -198,7 +199,7 @@ def replay(
             until=until,
             models=models,
             warn=warnings.append,
-            ports=ports or (11434,),
+            ports=ports or (OLLAMA_PORT,),
             include_replays=True,  # the plan counts them, so the user hears why they were left out
         )
     except SourceError as exc:

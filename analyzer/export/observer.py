@@ -72,6 +72,9 @@ class ExportObserver:
     def interaction_progressed(self, builder: InteractionBuilder) -> None:
         pass
 
+    def enrich_record(self, record: InteractionRecord) -> None:
+        pass  # owns no column
+
     def interaction_finished(self, record: InteractionRecord) -> None:
         self._open.pop(record.id, None)
         try:

@@ -107,9 +107,19 @@ class LivePublisher:
         if flow is not None:
             flow.dirty = True
 
+    def request_known(self, record_id: str) -> None:
+        """The request of a running flow became known in full (its body came later): its ``start`` goes out again."""
+        flow = self.flows.get(record_id)
+        if flow is not None and flow.start_line is not None:
+            flow.start_line = None
+            flow.dirty = True
+
     def forget(self, record_id: str) -> None:
         """The exchange is over whether or not the recorder reported it (a pending request it never took over)."""
         self.flows.pop(record_id, None)
+
+    def enrich_record(self, record: InteractionRecord) -> None:
+        pass  # owns no column
 
     def interaction_finished(self, record: InteractionRecord) -> None:
         self.flows.pop(record.id, None)

@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import msgspec
+
 from analyzer.protocol.endpoints import API_ANTHROPIC, API_OLLAMA, Endpoint
 from analyzer.protocol.framing import LineSplitter, SseSplitter
 from analyzer.protocol.record import FLAG_TRUNCATED_BODY, FLAG_UNPARSABLE_LINE
@@ -36,6 +38,10 @@ MODE_JSON = "json"
 MODE_TEXT = "text"
 
 Apply = Callable[[dict[str, Any]], int]  # the token kinds an object carried (token_kinds bits; 0: none)
+# The per-line decoder: msgspec reads the bytes as they are (no str step) about 3x faster than json. Whatever it
+# refuses (lone surrogates, NaN/Infinity, 1e400, bad UTF-8, trailing bytes, deep nesting) goes to json, which
+# decides as before: where msgspec accepts a line, both give the same object, so records do not change.
+_fast_decode = msgspec.json.Decoder().decode
 _ANTHROPIC_EVENTS = frozenset(
     {
         "message_start",
@@ -80,12 +86,9 @@ class ObjectSink:
         """One stream object (NDJSON line or SSE data), applied; a token-bearing one is timed at ``at``."""
         first_may_be_partial, self.first_unit_may_be_partial = self.first_unit_may_be_partial, False
         try:
-            text = raw.decode("utf-8")  # str in: json.loads(bytes) sniffs the encoding on every call
-            obj, end = _raw_decode(text)  # callers strip the unit, so no leading whitespace
-            if end != len(text):
-                obj = None  # something after the object: not one JSON value
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-            obj = None
+            obj = _fast_decode(raw)
+        except (msgspec.MsgspecError, RecursionError):
+            obj = _decode_strictly_as_json(raw)
         if not isinstance(obj, dict):
             if not first_may_be_partial:
                 self.add_flags([FLAG_UNPARSABLE_LINE])
@@ -131,6 +134,16 @@ def stream_apply(content: ResponseContent, endpoint: Endpoint | None) -> Apply:
         return content.apply_openai(obj)
 
     return by_shape
+
+
+def _decode_strictly_as_json(raw: bytes) -> Any:
+    """One stream unit as Python's json reads it, or None when it is not exactly one JSON value."""
+    try:
+        text = raw.decode("utf-8")  # str in: json.loads(bytes) sniffs the encoding on every call
+        obj, end = _raw_decode(text)  # callers strip the unit, so no leading whitespace
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        return None
+    return obj if end == len(text) else None  # something after the object: not one JSON value
 
 
 class BodyReader(Protocol):

@@ -1,7 +1,8 @@
 """Interaction events for whoever watches records being made: the live feed, exporters, resource samplers.
 
-The recorder calls an :class:`ObserverHub` at three points of every interaction. Observers run **on the traffic
-path** (inside mitmproxy's stream callable), so each call must be O(1) and non-blocking: take what you need
+The feeds' companion process (analyzer/companion) calls an :class:`ObserverHub` at four points of every interaction
+the proxy reports: started, progressed (coalesced), enrich and finished. Observers share the companion's event loop
+with the live feed and the record writer, so each call must be O(1) and non-blocking: take what you need
 and hand it to your own bounded queue or thread; drop (and count) rather than wait. An observer that raises is
 counted and skipped; the traffic and the other observers go on.
 """
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class InteractionObserver(Protocol):
-    """What an observer implements (all three; a no-op body is fine)."""
+    """What an observer implements (all four; a no-op body is fine)."""
 
     def interaction_started(self, builder: InteractionBuilder) -> None:
         """The request is known (method, path, body) — no response yet."""
@@ -27,13 +28,13 @@ class InteractionObserver(Protocol):
     def interaction_progressed(self, builder: InteractionBuilder) -> None:
         """A response fragment was just fed to ``builder`` (called per fragment: coalesce yourself)."""
 
+    def enrich_record(self, record: InteractionRecord) -> None:
+        """Fill the columns this observer owns in the final record (the resource feed fills the resource columns).
+
+        Called before ``interaction_finished`` and before the record is written; in memory, never blocking."""
+
     def interaction_finished(self, record: InteractionRecord) -> None:
-        """The final record, after redaction, just before it is written to the log."""
-
-
-# Optional, besides the three above: ``enrich_record(record)`` is called with the final record before
-# ``interaction_finished`` and before the record is written, so an observer may fill columns it owns (the
-# resource samplers fill the resource columns). Same rules: O(1)-ish, in memory, never blocking.
+        """The final record, after redaction and enrichment, just before it is written to the log."""
 
 
 class ObserverHub:
@@ -66,13 +67,10 @@ class ObserverHub:
                 self._failed(observer)
 
     def enrich(self, record: InteractionRecord) -> None:
-        """Let observers that have ``enrich_record`` fill their columns of ``record`` before it is written."""
+        """Let every observer fill the columns it owns in ``record`` before it is written."""
         for observer in self.observers:
-            enrich = getattr(observer, "enrich_record", None)
-            if enrich is None:
-                continue
             try:
-                enrich(record)
+                observer.enrich_record(record)
             except Exception:
                 self._failed(observer)
 

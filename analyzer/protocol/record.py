@@ -480,7 +480,8 @@ class InteractionRecord:
 
     def to_json(self) -> str:
         """One compact JSON line (no trailing newline), as written to the interaction log."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        # The values as they are, not ``to_dict()``'s deep copy: they are only read here (a third of the cost).
+        return _encode_json({name: getattr(self, name) for name in COLUMNS})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InteractionRecord:
@@ -488,6 +489,8 @@ class InteractionRecord:
         known = {name: data[name] for name in COLUMNS if name in data}
         return cls(**known)
 
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 _JSON_TYPES: dict[type, tuple[type, ...]] = {
     str: (str,),

@@ -8,6 +8,10 @@ unchanged the moment it arrives; the callable only timestamps the bytes and feed
 protocol core (``analyzer.protocol.interaction``). One JSON line per finished interaction goes to
 ``<ollama_log_dir>/YYYY-MM-DD.jsonl`` and one summary line to the console.
 
+The feeds (resource sampling, the live feed, OTLP/Prometheus export) do not run here: the recorder starts them
+in one companion process (companion_link.py) and hands it each record, which the companion enriches and writes.
+With every feed off there is no companion and the recorder's own writer writes the log.
+
 Which flows count: in reverse mode everything behind the proxy is the upstream Ollama; in every other mode
 (regular, upstream, transparent, ...) only requests to port 11434 (Ollama's default), unless ``ollama_hosts``
 names the hosts. A bad or unknown ``ollama_*`` setting stops mitmdump with one error line per setting.
@@ -15,6 +19,7 @@ names the hosts. A bad or unknown ``ollama_*`` setting stops mitmdump with one e
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import time
@@ -23,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, optmanager
-from mitmproxy.proxy.mode_specs import ReverseMode
+from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
+from analyzer.companion import feeds
+from analyzer.companion.feeds import FEED_OPTION_NAMES, FEED_OPTIONS, FeedSettings
 from analyzer.protocol.endpoints import OLLAMA_PORT, classify
 from analyzer.protocol.interaction import DEFAULT_MAX_TEXT_CHARS, InteractionBuilder
-from analyzer.protocol.observer import ObserverHub
 from analyzer.protocol.record import (
     FLAG_CLIENT_ABORTED,
     FLAG_NO_RESPONSE,
@@ -40,9 +46,10 @@ from analyzer.protocol.record import (
 from analyzer.protocol.redact import REDACT_IMAGES, REDACTION_MODES
 from analyzer.protocol.untrusted import terminal_cell
 from analyzer.recorder.arrival import ArrivalClock
-from analyzer.recorder.writer import RecordWriter
+from analyzer.recorder.companion_link import NO_COMPANION, CompanionLink
 from analyzer.store.log import DEFAULT_LOG_DIR, InteractionLog
 from analyzer.store.summary import one_line
+from analyzer.store.writer import RecordWriter
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,10 @@ OPTION_NAMES = (
     "ollama_max_text",
     "ollama_console",
 )
+ALL_OPTION_NAMES = (*OPTION_NAMES, *FEED_OPTION_NAMES)
+TICK_S = 0.1  # how often the progress of interactions in flight goes to the companion (coalesced)
+# A change to one of these while running restarts the companion with the new settings.
+COMPANION_OPTIONS = frozenset({*FEED_OPTION_NAMES, "ollama_log_dir", "ollama_redact", "mode"})
 
 
 def _shown(value: object) -> str:
@@ -69,7 +80,9 @@ def _shown(value: object) -> str:
 
 
 def option_problem(name: str, value: Any) -> str | None:
-    """What is wrong with ``value`` for the addon's option ``name``, or None."""
+    """What is wrong with ``value`` for any ``ollama_*`` option (the recorder's and the feeds'), or None."""
+    if name in FEED_OPTION_NAMES:
+        return feeds.option_problem(name, value)
     if name == "ollama_log_dir":
         directory = Path(value).expanduser()
         if directory.exists() and not directory.is_dir():
@@ -89,16 +102,15 @@ def option_problem(name: str, value: Any) -> str | None:
     return None
 
 
-OptionCheck = Callable[[str, Any], str | None]  # what is wrong with a value of an option, or None
-
-
-def apply_deferred(options: optmanager.OptManager, checks: Sequence[OptionCheck] = ()) -> list[str]:
+def apply_deferred(options: optmanager.OptManager) -> list[str]:
     """Apply the ``ollama_*`` settings mitmproxy held back until the script declared them; return the bad ones.
 
     ``--set`` values for options no addon has declared yet are parked in ``options.deferred`` and parsed
     after ``load()`` returns. A value that does not parse then aborts the script load with no message at
     all (the proxy runs and records nothing), and an unknown name stays parked for ever. Taking our names
-    out here turns each bad one into a message instead.
+    out here turns each bad one into a message instead. (``options.deferred`` is not underscored and mitmproxy's
+    own addon manager uses it; its public ``process_deferred()`` raises on the first bad value without naming
+    it and leaves unknown names parked silently, so there is no public way to say which setting is wrong.)
     """
     deferred = getattr(options, "deferred", None)
     if not isinstance(deferred, dict):
@@ -108,7 +120,7 @@ def apply_deferred(options: optmanager.OptManager, checks: Sequence[OptionCheck]
         value = deferred.pop(name)
         strings = getattr(value, "val", None)  # --set gives unparsed strings, config.yaml typed values
         shown = _shown(strings if isinstance(strings, list) else value)
-        if name not in OPTION_NAMES and name not in options:  # feeds declare their own ollama_* options
+        if name not in options:
             declared: set[str] = options.keys()
             known = sorted(n for n in declared if n.startswith("ollama_"))
             close = difflib.get_close_matches(name, known, 1, 0.8)
@@ -125,7 +137,7 @@ def apply_deferred(options: optmanager.OptManager, checks: Sequence[OptionCheck]
             problems.append(reason if reason.startswith(f"{name}=") else f"{name}={shown}: {reason}")
             continue
         value = getattr(options, name)
-        problem = next(filter(None, (check(name, value) for check in (option_problem, *checks))), None)
+        problem = option_problem(name, value)
         if problem:
             options.update(**{name: options.default(name)})  # so configure() does not fail a second time
             problems.append(f"{name}={shown}: {problem}")
@@ -140,6 +152,19 @@ def _body_headers(headers: Any) -> dict[str, str]:
     return {name: value for name in _BODY_HEADERS if (value := headers.get(name)) is not None}
 
 
+def upstream_server(modes: Sequence[str]) -> tuple[str, int]:
+    """The Ollama server the samplers watch: the first reverse-mode upstream, else Ollama's default address."""
+    for spec in modes:
+        try:
+            mode = ProxyMode.parse(spec)
+        except ValueError:
+            continue
+        if isinstance(mode, ReverseMode):
+            host, port = mode.address
+            return host, port
+    return "127.0.0.1", OLLAMA_PORT
+
+
 def _address(address: tuple | None) -> str:
     if not address:
         return ""
@@ -149,14 +174,16 @@ def _address(address: tuple | None) -> str:
 class OllamaLog:
     """The addon. Per flow it keeps one InteractionBuilder, bounded by ``ollama_max_text``."""
 
-    def __init__(self, hub: ObserverHub | None = None, option_checks: Sequence[OptionCheck] = ()) -> None:
-        self.option_checks = option_checks  # the feeds' checks of their own ollama_* options
-        self.hub = hub or ObserverHub()  # the live feed, exporters and samplers watch interactions through it
+    def __init__(self) -> None:
         self.builders: dict[str, InteractionBuilder] = {}
+        self.start_bounds: dict[str, float | None] = {}  # flow id -> how sure its started_at is (ms; None: unknown)
         self.log = InteractionLog(DEFAULT_LOG_DIR)
         self.writer = RecordWriter(self.log)  # writes off the event loop; holds records through log outages
         self.arrival = ArrivalClock()  # when a connection's first request really began to arrive
         self.problems: list[str] = []
+        self.link: CompanionLink | None = None  # the feeds' companion (None: every feed off, or not running yet)
+        self._running = False
+        self._ticker: asyncio.Task | None = None
 
     @property
     def recorded(self) -> int:
@@ -201,14 +228,16 @@ class OllamaLog:
             "record flagged truncated_body. Bounds the addon's memory per flow.",
         )
         loader.add_option("ollama_console", bool, True, "Print one line per finished interaction.")
+        for option in FEED_OPTIONS:  # the feeds', declared once (companion/feeds.py); they run in the companion
+            loader.add_option(option.name, option.typespec, option.default, option.help)
         # Like save.py, refuse to run rather than let traffic through unrecorded: each bad setting is logged
         # as an error, and mitmproxy's startup check then exits with status 1.
-        self.problems = apply_deferred(ctx.options, self.option_checks)
+        self.problems = apply_deferred(ctx.options)
         for problem in self.problems:
             logger.error("ollama_log: %s", problem)
 
     def configure(self, updated: set[str]) -> None:
-        for name in OPTION_NAMES:
+        for name in ALL_OPTION_NAMES:
             if name in updated:
                 value = getattr(ctx.options, name)
                 problem = option_problem(name, value)
@@ -217,10 +246,45 @@ class OllamaLog:
         if "ollama_log_dir" in updated:
             self.log = InteractionLog(Path(ctx.options.ollama_log_dir).expanduser())
             self.writer.set_log(self.log)
+        if self._running and updated & COMPANION_OPTIONS:
+            self._stop_companion()
+            self._start_companion()
 
     def running(self) -> None:
+        # Synchronous on purpose: mitmproxy's script loader may call it without awaiting (see the wire notes).
         if self.problems:  # only reached where no startup error check stopped us already
             ctx.master.shutdown()
+            return
+        self._running = True
+        self._start_companion()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    # -- the companion ----------------------------------------------------------------------------
+    def feed_settings(self) -> FeedSettings:
+        return FeedSettings.from_options(ctx.options, str(self.log.log_dir), upstream_server(list(ctx.options.mode)))
+
+    def _start_companion(self) -> None:
+        settings = self.feed_settings()
+        if not settings.any_feed:
+            logger.info("ollama_feeds: %s", NO_COMPANION)
+            return  # nothing to run beside the proxy: it writes the log itself
+        self.link = CompanionLink(settings, self.writer.submit)
+        self.link.start()
+
+    def _stop_companion(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            link.close()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            link = self.link
+            if link is not None:
+                try:
+                    link.tick()
+                except Exception:  # a bug here must not end the progress for good, nor reach the traffic
+                    logger.warning("ollama_log: progress tick failed", exc_info=True)
 
     # -- which flows ------------------------------------------------------------------------
     def is_ollama(self, flow: http.HTTPFlow) -> bool:
@@ -253,6 +317,24 @@ class OllamaLog:
         except Exception:
             logger.debug("ollama_log: arrival time not passed on", exc_info=True)
 
+    def request(self, flow: http.HTTPFlow) -> None:
+        """A request waiting for its response (Ollama answers headers with the first token): shown as waiting on
+        the live feed, but only while someone watches it."""
+        link = self.link
+        if link is None or not link.watching:
+            return
+        try:
+            if self.is_ollama(flow):
+                link.request_pending(self._request_builder(flow))
+        except Exception:  # never raise into mitmproxy
+            logger.warning("ollama_log: could not note request %s", flow.request.path, exc_info=True)
+
+    def client_connected(self, client: Any) -> None:
+        try:
+            self.arrival.client_connected(client)
+        except Exception:  # never raise into mitmproxy: the record keeps a later start time, unbounded
+            logger.debug("ollama_log: kernel arrival time not read", exc_info=True)
+
     def client_disconnected(self, client: Any) -> None:
         self.arrival.client_disconnected(client)
 
@@ -268,6 +350,8 @@ class OllamaLog:
             logger.warning("ollama_log: could not start recording %s", _shown_path(flow), exc_info=True)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        if self.link is not None:
+            self.link.forget(flow.id)  # a pending request the recorder never took over
         builder = self.builders.get(flow.id)
         if builder is None:
             return
@@ -281,6 +365,8 @@ class OllamaLog:
             logger.warning("ollama_log: could not record %s", _shown_path(flow), exc_info=True)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if self.link is not None:
+            self.link.forget(flow.id)
         try:
             message = flow.error.msg if flow.error else "unknown error"
             builder = self.builders.get(flow.id)
@@ -304,9 +390,28 @@ class OllamaLog:
         for flow_id in list(self.builders):
             self.builders[flow_id].add_flags([FLAG_SHUTDOWN])
             self._finish(flow_id, time.time())
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._running = False
+        self._stop_companion()  # it writes what it holds; what it cannot, the proxy's writer takes
         self.writer.close()
 
     # -- helpers ----------------------------------------------------------------------------
+    def _request_builder(self, flow: http.HTTPFlow) -> InteractionBuilder:
+        """A builder that knows only the request (a live ``start`` of a request still waiting)."""
+        request = flow.request
+        builder = InteractionBuilder(
+            source="proxy",
+            client=_address(flow.client_conn.peername),
+            server=format_address(request.host, request.port),
+            record_id=flow.id,
+            redaction=ctx.options.ollama_redact,
+        )
+        builder.request_started(self.arrival.started_at(flow)[0], request.method, request.path, request.headers)
+        if request.raw_content:
+            builder.request_body(request.raw_content, request.timestamp_end or request.timestamp_start)
+        return builder
+
     def _start(self, flow: http.HTTPFlow) -> InteractionBuilder:
         request = flow.request
         builder = InteractionBuilder(
@@ -318,12 +423,14 @@ class OllamaLog:
             redaction=ctx.options.ollama_redact,
         )
         # The builder reads no request header: mitmproxy's Headers object is passed as it is, not copied.
-        builder.request_started(self.arrival.started_at(flow), request.method, request.path, request.headers)
+        started, self.start_bounds[flow.id] = self.arrival.started_at(flow)
+        builder.request_started(started, request.method, request.path, request.headers)
         body = request.raw_content
         if body:
             builder.request_body(body, request.timestamp_end or request.timestamp_start)
         self.builders[flow.id] = builder
-        self.hub.started(builder)
+        if self.link is not None:
+            self.link.started(builder, len(body) if body else 0)
         return builder
 
     def _stream_callable(
@@ -338,8 +445,6 @@ class OllamaLog:
             if data and not broken:
                 try:
                     builder.response_body(data, time.time())
-                    if self.hub.observers:  # skip the call per fragment when nobody watches
-                        self.hub.progressed(builder)
                 except Exception:  # stop observing this flow; the bytes still pass
                     broken = True
                     builder.add_flags([FLAG_RECORDER_ERROR])  # the record says its text may be partial
@@ -354,11 +459,15 @@ class OllamaLog:
         if builder is None:
             return
         record = builder.finish(at, error=error)
-        self.hub.enrich(record)
-        self.hub.finished(record)
+        record.start_bound_ms = self.start_bounds.pop(flow_id, None)
         self._write(record)
 
     def _write(self, record: InteractionRecord) -> None:
-        self.writer.submit(record)  # never blocks; see RecordWriter for outages
+        """Hand the record to the companion (it enriches and writes it), else write it here; never blocks."""
+        link = self.link
+        if link is None:
+            self.writer.submit(record)  # see RecordWriter for outages
+        elif not link.finished(record):
+            link.flag_and_write(record)  # the companion is down or behind: written here, flagged
         if ctx.options.ollama_console:
             logger.info("ollama %s", one_line(record))

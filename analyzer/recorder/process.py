@@ -57,6 +57,19 @@ def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Po
 
 
 LISTENING = re.compile(r"listening at \[?([0-9A-Za-z.:-]+?)\]?:(\d+)\.")
+# The recorder's line once its feeds' companion runs (or that none is needed): companion_link.py's wording.
+RECORDER_SCRIPTS = ("mitmproxy_script.py", "ollama_log.py")  # scripts that load the recorder
+FEEDS_READY = re.compile(r"ollama_feeds: running in their companion process \(pid (\d+)\)")
+FEEDS_SETTLED = re.compile(r"ollama_feeds: |feeds' companion|Traceback")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux /proc), or None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class MitmdumpProcess:
@@ -115,11 +128,32 @@ class MitmdumpProcess:
             match = LISTENING.search(self.console())
             if match and wait_for_port(self.host, int(match.group(2)), 1.0, self.process):
                 self.port = int(match.group(2))
+                if self.addon is not None and self.addon.name in RECORDER_SCRIPTS:
+                    self._wait_for_feeds(deadline)
                 return self
             time.sleep(0.05)
         output = self.console()
         self.stop()
         raise ProxyError(f"mitmdump did not start listening: {output[-1000:]}")
+
+    def _wait_for_feeds(self, deadline: float) -> bool:
+        """Wait (bounded) until the recorder says its feeds' companion runs (or that none is needed)."""
+        while time.monotonic() < deadline and self.process is not None and self.process.poll() is None:
+            if FEEDS_SETTLED.search(self.console()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def companion_pid(self) -> int | None:
+        """The pid of the feeds' companion process running now (the last one announced), or None."""
+        found = FEEDS_READY.findall(self.console())
+        return int(found[-1]) if found else None
+
+    def companion_cpu_seconds(self) -> float | None:
+        """User + system CPU of the companion announced last (Linux /proc), or None."""
+        pid = self.companion_pid
+        return None if pid is None else _cpu_seconds(pid)
 
     def console(self) -> str:
         """Everything mitmdump printed so far."""
@@ -132,11 +166,7 @@ class MitmdumpProcess:
         """User + system CPU time the process used so far (Linux /proc), or None where unavailable."""
         if self.process is None:
             return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.process.pid)
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int | None:
         """SIGINT (mitmdump's clean shutdown: the addon flushes open interactions), then kill if it hangs."""

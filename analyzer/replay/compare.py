@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.record import InteractionRecord
 from analyzer.protocol.timing import percentile
 from analyzer.report.analysis import analyze
@@ -61,7 +62,7 @@ def load_side(
     *,
     label_dirs: Sequence[Path],
     warn: Callable[[str], None] | None = None,
-    ports: tuple[int, ...] = (11434,),
+    ports: tuple[int, ...] = (OLLAMA_PORT,),
 ) -> Side:
     """``label:NAME`` → the replay records labelled NAME in ``label_dirs``; any other SOURCE → its records that are
     not replays, or (a directory a replay wrote to) its replay records."""

@@ -15,8 +15,8 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from analyzer.recorder.addon import OllamaLog
 from analyzer.recorder.process import MitmdumpProcess, free_port
-from analyzer.recorder.writer import wait_until_written
 from analyzer.store.log import read_log
+from analyzer.store.writer import wait_until_written
 
 ADDON_PATH = Path(__file__).resolve().parents[2] / "addons" / "ollama_log.py"
 TOKENS = ["The", " sky", " is", " blue", " ☁", "."]

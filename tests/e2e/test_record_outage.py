@@ -22,8 +22,8 @@ import pytest
 
 from analyzer.emulator import EmulatorThread
 from analyzer.protocol.record import InteractionRecord
-from analyzer.recorder.writer import RecordWriter
 from analyzer.store.log import InteractionLog, read_log
+from analyzer.store.writer import RecordWriter
 
 MODEL = "llama3.2:1b"
 IS_ROOT = os.geteuid() == 0

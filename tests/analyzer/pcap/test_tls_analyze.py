@@ -43,7 +43,12 @@ def test_https_reverse_proxy_capture_is_decrypted_with_the_key_log(emulator, tmp
         analyze_pcap, [str(pcap), "--tls-keylog", str(keylog), "--tls-port", port, "--responses"]
     )
     assert result.exit_code == 0, result.output
-    assert streamed in result.output and chatted in result.output and "tls?" in result.output
+    assert _body(streamed) in result.output and _body(chatted) in result.output and "tls?" in result.output
+
+
+def _body(text: str) -> str:
+    """A response as ``--responses`` prints it: every line indented (it comes from traffic)."""
+    return "\n".join("  " + line for line in text.split("\n"))
 
 
 def test_missing_key_log_is_a_one_line_usage_error(tmp_path: Path) -> None:

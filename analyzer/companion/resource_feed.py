@@ -1,16 +1,13 @@
-"""The resources addon: samples the machine while Ollama works and fills each record's resource columns.
+"""Resource sampling in the companion: samples the machine while Ollama works and fills each record's resource
+columns.
 
-It watches the recorder through the observer hub. Sampling runs in its own thread (``analyzer.resources``) into a
-bounded ring buffer; the hub calls only O(1) bookkeeping on the traffic path (``interaction_started`` /
-``interaction_progressed``), and ``enrich_record`` computes the record's share from the buffered samples in
-memory, without I/O, before the recorder writes the record. Options:
-
-* ``ollama_resources``: ``auto`` (every source that works here but ``ollama_ps``, whose polling would show up in
-  captures of the upstream port), ``off``, or a comma-separated list of
-  ``nvidia, macmon, powermetrics, process, host, ollama_ps``;
-* ``ollama_resources_interval``: milliseconds between samples (default 200).
-
-The Ollama server sampled is the reverse-mode upstream, else ``127.0.0.1:11434``.
+Sampling runs in its own thread (``analyzer.resources``) into a bounded ring buffer. As an observer on the
+companion's hub it keeps O(1) bookkeeping per interaction (``interaction_started`` / ``interaction_progressed``,
+from the proxy's coalesced progress), and ``enrich_record`` computes the record's share from the buffered samples
+in memory, before the companion writes the record. Its settings are the ``ollama_resources`` options
+(companion/feeds.py): ``auto`` (every source that works here but ``ollama_ps``, whose polling would show up in
+captures of the upstream port), ``off``, or a list of sources; and the interval in milliseconds. The server
+sampled is the reverse-mode upstream, else ``127.0.0.1:11434`` (the recorder tells the companion which).
 """
 
 from __future__ import annotations
@@ -20,10 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from mitmproxy import ctx, exceptions
-from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
+from typing import TYPE_CHECKING
 
 from analyzer.resources.attribution import Activity, activity_of, apply_columns, resource_columns
 from analyzer.resources.registry import Target, open_samplers, parse_spec
@@ -31,11 +25,9 @@ from analyzer.resources.timeline import DEFAULT_INTERVAL_MS, SamplingThread, Tim
 
 if TYPE_CHECKING:
     from analyzer.protocol.interaction import InteractionBuilder
-    from analyzer.protocol.observer import ObserverHub
     from analyzer.protocol.record import InteractionRecord
 
 logger = logging.getLogger(__name__)
-OPTION_NAMES = ("ollama_resources", "ollama_resources_interval")
 RECENT = 2000  # finished requests kept to share slices with requests still running
 MAX_LIVE = 10_000
 MAX_ENRICH_SAMPLES = 1500  # 5 minutes at 200 ms; longer requests are computed from every k-th sample
@@ -57,36 +49,10 @@ class _Live:
         return Activity(flow_id, self.start, now, float(self.fragments), self.first, self.last)
 
 
-def upstream_target(modes: list[str], interval_ms: int) -> Target:
-    """The server to sample: the first reverse-mode upstream, else Ollama's default address."""
-    for spec in modes:
-        try:
-            mode = ProxyMode.parse(spec)
-        except ValueError:
-            continue
-        if isinstance(mode, ReverseMode):
-            host, port = mode.address
-            return Target(host=host, port=port, interval_ms=interval_ms)
-    return Target(interval_ms=interval_ms)
+class ResourceFeed:
+    """Resource sampling for the recorded interactions (an observer on the companion's hub, with ``enrich_record``)."""
 
-
-def option_problem(name: str, value: Any) -> str | None:
-    """What is wrong with ``value`` for one of this addon's options, or None."""
-    if name == "ollama_resources":
-        try:
-            parse_spec(value)
-        except ValueError as exc:
-            return str(exc)
-    elif name == "ollama_resources_interval" and not 10 <= value <= 60_000:
-        return "must be 10..60000 milliseconds"
-    return None
-
-
-class ResourcesAddon:
-    """Resource sampling for the recorder (an observer on its hub)."""
-
-    def __init__(self, hub: ObserverHub) -> None:
-        hub.add(self)
+    def __init__(self) -> None:
         self.timeline = Timeline()
         self.thread: SamplingThread | None = None
         self.unavailable: dict[str, str] = {}
@@ -97,52 +63,14 @@ class ResourcesAddon:
         self._lock = threading.Lock()  # guards starting/stopping the sampling thread
         self._generation = 0
 
-    # -- mitmproxy hooks ---------------------------------------------------------------------
-    def load(self, loader: Any) -> None:
-        loader.add_option(
-            "ollama_resources",
-            str,
-            "auto",
-            "Resource samplers that fill each record's GPU, power, energy, CPU and memory columns: auto (every "
-            "source that works on this machine except ollama_ps, whose polling would show in captures), off, or a "
-            "comma-separated list of nvidia, macmon, powermetrics, process, host, ollama_ps. "
-            "`ollama-wire resources --check` shows what each one sees.",
-        )
-        loader.add_option(
-            "ollama_resources_interval",
-            int,
-            DEFAULT_INTERVAL_MS,
-            "Milliseconds between resource samples (10..60000).",
-        )
-        # Our --set values are applied and checked (option_problem) by the recorder, which loads after us.
-
-    def configure(self, updated: set[str]) -> None:
-        for name in OPTION_NAMES:
-            if name in updated:
-                value = getattr(ctx.options, name)
-                problem = option_problem(name, value)
-                if problem:
-                    raise exceptions.OptionsError(f"{name}={value}: {problem}")
-        if self.thread is not None and updated & set(OPTION_NAMES):
-            self._start()  # settings changed while running: restart sampling with them
-
-    def running(self) -> None:
-        # Synchronous on purpose (an async running hook is silently skipped when the script loads late);
-        # opening the sources (NVML init, starting macmon, asking /api/ps) happens in a thread.
-        self._start()
-
-    def done(self) -> None:
+    def start(self, spec: str, target: Target) -> None:
+        """Start sampling ``spec``'s sources (``off``: none) for the server at ``target``; opening the sources
+        (NVML init, starting macmon, asking /api/ps) happens in a thread."""
         self._stop()
-
-    # -- sampling ----------------------------------------------------------------------------
-    def _start(self) -> None:
-        self._stop()
-        spec = ctx.options.ollama_resources
-        self.interval_ms = ctx.options.ollama_resources_interval
+        self.interval_ms = target.interval_ms
         if parse_spec(spec) == []:
             logger.info("ollama_resources: off")
             return
-        target = upstream_target(list(ctx.options.mode), self.interval_ms)
         with self._lock:
             self._generation += 1
             generation = self._generation
@@ -150,6 +78,10 @@ class ResourcesAddon:
             target=self._open, args=(spec, target, generation), name="ollama-resources-open", daemon=True
         ).start()
 
+    def close(self) -> None:
+        self._stop()
+
+    # -- sampling ----------------------------------------------------------------------------
     def _open(self, spec: str, target: Target, generation: int) -> None:
         """Open the sources, start sampling, then keep retrying the server's sources until they appear
         (Ollama started after the proxy, or restarted on another port's process)."""
@@ -209,13 +141,14 @@ class ResourcesAddon:
             thread.wake()  # under concurrency the regular interval covers starts, extra samples would only cost
 
     def interaction_progressed(self, builder: InteractionBuilder) -> None:
+        """Called per coalesced progress (not per fragment): the snapshot says how far the response is."""
         live = self.live.get(builder.record_id)
         if live is not None:
-            now = time.time()
-            if live.first is None:
-                live.first = now
-            live.last = now
-            live.fragments += 1
+            state = builder.in_flight()
+            if state.chunks:
+                live.first = state.first_token_at or state.response_at
+                live.last = state.last_token_at or live.first
+                live.fragments = state.chunks
 
     def enrich_record(self, record: InteractionRecord) -> None:
         """Fill the record's resource columns from the samples buffered so far (in memory, bounded)."""

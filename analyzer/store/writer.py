@@ -1,5 +1,6 @@
-"""The addon's log writer: records go to the interaction log from a thread of their own, and none is lost
-silently when the log cannot be written.
+"""The log's writer thread: records go to the interaction log from a thread of their own, and none is lost
+silently when the log cannot be written (used by whichever process writes the log: the feeds' companion, or
+the proxy itself when the companion is off or down; see docs/architecture.md).
 
 :meth:`RecordWriter.submit` never blocks (it only appends to an in-memory queue, bounded by
 ``max_pending``), so a slow or failing disk never reaches the traffic path. The writer thread appends
@@ -51,11 +52,14 @@ class RecordWriter:
         max_pending: int = DEFAULT_MAX_PENDING,
         fallback: Path | None = None,
         warn: Callable[[str], None] | None = None,
+        on_written: Callable[[list[InteractionRecord]], None] | None = None,
     ) -> None:
         self.log = log
         self.max_pending = max_pending
         self.fallback = fallback or fallback_path()
         self.warn = warn or (lambda message: logger.warning("ollama_log: %s", message))
+        # told (in the writer thread, or in close()) of every batch that reached the log or the fallback file
+        self.on_written = on_written
         self.written = 0
         self.dropped = 0
         self.outages = 0
@@ -149,6 +153,8 @@ class RecordWriter:
                 ended = self._outage_held
                 if ended and not self._queue:
                     self._outage_held = 0
+            if self.on_written is not None:
+                self.on_written(batch)
             if ended and not self._queue:
                 self._end_outage(ended)
 
@@ -200,6 +206,8 @@ class RecordWriter:
                 f"{len(records)} record(s) could not be written to {self.log.log_dir}: saved to {path} "
                 "(append them to the log when it is writable)"
             )
+            if self.on_written is not None:
+                self.on_written(records)
             return path
         logger.error(
             "ollama_log: %d record(s) lost: neither the log nor a fallback file could be written", len(records)
