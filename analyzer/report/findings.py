@@ -309,8 +309,8 @@ def model_thrash(requests: Sequence[Request]) -> list[Finding]:
 
 
 def queueing(requests: Sequence[Request]) -> list[Finding]:
-    """Requests that arrived while earlier requests of the *same model* ran and began generating only once one of
-    them finished (overlap.waited_for_a_slot), with a hidden wait (not load) ≥ QUEUE_WAIT_MS and ≥
+    """Requests that began generating only after another request of the *same model*, running while they waited,
+    had finished (overlap.waited_for_a_slot), with a hidden wait (not load) ≥ QUEUE_WAIT_MS and ≥
     QUEUE_WAIT_SHARE of Ollama's total."""
     behind = waited_for_a_slot(requests)
     hit = [
@@ -331,8 +331,8 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Requests queued for a busy model",
-            f"{_n(len(hit), 'request')} arrived while other requests of the same model were running and began only "
-            f"when one of them finished (waited for a free slot): hidden wait (total − load − prompt eval − eval) "
+            f"{_n(len(hit), 'request')} began generating only after another request of the same model, running while "
+            f"they waited, had finished (they waited for a free slot): hidden wait (total − load − prompt eval − eval) "
             f"median {_ms(statistics.median(waits))}, max {_ms(max(waits))}; per model: {_per_model(hit)}.",
             "Raise OLLAMA_NUM_PARALLEL (costs memory per slot), or send fewer requests at once from the clients.",
             hit,

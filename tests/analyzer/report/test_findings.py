@@ -391,3 +391,10 @@ def test_wrapped_errors_keep_ollamas_category(path: str, status: int, body: dict
     builder.response_body(json.dumps(body).encode(), 1000.06)
     record = builder.finish(1000.07)
     assert error_category(record.status, record.error, record.flags) == category, record.error
+
+
+def test_after_a_load_the_first_to_arrive_may_be_served_second() -> None:
+    # both waited for the model's load; the later arrival got the slot, the first waited for it to finish
+    first = rec("r0", 100.0, load_duration_ms=1500.0, ttft_ms=3000.0, total_ms=3600.0, total_duration_ms=3590.0)
+    second = rec("r1", 100.02, load_duration_ms=1480.0, ttft_ms=1600.0, total_ms=2500.0, total_duration_ms=2490.0)
+    assert codes_and_ids([*clean_night(), first, second]) == {"cold_load": ["r0", "r1"], "queueing": ["r0"]}
