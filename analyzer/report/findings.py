@@ -21,7 +21,6 @@ from analyzer.protocol.record import (
     FLAG_CAPTURE_STARTED_MID_RESPONSE,
     FLAG_GAP_IN_CAPTURE,
 )
-from analyzer.protocol.timing import percentile
 from analyzer.report import errors
 from analyzer.report.derive import Request
 from analyzer.report.finding import ERROR, INFO, SEVERITY_ORDER, WARNING, Finding, make_finding
@@ -33,10 +32,11 @@ from analyzer.report.thinking import long_thinking
 # with, at least COLD_LOAD_MS. The warm load_duration is the lower quartile (WARM_LOAD_PERCENTILE) of the model's
 # load_durations under COLD_LOAD_MS. Warm load_duration is Ollama's look-ups of an already loaded model: 36-205 ms
 # measured on real Ollama v0.24.0 on a 2-core machine at load average 12; a small model's load takes well under a
-# second (SmolLM2-135M on CPU: 430-830 ms, more when the machine is busy), so a fixed second alone misses loads.
+# second (SmolLM2-135M on CPU: from ~250 ms idle to 430-830 ms busy), so a fixed second alone misses loads, and the
+# ratio to the warm quartile (not the floor) is what tells a busy machine's slow look-up from a load.
 COLD_LOAD_MS = 1000.0
-COLD_LOAD_MIN_MS = 400.0
-COLD_LOAD_RATIO = 5.0
+COLD_LOAD_MIN_MS = 200.0
+COLD_LOAD_RATIO = 6.0
 WARM_LOAD_PERCENTILE = 25.0
 # done_reason of Ollama's preload / unload requests (an empty prompt): a deliberate load is not a cold load.
 MANAGEMENT_DONE_REASONS = frozenset({"load", "unload"})
@@ -119,6 +119,13 @@ def _per_model(requests: Sequence[Request]) -> str:
 # -- loads ------------------------------------------------------------------------------------------------------
 
 
+def _lower_rank(values: Sequence[float], pct: float) -> float:
+    """The value at or below which ``pct`` % of ``values`` lie (nearest rank, never interpolated: with a few
+    requests, half of them loads, an interpolated quartile would land among the loads)."""
+    ordered = sorted(values)
+    return ordered[int((len(ordered) - 1) * pct / 100.0)]
+
+
 class LoadJudge:
     """Which requests' load_duration means a load (or a scheduler wait): judged against the model's warm
     load_duration, else the server's, else the absolute COLD_LOAD_MS."""
@@ -129,7 +136,7 @@ class LoadJudge:
             if r.inference and not r.served_remotely and r.load_ms is not None and r.load_ms < COLD_LOAD_MS:
                 warm_looking[r.model].append(r.load_ms)
         # the lower quartile: robust to a warm look-up slowed by a busy machine and to up to 3 loads in 4 requests
-        self.warm = {model: percentile(sorted(values), WARM_LOAD_PERCENTILE) for model, values in warm_looking.items()}
+        self.warm = {model: _lower_rank(values, WARM_LOAD_PERCENTILE) for model, values in warm_looking.items()}
         self.server_warm = min(self.warm.values(), default=None)
 
     def reference(self, model: str) -> float | None:
@@ -302,8 +309,8 @@ def model_thrash(requests: Sequence[Request]) -> list[Finding]:
 
 
 def queueing(requests: Sequence[Request]) -> list[Finding]:
-    """Requests that arrived while earlier requests of the *same model* ran and began generating only once one of
-    them finished (overlap.waited_for_a_slot), with a hidden wait (not load) ≥ QUEUE_WAIT_MS and ≥
+    """Requests that began generating only after another request of the *same model*, running while they waited,
+    had finished (overlap.waited_for_a_slot), with a hidden wait (not load) ≥ QUEUE_WAIT_MS and ≥
     QUEUE_WAIT_SHARE of Ollama's total."""
     behind = waited_for_a_slot(requests)
     hit = [
@@ -324,8 +331,8 @@ def queueing(requests: Sequence[Request]) -> list[Finding]:
             WARNING,
             "performance",
             "Requests queued for a busy model",
-            f"{_n(len(hit), 'request')} arrived while other requests of the same model were running and began only "
-            f"when one of them finished (waited for a free slot): hidden wait (total − load − prompt eval − eval) "
+            f"{_n(len(hit), 'request')} began generating only after another request of the same model, running while "
+            f"they waited, had finished (they waited for a free slot): hidden wait (total − load − prompt eval − eval) "
             f"median {_ms(statistics.median(waits))}, max {_ms(max(waits))}; per model: {_per_model(hit)}.",
             "Raise OLLAMA_NUM_PARALLEL (costs memory per slot), or send fewer requests at once from the clients.",
             hit,
@@ -482,12 +489,34 @@ def length_cutoff(requests: Sequence[Request]) -> list[Finding]:
     ]
 
 
+def _prompt_evaluated_meanwhile(requests: Sequence[Request]) -> set[int]:
+    """Streams (by ``id()``) during whose generation a later request of the same model had its prompt evaluated
+    (its first token came meanwhile): the runner pauses every stream of its batch for that, so a long gap there is
+    batching, not a stall."""
+    found: set[int] = set()
+    for rows in by_model(requests).values():
+        for i, r in enumerate(rows):
+            start = r.decode_start
+            if start is None:
+                continue
+            for other in rows[i + 1 :]:
+                if other.start >= r.end:
+                    break
+                if other.first_token is not None and start < other.first_token < r.end:
+                    found.add(id(r))
+                    break
+    return found
+
+
 def stall(requests: Sequence[Request]) -> list[Finding]:
-    """Streams with one gap between tokens ≥ STALL_MIN_GAP_MS and ≥ STALL_GAP_RATIO × their median gap."""
+    """Streams with one gap between tokens ≥ STALL_MIN_GAP_MS and ≥ STALL_GAP_RATIO × their median gap, unless
+    another request of the same model had its prompt evaluated meanwhile (a batching pause)."""
+    batching = _prompt_evaluated_meanwhile(requests)
     hit = [
         r
         for r in requests
         if not r.served_remotely
+        and id(r) not in batching
         and r.gap_max_ms is not None
         and r.gap_p50_ms is not None
         and not r.tool_calls

@@ -42,17 +42,26 @@ def behind_same_model(requests: Sequence[Request]) -> set[int]:
 
 
 def waited_for_a_slot(requests: Sequence[Request]) -> set[int]:
-    """The requests (by ``id()``) that arrived while earlier requests of the same model ran and began generating only
-    once one of those had finished (a slot freed). One that decoded alongside them had a slot: whatever it waited
-    for (the runner's batches), it was not a free slot. Without a known generation start, arriving behind is taken
-    as waiting."""
+    """The requests (by ``id()``) that began generating only after another request of the same model, running while
+    they waited, had finished (a slot freed) — whichever arrived first: after a load, the requests that waited for it
+    race for the slot. One that decoded alongside the others had a slot: whatever it waited for (the runner's
+    batches), it was not a free slot. Without a known generation start, arriving behind a running one is taken as
+    waiting."""
     found: set[int] = set()
     for rows in by_model(requests).values():
         running: list[Request] = []
-        for r in rows:
+        for i, r in enumerate(rows):
             running = [o for o in running if o.end > r.start]
             start = r.decode_start
-            if running and (start is None or any(o.end <= start + SLOT_HANDOVER_S for o in running)):
+            if start is None:
+                waited = bool(running)
+            else:
+                waited = any(o.end <= start + SLOT_HANDOVER_S for o in running)
+                for o in rows[i + 1 :]:  # arrived after it, yet served (and done) before it began
+                    if waited or o.start >= start:
+                        break
+                    waited = o.end <= start + SLOT_HANDOVER_S
+            if waited:
                 found.add(id(r))
             running.append(r)
     return found
