@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from analyzer.cli.options import capture_ports_option
 from analyzer.cli.output import note, write_output
 from analyzer.cli.report import write_private
 from analyzer.protocol.endpoints import OLLAMA_PORT
@@ -34,13 +35,7 @@ from analyzer.store.log import DEFAULT_LOG_DIR
     type=click.Path(file_okay=False, path_type=Path),
     help=f"Where label:NAME sides are looked up (repeatable). [default: {DEFAULT_LOG_DIR}]",
 )
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=click.IntRange(1, 65535),
-    help="For captures: Ollama's server port (repeatable; default 11434).",
-)
+@capture_ports_option
 def compare(
     baseline: str,
     candidate: str,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.store.select import parse_since
 
 
@@ -29,4 +30,15 @@ def replays_option(command: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         help="Also count the records `ollama-wire replay` wrote (source: replay); left out by default so a "
         "replay never pollutes the picture of real traffic.",
+    )(command)
+
+
+def capture_ports_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--port`` (repeatable) for commands that read captures: which TCP ports are Ollama's."""
+    return click.option(
+        "--port",
+        "ports",
+        multiple=True,
+        type=click.IntRange(1, 65535),
+        help=f"For captures: Ollama's server port (repeatable; default {OLLAMA_PORT}).",
     )(command)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from analyzer.cli.options import moment_option
+from analyzer.cli.options import capture_ports_option, moment_option
 from analyzer.cli.output import note
 from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.protocol.untrusted import for_terminal, terminal_cell
@@ -146,13 +146,7 @@ def _summary(outcome: Outcome, target: str, label: str, log_dir: Path, planned: 
     "--dry-run", is_flag=True, help="Print what would be sent (per model and endpoint, duration); send nothing."
 )
 @click.option("--include-replays", is_flag=True, help="Also send requests that were themselves replays.")
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=click.IntRange(1, 65535),
-    help="For captures: Ollama's server port (repeatable; default 11434).",
-)
+@capture_ports_option
 def replay(
     sources: tuple[Path, ...],
     target: str,

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from analyzer.cli.logs import missing_log_message
-from analyzer.cli.options import moment_option, replays_option
+from analyzer.cli.options import capture_ports_option, moment_option, replays_option
 from analyzer.cli.output import note, write_output
 from analyzer.protocol.endpoints import OLLAMA_PORT
 from analyzer.report.analysis import Analysis, analyze_requests
@@ -50,13 +50,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option("--until", callback=moment_option, help="Only requests started before this (same forms as --since).")
     @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
-    @click.option(
-        "--port",
-        "ports",
-        multiple=True,
-        type=click.IntRange(1, 65535),
-        help=f"For captures: Ollama's server port (repeatable; default {OLLAMA_PORT}).",
-    )
+    @capture_ports_option
     @replays_option
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

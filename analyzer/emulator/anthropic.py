@@ -20,6 +20,7 @@ from analyzer.emulator.compat import (
     EmittedToolCall,
     chat_steps,
     function_tool,
+    generated_whole,
     overrides,
     plan_chat,
     request_json,
@@ -258,12 +259,8 @@ async def _serve(state: ServerState, body: dict[str, Any], model: str, response:
         if body.get("stream") is True:
             await _stream(body, model, ident, plan, timing, response)
             return
-        async for step in chat_steps(plan, timing):
-            if step.fault is not None:
-                if step.fault.kind == "close":
-                    response.abort()
-                    return
-                raise RequestFailed(500, step.fault.message)
+        if not await generated_whole(plan, timing, response):
+            return
         reply = go_json(_whole_message(ident, model, plan, timing)) + ENCODER_NEWLINE
         await response.send(200, "application/json", reply)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.emulator import text
-from analyzer.emulator.http11 import Request
+from analyzer.emulator.http11 import Request, ResponseWriter
 from analyzer.emulator.native_generate import check_model
 from analyzer.emulator.pacing import Fault, Timing, Token, paced_tokens
 from analyzer.emulator.plan import PlanError, ReplyPlan, plan_reply
@@ -111,6 +111,18 @@ async def chat_steps(plan: ReplyPlan, timing: Timing) -> AsyncIterator[Step]:
     if plan.tool_calls:
         yield Step(tools=True)
     yield Step(done=True)
+
+
+async def generated_whole(plan: ReplyPlan, timing: Timing, response: ResponseWriter) -> bool:
+    """Generate a non-streamed reply's tokens at their pace; False when a fault closed the connection (nothing
+    more to send), RequestFailed for an error fault (the handler answers it as its API's error)."""
+    async for step in chat_steps(plan, timing):
+        if step.fault is not None:
+            if step.fault.kind == "close":
+                response.abort()
+                return False
+            raise RequestFailed(500, step.fault.message)
+    return True
 
 
 def stop_reason(plan: ReplyPlan) -> str:

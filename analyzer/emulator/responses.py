@@ -22,6 +22,7 @@ from analyzer.emulator.compat import (
     EmittedToolCall,
     chat_steps,
     function_tool,
+    generated_whole,
     overrides,
     plan_chat,
     request_json,
@@ -374,12 +375,8 @@ async def _serve(state: ServerState, body: dict[str, Any], response: ResponseWri
         if body.get("stream") is True:
             await _stream(state, converter, calls, plan, timing, response)
             return
-        async for step in chat_steps(plan, timing):
-            if step.fault is not None:
-                if step.fault.kind == "close":
-                    response.abort()
-                    return
-                raise RequestFailed(500, step.fault.message)
+        if not await generated_whole(plan, timing, response):
+            return
         reply = go_json(_whole_response(converter, calls, plan, timing)) + ENCODER_NEWLINE
         await response.send(200, "application/json", reply)
 
