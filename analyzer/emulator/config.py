@@ -83,10 +83,6 @@ class EmulatorConfig:
         object.__setattr__(self, "profiles", profiles)
         object.__setattr__(self, "models", tuple(self.models) + tuple(n for n in profiles if n not in self.models))
 
-    def has_model(self, name: str) -> bool:
-        """Whether ``name`` exists, with Ollama's rule that a missing tag means ``:latest``."""
-        return self.any_model or resolve_model(name, self.models) is not None
-
     def profile(self, name: str) -> ModelProfile:
         """The profile of model ``name`` (the default one when none was given)."""
         return self.profiles.get(name) or ModelProfile()

@@ -47,10 +47,6 @@ def replayable(kind: str, method: str) -> bool:
     return False
 
 
-class ReplayError(Exception):
-    """Nothing can be replayed, for one reason the message states (one line)."""
-
-
 @dataclass(frozen=True)
 class PlannedRequest:
     """One request to send: ``offset_s`` after the first one at speed 1."""
