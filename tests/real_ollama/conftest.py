@@ -101,8 +101,12 @@ def recorded_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recor
         yield RecordedSession(server, proxy, received, records, capture)
 
 
-def wait_for_count(proxy: Mitmdump, count: int, timeout_s: float = 30.0) -> list[InteractionRecord]:
-    """The proxy's first ``count`` records by start time, once that many are written (bounded)."""
+def wait_for_count(
+    proxy: Mitmdump, count: int, timeout_s: float = 30.0, *, by_start: bool = True
+) -> list[InteractionRecord]:
+    """The proxy's ``count`` records, once that many are written (bounded): by start time, or with
+    ``by_start=False`` in the order they were written (a sequential session's call order: two quick requests in a
+    row may start closer together than their starts' bound, so start time alone can swap them)."""
     deadline = time.monotonic() + timeout_s
     while True:
         records = proxy.records()
@@ -110,4 +114,4 @@ def wait_for_count(proxy: Mitmdump, count: int, timeout_s: float = 30.0) -> list
             break
         time.sleep(0.1)
     assert len(records) == count, f"{len(records)} records, expected {count}"
-    return sorted(records, key=lambda r: r.started_at)
+    return sorted(records, key=lambda r: r.started_at) if by_start else records

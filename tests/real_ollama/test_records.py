@@ -113,7 +113,8 @@ def test_first_token_lies_between_the_server_stamp_and_the_client(recorded_sessi
     first = started + record.ttft_ms / 1000
     last = first + record.gen_ms / 1000
     slack = CLOCK_ROUNDING_MS / 1000
-    assert got.sent_at - slack <= started, name
+    # the start may be off by its own documented bound (a kernel stamp: 0.5 ms; TCP_INFO: one kernel tick)
+    assert got.sent_at - max(slack, (record.start_bound_ms or 0.0) / 1000) <= started, name
     assert first <= got.pieces[0].received_at + slack, name
     assert last <= got.pieces[-1].received_at + slack, name
     if got.pieces[0].created_at is not None:  # native objects carry Ollama's own clock
